@@ -1,0 +1,115 @@
+//! `faults`: tasks that misbehave on purpose, one per way a job can end
+//! badly. The worker's tests use them to prove each failure is contained and
+//! reported as what it is.
+
+use std::time::Duration;
+
+use chard_sdk::{task, Context, TaskError};
+
+/// Fail with `message`.
+#[task]
+fn fail(message: String) -> Result<(), TaskError> {
+    Err(TaskError::failed(message))
+}
+
+/// Fail with an exception of the given (optionally module-qualified) type.
+#[task]
+fn raise_as(exception_type: String, message: String) -> Result<(), TaskError> {
+    Err(TaskError::failed_as(exception_type, message))
+}
+
+/// Loop forever: only a time limit ends it.
+#[task]
+fn spin() -> u64 {
+    let mut counter: u64 = 0;
+    loop {
+        counter = std::hint::black_box(counter.wrapping_add(1));
+        if counter == u64::MAX {
+            return counter;
+        }
+    }
+}
+
+/// Allocate and touch `mb` MiB; returns the number of MiB held.
+#[task]
+fn hog(mb: usize) -> usize {
+    let mut blocks: Vec<Vec<u8>> = Vec::with_capacity(mb);
+    for _ in 0..mb {
+        blocks.push(vec![1u8; 1 << 20]);
+    }
+    std::hint::black_box(&blocks);
+    blocks.len()
+}
+
+/// Ask for a retry (0.1 s countdown) until the job's retry count reaches
+/// `n`, then return `n`.
+#[task]
+fn flaky(context: &Context, n: u32) -> Result<u32, TaskError> {
+    if context.retries < n {
+        return Err(TaskError::retry_in(Duration::from_millis(100))
+            .with_reason(format!("attempt {} of {}", context.retries + 1, n + 1)));
+    }
+    Ok(n)
+}
+
+static mut CALLS: u64 = 0;
+
+/// Increment a global and return it: always 1, because no state survives
+/// from one job to the next.
+#[task]
+fn counter() -> u64 {
+    // SAFETY: a component instance is single-threaded.
+    unsafe {
+        CALLS += 1;
+        CALLS
+    }
+}
+
+/// Panic: the guest traps, which the worker reports as such.
+#[task]
+fn panic(message: String) -> u32 {
+    panic!("{message}")
+}
+
+/// Sleep for `ms` milliseconds (busy, guests have no timers), then return it.
+#[task]
+fn sleep(ms: u64) -> u64 {
+    let start = chard_sdk::now_ms();
+    while chard_sdk::now_ms() - start < ms {
+        std::hint::spin_loop();
+    }
+    ms
+}
+
+/// Return the job's context as the worker passed it.
+#[task]
+fn context(context: &Context) -> serde_json::Value {
+    serde_json::json!({
+        "task_id": context.task_id,
+        "task_name": context.task_name,
+        "root_id": context.root_id,
+        "parent_id": context.parent_id,
+        "group_id": context.group_id,
+        "retries": context.retries,
+        "priority": context.priority,
+        "time_limit_ms": context.time_limit_ms,
+        "hostname": context.hostname,
+    })
+}
+
+/// Echo any JSON value back: round-trips strings, floats, lists, objects.
+#[task]
+fn echo(value: serde_json::Value) -> serde_json::Value {
+    value
+}
+
+/// Try to read a file and an environment variable; reports what it saw.
+#[task]
+fn snoop(path: String, var: String) -> serde_json::Value {
+    serde_json::json!({
+        "file": std::fs::read_to_string(&path).map_err(|error| error.to_string()),
+        "env": std::env::var(&var).map_err(|error| error.to_string()),
+    })
+}
+
+chard_sdk::export_tasks!(fail, raise_as, spin, hog, flaky, counter, panic, sleep, context, echo, snoop);

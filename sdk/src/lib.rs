@@ -1,0 +1,96 @@
+//! Write Chard tasks in Rust.
+//!
+//! A task is a plain function. `#[task]` writes the glue that binds Celery's
+//! positional and keyword arguments to the function's parameters (with serde)
+//! and turns the return value into JSON; `export_tasks!` exports the listed
+//! tasks as a WebAssembly component that any Chard worker can load:
+//!
+//! ```ignore
+//! use chard_sdk::{task, TaskError};
+//!
+//! #[task]
+//! fn add(x: i64, y: i64) -> i64 { x + y }
+//!
+//! #[task(time_limit = 5, max_retries = 3)]
+//! fn charge(card: String, cents: u64) -> Result<String, TaskError> {
+//!     if cents == 0 { return Err(TaskError::failed_as("ValueError", "nothing to charge")); }
+//!     Ok(format!("charged {cents} to {card}"))
+//! }
+//!
+//! chard_sdk::export_tasks!(add, charge);
+//! ```
+//!
+//! Build with `cargo build --target wasm32-wasip2 --release`; the `.wasm` in
+//! `target/wasm32-wasip2/release/` is the plugin.
+//!
+//! A task that wants to know about its job (task id, retry count, soft
+//! deadline) takes a `&Context` parameter anywhere in its signature; it is
+//! filled by the worker, not from the message's arguments.
+
+extern crate self as chard_sdk;
+
+pub use chard_sdk_macros::{export_tasks, task};
+
+mod args;
+mod error;
+mod log;
+
+pub use error::TaskError;
+pub use log::{log, Level};
+
+#[doc(hidden)]
+pub mod bindings {
+    wit_bindgen::generate!({
+        path: "../wit",
+        world: "plugin",
+        pub_export_macro: true,
+        export_macro_name: "__export_plugin",
+        default_bindings_module: "chard_sdk::bindings",
+        runtime_path: "chard_sdk::__private::wit_bindgen::rt",
+    });
+}
+
+/// What the worker tells a task about the job it runs (Celery's request).
+pub type Context = bindings::chard::task::types::Context;
+
+/// Defaults a task declares with `#[task(...)]`.
+pub type TaskDefaults = bindings::chard::task::types::TaskDefaults;
+
+/// Wall-clock time as Unix milliseconds, as the worker sees it.
+pub fn now_ms() -> u64 {
+    bindings::chard::task::host::now_ms()
+}
+
+/// True once the job's soft time limit has passed: a long task should check
+/// this and return early (the hard limit stops it regardless).
+pub fn soft_deadline_passed(context: &Context) -> bool {
+    context.soft_deadline_ms.is_some_and(|deadline| now_ms() >= deadline)
+}
+
+/// Items the macros expand to. Not a public API.
+#[doc(hidden)]
+pub mod __private {
+    pub use crate::args::{bind_arguments, decode_argument, encode_result};
+    pub use crate::bindings::chard::task::types::{
+        TaskDefaults, TaskError as WitTaskError, TaskInfo,
+    };
+    pub use crate::bindings::exports::chard::task::tasks::Guest;
+    pub use serde_json;
+    pub use wit_bindgen;
+
+    /// Implemented by `#[task]` for a hidden type per task.
+    pub trait Task {
+        const NAME: &'static str;
+        fn info() -> TaskInfo;
+        fn call(
+            args: &str,
+            kwargs: &str,
+            context: &crate::Context,
+        ) -> Result<String, WitTaskError>;
+    }
+
+    /// The answer for a task name the plugin does not export.
+    pub fn unknown_task(name: &str) -> WitTaskError {
+        crate::TaskError::failed_as("NotRegistered", name.to_string()).into()
+    }
+}

@@ -1,1 +1,35 @@
-fn main() {}
+//! The `host` binary: parse flags, build the config, run the command, and
+//! turn any error into one line on stderr and a non-zero exit code.
+
+use std::process::ExitCode;
+
+use chard::cli::{self, Command};
+use chard::runtime::Outcome;
+
+fn main() -> ExitCode {
+    let (global, command) = match cli::parse() {
+        Ok(parsed) => parsed,
+        Err(error) => return fail(&error, 2),
+    };
+    chard::logging::init(&global);
+    let result = match command {
+        Command::Call(config) => chard::commands::call::run(config).map(|outcome| match outcome {
+            Outcome::Succeeded { json } => {
+                println!("{json}");
+                ExitCode::SUCCESS
+            }
+            other => {
+                eprintln!("error: {}", other.describe());
+                ExitCode::from(1)
+            }
+        }),
+        Command::Tasks(config) => chard::commands::tasks::run(config).map(|()| ExitCode::SUCCESS),
+    };
+    result.unwrap_or_else(|error| fail(&error, 2))
+}
+
+fn fail(error: &anyhow::Error, code: u8) -> ExitCode {
+    // `{:#}` keeps the context chain on one line: "loading x.wasm: not a component: ...".
+    eprintln!("error: {error:#}");
+    ExitCode::from(code)
+}

@@ -1,0 +1,61 @@
+# Chard: the two commands a newcomer needs are `make demo` and `make test`.
+SHELL := /bin/bash
+CARGO ?= cargo
+PLUGIN_DIR := target/plugins
+HOST := target/release/host
+RUST_PLUGINS := math faults
+GUEST_PLUGINS := $(notdir $(wildcard plugins/pymath plugins/jsmath plugins/cmath))
+VENV := .venv
+PYTHON := $(VENV)/bin/python
+
+.PHONY: all build plugins rust-plugins guest-plugins toolchains demo test test-sdk bench bench-celery venv clean
+
+all: build plugins
+
+## Release build of the `host` binary.
+build:
+	$(CARGO) build --release -p chard-host
+
+## Every example plugin, into target/plugins/<name>.wasm.
+plugins: rust-plugins guest-plugins
+
+rust-plugins:
+	@rustup target list --installed 2>/dev/null | grep -q wasm32-wasip2 || rustup target add wasm32-wasip2
+	$(CARGO) build --target wasm32-wasip2 --profile plugin $(addprefix -p ,$(RUST_PLUGINS))
+	@mkdir -p $(PLUGIN_DIR)
+	@for p in $(RUST_PLUGINS); do cp target/wasm32-wasip2/plugin/$$p.wasm $(PLUGIN_DIR)/$$p.wasm; done
+
+guest-plugins:
+	@mkdir -p $(PLUGIN_DIR)
+	@for p in $(GUEST_PLUGINS); do echo "building $$p"; plugins/$$p/build.sh $(PLUGIN_DIR) || exit 1; done
+
+## Toolchains for Python, JavaScript and C plugins (from PyPI, npm, Debian).
+toolchains:
+	tools/install-guest-toolchains.sh
+
+## Python venv with Celery, for the interoperability tests and benchmarks.
+venv: $(PYTHON)
+$(PYTHON): tests/python/requirements.txt
+	python3 -m venv $(VENV)
+	$(PYTHON) -m pip install --quiet --disable-pip-version-check -r tests/python/requirements.txt
+	@touch $(PYTHON)
+
+## Build everything, start a worker on a private Redis, run a job through it.
+demo: build plugins
+	tests/demo.sh
+
+## The whole test suite.
+test: build plugins venv test-sdk
+	CHARD_PYTHON=$(abspath $(PYTHON)) $(CARGO) test --release -p chard-host -- --test-threads=2
+
+test-sdk:
+	$(CARGO) test --release -p chard-sdk
+	@if [ -d .venv-guest ]; then python3 -m unittest discover -s sdk/python/tests; fi
+	@if [ -d sdk/js/node_modules ]; then node --test sdk/js/test/; fi
+
+## Per-job cost of the sandbox, per plugin language.
+bench: build plugins
+	$(CARGO) bench -p chard-host --bench jobs
+
+clean:
+	$(CARGO) clean

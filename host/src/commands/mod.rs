@@ -1,0 +1,49 @@
+//! One module per subcommand: each takes its `config` value and does the
+//! work. Errors are returned with context; `main` prints them as one line.
+
+pub mod call;
+pub mod tasks;
+
+use std::path::Path;
+
+use anyhow::Context as _;
+
+use crate::runtime::{EngineOptions, Registry, Runtime};
+
+/// Loads a plugin file, or every plugin of a folder; any load error is fatal
+/// here (these are one-shot commands, unlike the worker).
+pub(crate) fn load_plugins(runtime: &Runtime, path: &Path) -> anyhow::Result<Registry> {
+    load_plugins_for(runtime, path, None)
+}
+
+/// Like [`load_plugins`], but for a qualified task name (`math.add`) in a
+/// folder only that plugin is compiled: compiling a large component takes
+/// seconds, and a one-shot call needs just one.
+pub(crate) fn load_plugins_for(runtime: &Runtime, path: &Path, task: Option<&str>) -> anyhow::Result<Registry> {
+    let single = task
+        .and_then(|task| task.split_once('.'))
+        .map(|(plugin, _)| path.join(format!("{plugin}.wasm")))
+        .filter(|file| path.is_dir() && file.is_file());
+    if let Some(file) = single {
+        return load_plugins_for(runtime, &file, None);
+    }
+    if path.is_dir() {
+        let (registry, errors) =
+            Registry::load_dir(runtime, path).with_context(|| format!("reading plugin folder {}", path.display()))?;
+        if let Some(error) = errors.into_iter().next() {
+            return Err(error.into());
+        }
+        anyhow::ensure!(!registry.is_empty(), "no plugins (*.wasm) in {}", path.display());
+        Ok(registry)
+    } else {
+        let plugin = crate::runtime::Plugin::load(runtime, path)?;
+        let mut registry = Registry::default();
+        registry.insert(plugin);
+        Ok(registry)
+    }
+}
+
+/// An engine sized for a one-shot command.
+pub(crate) fn small_runtime(max_memory_bytes: u64) -> anyhow::Result<Runtime> {
+    Runtime::new(&EngineOptions { max_instances: 4, max_memory_bytes: max_memory_bytes.max(1 << 30), pooling: true })
+}

@@ -1,0 +1,118 @@
+//! The process-wide wasmtime `Engine`, its `Linker`, and the epoch ticker.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use wasmtime::component::{HasSelf, Linker};
+use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+
+use super::bindings;
+use super::job::JobState;
+
+/// How often the engine's epoch advances: the granularity of time limits
+/// and of cancellation.
+pub const TICK: Duration = Duration::from_millis(10);
+
+/// Engine-wide settings.
+#[derive(Debug, Clone)]
+pub struct EngineOptions {
+    /// Instances that may be alive at once (jobs running plus plugin loads);
+    /// sizes the pooling allocator.
+    pub max_instances: u32,
+    /// Largest memory limit any job may be given, in bytes: the size of a
+    /// pooled memory slot.
+    pub max_memory_bytes: u64,
+    /// Use the pooling allocator (falls back to on-demand if the pool cannot
+    /// be reserved, e.g. under a tight `ulimit -v`).
+    pub pooling: bool,
+}
+
+impl Default for EngineOptions {
+    fn default() -> Self {
+        Self { max_instances: 16, max_memory_bytes: 1 << 30, pooling: true }
+    }
+}
+
+/// The engine plus everything every job shares.
+#[derive(Clone)]
+pub struct Runtime {
+    pub(crate) engine: Engine,
+    pub(crate) linker: Arc<Linker<JobState>>,
+}
+
+impl Runtime {
+    pub fn new(options: &EngineOptions) -> anyhow::Result<Self> {
+        let engine = if options.pooling {
+            match Engine::new(&config(options, true)) {
+                Ok(engine) => engine,
+                Err(error) => {
+                    tracing::warn!(%error, "pooling allocator unavailable, using on-demand allocation");
+                    Engine::new(&config(options, false))?
+                }
+            }
+        } else {
+            Engine::new(&config(options, false))?
+        };
+        let mut linker = Linker::<JobState>::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
+        bindings::chard::task::host::add_to_linker::<JobState, HasSelf<JobState>>(&mut linker, |state| state)
+            ?;
+        spawn_ticker(&engine);
+        Ok(Self { engine, linker: Arc::new(linker) })
+    }
+
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+}
+
+fn config(options: &EngineOptions, pooling: bool) -> Config {
+    let mut config = Config::new();
+    config.wasm_component_model(true);
+    config.epoch_interruption(true);
+    // Tasks are plain synchronous exports: skipping the component-model
+    // concurrency machinery roughly halves the cost of a fresh store.
+    config.concurrency_support(false);
+    if pooling {
+        let instances = options.max_instances.max(1);
+        let mut pool = PoolingAllocationConfig::new();
+        pool.total_component_instances(instances)
+            // Guest toolchains split a component into several core modules:
+            // a Rust guest has a handful, componentize-py several dozen.
+            .max_core_instances_per_component(64)
+            .total_core_instances(instances * 64)
+            .max_memories_per_component(8)
+            .total_memories(instances * 8)
+            .max_tables_per_component(32)
+            .total_tables(instances * 32)
+            .max_memory_size(options.max_memory_bytes as usize)
+            .max_component_instance_size(4 << 20)
+            .max_core_instance_size(8 << 20)
+            // Keep the first pages of each memory and table resident and
+            // reset them with memset: much cheaper than an munmap/mmap pair
+            // per job for small guests.
+            .linear_memory_keep_resident(2 << 20)
+            .table_keep_resident(64 << 10)
+            .decommit_batch_size(instances.max(1) as usize)
+            // Reset only the pages a job dirtied (Linux 6.7+), not the whole
+            // resident prefix.
+            .pagemap_scan(Enabled::Auto);
+        config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+    }
+    config
+}
+
+/// Advances the epoch every [`TICK`] for as long as the engine lives.
+fn spawn_ticker(engine: &Engine) {
+    let weak = engine.weak();
+    std::thread::Builder::new()
+        .name("chard-epoch".into())
+        .spawn(move || loop {
+            std::thread::sleep(TICK);
+            match weak.upgrade() {
+                Some(engine) => engine.increment_epoch(),
+                None => return,
+            }
+        })
+        .expect("spawning the epoch ticker thread");
+}

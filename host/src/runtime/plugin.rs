@@ -1,0 +1,186 @@
+//! A loaded plugin: its compiled component, pre-linked instance, and the
+//! tasks it declared.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use wasmtime::component::Component;
+
+use super::bindings::{chard::task::types, PluginPre};
+use super::engine::Runtime;
+use super::job::{self, JobRequest};
+use super::outcome::Outcome;
+
+/// Why a plugin could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("{path}: cannot read: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("{path}: not a WebAssembly component: {reason}")]
+    NotAComponent { path: PathBuf, reason: String },
+    #[error("{path}: does not fit the chard:task world: {reason}")]
+    Link { path: PathBuf, reason: String },
+    #[error("{path}: listing its tasks failed: {reason}")]
+    ListTasks { path: PathBuf, reason: String },
+    #[error("{path}: plugin name {name:?} must be a non-empty file stem without dots")]
+    BadName { path: PathBuf, name: String },
+}
+
+/// Defaults a plugin declared for a task, in host types.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TaskDefaults {
+    pub queue: Option<String>,
+    pub time_limit: Option<Duration>,
+    pub soft_time_limit: Option<Duration>,
+    pub memory_limit_mb: Option<u32>,
+    pub max_retries: Option<u32>,
+    pub default_retry_delay: Option<Duration>,
+    pub rate_limit: Option<String>,
+    pub autoretry_for: Vec<String>,
+    pub retry_backoff: Option<Duration>,
+    pub retry_backoff_max: Option<Duration>,
+    pub retry_jitter: bool,
+}
+
+/// One task of a plugin.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TaskInfo {
+    pub name: String,
+    pub params: Vec<String>,
+    pub doc: Option<String>,
+    pub defaults: TaskDefaults,
+}
+
+/// A compiled, linked plugin, ready to run jobs.
+pub struct Plugin {
+    name: Arc<str>,
+    path: PathBuf,
+    runtime: Runtime,
+    pre: PluginPre<job::JobState>,
+    tasks: Vec<TaskInfo>,
+    /// Short content hash of the `.wasm`, shown to say which version runs.
+    version: String,
+}
+
+impl Plugin {
+    /// Compiles and links the component at `path`, then asks it for its tasks.
+    pub fn load(runtime: &Runtime, path: &Path) -> Result<Self, LoadError> {
+        let bytes = std::fs::read(path).map_err(|source| LoadError::Read { path: path.to_path_buf(), source })?;
+        Self::from_bytes(runtime, path, &bytes)
+    }
+
+    pub fn from_bytes(runtime: &Runtime, path: &Path, bytes: &[u8]) -> Result<Self, LoadError> {
+        let name = path.file_stem().and_then(|stem| stem.to_str()).unwrap_or_default().to_string();
+        if name.is_empty() || name.contains('.') {
+            return Err(LoadError::BadName { path: path.to_path_buf(), name });
+        }
+        let component = Component::new(runtime.engine(), bytes).map_err(|error| LoadError::NotAComponent {
+            path: path.to_path_buf(),
+            reason: first_line(&error),
+        })?;
+        let instance_pre = runtime.linker.instantiate_pre(&component).map_err(|error| LoadError::Link {
+            path: path.to_path_buf(),
+            reason: first_line(&error),
+        })?;
+        let pre = PluginPre::new(instance_pre)
+            .map_err(|error| LoadError::Link { path: path.to_path_buf(), reason: first_line(&error) })?;
+        let mut plugin = Self {
+            name: name.into(),
+            path: path.to_path_buf(),
+            runtime: runtime.clone(),
+            pre,
+            tasks: Vec::new(),
+            version: content_hash(bytes),
+        };
+        plugin.tasks = plugin.list_tasks().map_err(|reason| LoadError::ListTasks { path: path.to_path_buf(), reason })?;
+        Ok(plugin)
+    }
+
+    fn list_tasks(&self) -> Result<Vec<TaskInfo>, String> {
+        let (mut store, _stdout, stderr) = job::new_store(self, 64 << 20, String::new(), "list-tasks".into());
+        store.set_epoch_deadline(500); // a plugin that hangs while listing is broken
+        let instance = self.pre.instantiate(&mut store).map_err(|error| first_line(&error))?;
+        let tasks = instance.chard_task_tasks().call_list_tasks(&mut store).map_err(|error| {
+            let output = stderr.contents();
+            let detail = String::from_utf8_lossy(&output);
+            format!("{} {}", first_line(&error), detail.trim())
+        })?;
+        Ok(tasks.into_iter().map(TaskInfo::from).collect())
+    }
+
+    /// Runs one job in a fresh instance.
+    pub fn run(&self, request: JobRequest<'_>) -> Outcome {
+        job::run(self, request)
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub(crate) fn name_arc(&self) -> Arc<str> {
+        self.name.clone()
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn version(&self) -> &str {
+        &self.version
+    }
+
+    pub fn tasks(&self) -> &[TaskInfo] {
+        &self.tasks
+    }
+
+    pub fn task(&self, name: &str) -> Option<&TaskInfo> {
+        self.tasks.iter().find(|task| task.name == name)
+    }
+
+    pub(crate) fn runtime(&self) -> &Runtime {
+        &self.runtime
+    }
+
+    pub(crate) fn pre(&self) -> &PluginPre<job::JobState> {
+        &self.pre
+    }
+}
+
+impl From<types::TaskInfo> for TaskInfo {
+    fn from(info: types::TaskInfo) -> Self {
+        let millis = |value: Option<u64>| value.map(Duration::from_millis);
+        let defaults = info.defaults;
+        Self {
+            name: info.name,
+            params: info.params,
+            doc: info.doc,
+            defaults: TaskDefaults {
+                queue: defaults.queue,
+                time_limit: millis(defaults.time_limit_ms),
+                soft_time_limit: millis(defaults.soft_time_limit_ms),
+                memory_limit_mb: defaults.memory_limit_mb,
+                max_retries: defaults.max_retries,
+                default_retry_delay: millis(defaults.default_retry_delay_ms),
+                rate_limit: defaults.rate_limit,
+                autoretry_for: defaults.autoretry_for,
+                retry_backoff: millis(defaults.retry_backoff_ms),
+                retry_backoff_max: millis(defaults.retry_backoff_max_ms),
+                retry_jitter: defaults.retry_jitter,
+            },
+        }
+    }
+}
+
+fn first_line(error: &wasmtime::Error) -> String {
+    let text = format!("{error:#}");
+    text.lines().next().unwrap_or_default().to_string()
+}
+
+/// SHA-256 of the bytes, first 12 hex digits: enough to tell versions apart
+/// in logs and listings.
+fn content_hash(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(bytes);
+    digest.iter().take(6).map(|byte| format!("{byte:02x}")).collect()
+}

@@ -1,0 +1,108 @@
+//! The set of loaded plugins and task-name resolution.
+//!
+//! Tasks are served as `<plugin>.<task>`, the plugin being the file stem of
+//! its `.wasm`. A bare task name resolves too when exactly one plugin has it,
+//! which keeps `host call math.wasm add` short.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use super::engine::Runtime;
+use super::plugin::{LoadError, Plugin, TaskInfo};
+
+/// Why a task name did not resolve.
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum ResolveError {
+    #[error("unknown task: {0}")]
+    Unknown(String),
+    #[error("task name {name} is ambiguous: provided by {candidates}")]
+    Ambiguous { name: String, candidates: String },
+}
+
+/// Loaded plugins, by name.
+#[derive(Default, Clone)]
+pub struct Registry {
+    plugins: HashMap<String, Arc<Plugin>>,
+}
+
+impl Registry {
+    /// Loads every `*.wasm` in `dir`. Plugins that fail to load are returned
+    /// beside the registry, so the caller decides whether that is fatal.
+    pub fn load_dir(runtime: &Runtime, dir: &Path) -> std::io::Result<(Self, Vec<LoadError>)> {
+        let mut registry = Self::default();
+        let mut errors = Vec::new();
+        let mut paths: Vec<_> = std::fs::read_dir(dir)?
+            .filter_map(|entry| entry.ok().map(|entry| entry.path()))
+            .filter(|path| path.extension().is_some_and(|ext| ext == "wasm") && path.is_file())
+            .collect();
+        paths.sort();
+        for path in paths {
+            match Plugin::load(runtime, &path) {
+                Ok(plugin) => registry.insert(plugin),
+                Err(error) => errors.push(error),
+            }
+        }
+        Ok((registry, errors))
+    }
+
+    pub fn insert(&mut self, plugin: Plugin) {
+        self.plugins.insert(plugin.name().to_string(), Arc::new(plugin));
+    }
+
+    pub fn remove(&mut self, name: &str) -> Option<Arc<Plugin>> {
+        self.plugins.remove(name)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.plugins.is_empty()
+    }
+
+    /// Plugins sorted by name.
+    pub fn plugins(&self) -> Vec<&Arc<Plugin>> {
+        let mut plugins: Vec<_> = self.plugins.values().collect();
+        plugins.sort_by(|a, b| a.name().cmp(b.name()));
+        plugins
+    }
+
+    /// Every served task name, sorted: `math.add`, `math.mul`...
+    pub fn task_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self
+            .plugins
+            .values()
+            .flat_map(|plugin| plugin.tasks().iter().map(move |task| format!("{}.{}", plugin.name(), task.name)))
+            .collect();
+        names.sort();
+        names
+    }
+
+    /// Resolves `plugin.task` exactly (the worker's path: Celery names).
+    pub fn resolve(&self, full_name: &str) -> Option<(&Arc<Plugin>, &TaskInfo)> {
+        let (plugin_name, task_name) = full_name.split_once('.')?;
+        let plugin = self.plugins.get(plugin_name)?;
+        let task = plugin.task(task_name)?;
+        Some((plugin, task))
+    }
+
+    /// Resolves `plugin.task`, or a bare task name that only one plugin has.
+    pub fn resolve_loose(&self, name: &str) -> Result<(&Arc<Plugin>, &TaskInfo), ResolveError> {
+        if let Some(found) = self.resolve(name) {
+            return Ok(found);
+        }
+        let mut matches: Vec<_> = self
+            .plugins
+            .values()
+            .filter_map(|plugin| plugin.task(name).map(|task| (plugin, task)))
+            .collect();
+        match matches.len() {
+            0 => Err(ResolveError::Unknown(name.to_string())),
+            1 => Ok(matches.remove(0)),
+            _ => {
+                let mut candidates: Vec<_> =
+                    matches.iter().map(|(plugin, _)| format!("{}.{name}", plugin.name())).collect();
+                candidates.sort();
+                Err(ResolveError::Ambiguous { name: name.to_string(), candidates: candidates.join(", ") })
+            }
+        }
+    }
+}

@@ -1,0 +1,85 @@
+// Tests of the JS SDK's core (plain Node, no component needed):
+// `node --test sdk/js/test/` from the repo root.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { exportTasks, parseParams, task, retry, Retry, Failure, context } from '../core.js';
+
+class CardDeclined extends Error {}
+
+const plugin = {
+  add: (x, y) => x + y,
+  charge: task(function (card, cents = 100, opts = {}) {
+    if (cents === 0) throw new CardDeclined('nothing to charge');
+    return { card, cents, currency: opts.currency ?? 'EUR' };
+  }, { timeLimit: 5, max_retries: 3, autoretryFor: ['ConnectionError', TypeError], retryBackoff: true, doc: 'Charge.\nMore.' }),
+  flaky() { retry({ countdown: 1.5, reason: 'busy', maxRetries: 9 }); },
+  explicit() { throw new Failure('declined', 'billing.errors.CardDeclined'); },
+  rest: (a, ...more) => [a, more],
+  ctx: () => context().retries,
+  later: async (x) => x * 2,
+  notJson: () => 1n,
+  notAFunction: 42,
+  NotATask: class {},
+};
+
+const host = { log() {}, nowMs: () => 0n };
+const tasks = exportTasks(plugin, host);
+const ctx = { taskId: 't', taskName: 'x', retries: 2, priority: 0, hostname: 'h', headers: '{}', timeLimitMs: 5000n };
+
+function run(name, args = '[]', kwargs = '{}') {
+  try {
+    return ['ok', tasks.run(name, args, kwargs, ctx)];
+  } catch (error) {
+    return [error.tag, error.val];
+  }
+}
+
+test('ok', async () => {
+  assert.deepEqual(run('add', '[2,3]'), ['ok', '5']);
+  assert.deepEqual(run('add', '[2]', '{"y":3}'), ['ok', '5']);
+  assert.deepEqual(run('add', '', ''), ['failed', { message: "add: missing required argument 'x'", exceptionType: 'TypeError' }]);
+  assert.deepEqual(run('rest', '[1,2,3]'), ['ok', '[1,[2,3]]']);
+  assert.deepEqual(run('ctx'), ['ok', '2']);
+  assert.equal(await tasks.run('later', '[21]', '{}', ctx), '42');
+  assert.equal(JSON.parse(run('charge', '["c"]', '{"opts":{"currency":"USD"}}')[1]).currency, 'USD');
+});
+
+test('binding errors', () => {
+  const typeError = (message) => ['failed', { message, exceptionType: 'TypeError' }];
+  assert.deepEqual(run('add', '[1,2,3]'), typeError('add: expected 2 arguments (x, y), got 3'));
+  assert.deepEqual(run('add', '[1]', '{"x":1}'), typeError("add: got multiple values for argument 'x'"));
+  assert.deepEqual(run('add', '[1,2]', '{"z":1}'), typeError("add: got an unexpected keyword argument 'z'"));
+  assert.equal(run('add', '{}')[1].exceptionType, 'TypeError');
+  assert.equal(run('add', '[1')[1].exceptionType, 'TypeError');
+  assert.deepEqual(run('add', '[1,2]', 'null'), ['ok', '3']);
+});
+
+test('failures and retries', () => {
+  assert.deepEqual(run('charge', '["c",0]'), ['failed', { message: 'nothing to charge', exceptionType: 'CardDeclined' }]);
+  assert.deepEqual(run('explicit'), ['failed', { message: 'declined', exceptionType: 'billing.errors.CardDeclined' }]);
+  assert.deepEqual(run('nope'), ['failed', { message: 'nope', exceptionType: 'NotRegistered' }]);
+  assert.equal(run('notJson')[1].exceptionType, 'TypeError');
+  assert.deepEqual(run('flaky'), ['retry', { countdownMs: 1500n, reason: 'busy', maxRetries: 9 }]);
+  assert.equal(new Retry({ exc: new TypeError('refused') }).reason, 'TypeError: refused');
+});
+
+test('metadata', () => {
+  const infos = Object.fromEntries(tasks.listTasks().map((t) => [t.name, t]));
+  assert.deepEqual(Object.keys(infos).sort(), ['add', 'charge', 'ctx', 'explicit', 'flaky', 'later', 'notJson', 'rest']);
+  assert.deepEqual(infos.charge.params, ['card', 'cents', 'opts']);
+  assert.equal(infos.charge.doc, 'Charge.');
+  assert.equal(infos.charge.defaults.timeLimitMs, 5000n);
+  assert.equal(infos.charge.defaults.maxRetries, 3);
+  assert.equal(infos.charge.defaults.retryBackoffMs, 1000n);
+  assert.deepEqual(infos.charge.defaults.autoretryFor, ['ConnectionError', 'TypeError']);
+  assert.deepEqual(infos.rest.params, ['a']);
+  assert.throws(() => task(() => 1, { bogus: 1 }), TypeError);
+});
+
+test('parameter names from source', () => {
+  const names = (fn) => parseParams(fn).map((p) => [p.name, p.optional, p.rest]);
+  assert.deepEqual(names(function f(a, /* c, */ b = ',') {}), [['a', false, false], ['b', true, false]]);
+  assert.deepEqual(names(async x => x), [['x', false, false]]);
+  assert.deepEqual(names((a, { b, c } = {}, ...d) => 0), [['a', false, false], [null, true, false], ['d', true, true]]);
+  assert.deepEqual(names({ m(p = (1, 2), q) {} }.m), [['p', true, false], ['q', false, false]]);
+});

@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# Build a Python task plugin into a Chard component.
+#
+#   sdk/python/build-plugin.sh PLUGIN_DIR MODULE OUT.wasm
+#
+# PLUGIN_DIR holds the plugin's Python code; MODULE (a module in it) is
+# imported at build time and registers its tasks with `@chard.task`.
+# componentize-py comes from .venv-guest/, wac from ~/.cargo/bin
+# (tools/install-guest-toolchains.sh python).
+#
+# componentize-py leaves an extra export in the component (`exports`, its
+# build-time `init` hook); `wac compose` wraps the component so that it
+# exports `chard:task/tasks` only, like every other plugin.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+COMPONENTIZE_PY_VERSION=0.25.1
+WAC_VERSION=0.12.0
+export PATH="${CARGO_HOME:-$HOME/.cargo}/bin:$PATH"
+
+if [ $# -ne 3 ]; then
+    echo "usage: $0 PLUGIN_DIR MODULE OUT.wasm" >&2
+    exit 2
+fi
+plugin_dir=$(cd "$1" && pwd)
+module=$2
+out=$3
+mkdir -p "$(dirname "$out")"
+out=$(cd "$(dirname "$out")" && pwd)/$(basename "$out")
+
+cpy="$ROOT/.venv-guest/bin/componentize-py"
+if ! [ -x "$cpy" ] || [ "$("$cpy" --version 2>/dev/null)" != "componentize-py $COMPONENTIZE_PY_VERSION" ]; then
+    echo "error: componentize-py $COMPONENTIZE_PY_VERSION is missing ($cpy); install it with: tools/install-guest-toolchains.sh python" >&2
+    exit 1
+fi
+if [ "$(wac --version 2>/dev/null)" != "wac-cli $WAC_VERSION" ]; then
+    echo "error: wac $WAC_VERSION (cargo crate wac-cli) is missing; install it with: tools/install-guest-toolchains.sh python" >&2
+    exit 1
+fi
+
+# Up to date? (newer than the WIT, the SDK, the plugin's files and the tool)
+if [ -f "$out" ] && [ -z "$(find "$ROOT/wit" "$ROOT/sdk/python" "$plugin_dir" "$cpy" "${BASH_SOURCE[0]}" \
+        -newer "$out" -type f ! -name '*.pyc' ! -path '*/node_modules/*' -print -quit)" ]; then
+    echo "$(basename "$out") is up to date"
+    exit 0
+fi
+
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+cat > "$work/chard_plugin_entry.py" <<PY
+import $module  # registers the plugin's tasks
+from chard._component import Tasks  # the component's export
+PY
+
+PYTHONDONTWRITEBYTECODE=1 "$cpy" -d "$ROOT/wit" -w plugin componentize \
+    -p "$work" -p "$plugin_dir" -p "$ROOT/sdk/python" \
+    chard_plugin_entry -o "$work/python.wasm" >&2
+cat > "$work/wrap.wac" <<WAC
+package chard:python-plugin;
+let plugin = new chard:plugin { ... };
+export plugin["chard:task/tasks@0.1.0"];
+WAC
+wac compose "$work/wrap.wac" --dep "chard:plugin=$work/python.wasm" -o "$work/out.wasm"
+mv -f "$work/out.wasm" "$out"
+echo "built $out ($(( $(stat -c %s "$out") / 1024 )) KiB)"

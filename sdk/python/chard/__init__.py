@@ -1,0 +1,402 @@
+"""Write Chard tasks in Python.
+
+A task is a plain function; ``@task`` registers it and the glue in
+``chard._component`` exports every registered task as a WebAssembly component
+that any Chard worker can load::
+
+    from chard import task, retry
+
+    @task
+    def add(x, y):
+        return x + y
+
+    @task(time_limit=5, max_retries=3, autoretry_for=[ConnectionError])
+    def charge(card, cents):
+        if cents == 0:
+            raise ValueError("nothing to charge")
+        return f"charged {cents} to {card}"
+
+Arguments and results travel as JSON. Celery's positional ``args`` and
+keyword ``kwargs`` are bound to the function's parameters with Python's own
+rules (``inspect.Signature.bind``); a call that does not fit the signature
+fails with ``TypeError``, before the task runs.
+
+Any exception a task raises ends the job as FAILURE, with the exception's
+class name (qualified with its module unless it is a builtin, e.g.
+``"ValueError"``, ``"billing.errors.CardDeclined"``) and ``str(exc)`` as the
+message. ``raise Retry(...)`` (or ``retry(...)``) asks the worker to run the
+job again later instead.
+
+This module is plain Python: it does not import the component bindings, so
+it can be imported (and tested) by an ordinary CPython as well.
+"""
+
+import inspect
+import json
+import math
+import traceback
+
+__all__ = [
+    "task",
+    "Task",
+    "Retry",
+    "retry",
+    "Failure",
+    "context",
+    "now_ms",
+    "soft_deadline_passed",
+    "log",
+    "debug",
+    "info",
+    "warn",
+    "error",
+    "tasks",
+]
+
+__version__ = "0.1.0"
+
+# Registered tasks by name, in registration order.
+_TASKS = {}
+
+# The job being run (a `Context` from the bindings), or None outside a job.
+_CONTEXT = None
+
+_OPTIONS = (
+    "name",
+    "queue",
+    "time_limit",
+    "soft_time_limit",
+    "memory_limit",
+    "max_retries",
+    "default_retry_delay",
+    "rate_limit",
+    "autoretry_for",
+    "retry_backoff",
+    "retry_backoff_max",
+    "retry_jitter",
+)
+
+
+class Retry(Exception):
+    """Raise to ask the worker to run the job again later (Celery's RETRY).
+
+    ``countdown`` is the delay in seconds (default: the task's
+    ``default_retry_delay``), ``reason`` says why (shown as the RETRY state's
+    exception), ``max_retries`` overrides the task's retry budget. ``exc``, if
+    given and ``reason`` is not, supplies the reason.
+    """
+
+    def __init__(self, reason=None, countdown=None, max_retries=None, exc=None):
+        if reason is None and exc is not None:
+            reason = "%s: %s" % (exception_type(exc), exc) if str(exc) else exception_type(exc)
+        if countdown is not None:
+            countdown = _seconds_to_ms("countdown", countdown)
+        if max_retries is not None and (not isinstance(max_retries, int) or max_retries < 0):
+            raise ValueError("max_retries must be a non-negative integer, got %r" % (max_retries,))
+        super().__init__(reason if reason is not None else "retry")
+        self.reason = reason
+        self.countdown_ms = countdown
+        self.max_retries = max_retries
+
+
+def retry(reason=None, countdown=None, max_retries=None, exc=None):
+    """Raise :class:`Retry`: ``retry(countdown=5, reason="busy")``.
+
+    Like Celery's ``self.retry()`` it raises itself, so ``raise retry(...)``
+    reads well but plain ``retry(...)`` works too.
+    """
+    raise Retry(reason=reason, countdown=countdown, max_retries=max_retries, exc=exc)
+
+
+class Failure(Exception):
+    """Fail with an explicit exception type, without defining the class:
+    ``raise Failure("card declined", exception_type="billing.errors.CardDeclined")``.
+    ``exception_type=None`` means ``Exception`` to a Python client.
+    """
+
+    def __init__(self, message, exception_type=None):
+        super().__init__(message)
+        self.message = str(message)
+        self.exception_type = exception_type
+
+
+def exception_type(exc):
+    """The name a Python client re-raises ``exc`` as: ``"ValueError"``,
+    ``"mymod.errors.CardDeclined"``."""
+    cls = exc if isinstance(exc, type) else type(exc)
+    module = getattr(cls, "__module__", None)
+    name = getattr(cls, "__qualname__", None) or cls.__name__
+    if not module or module == "builtins":
+        return name
+    return "%s.%s" % (module, name)
+
+
+def _seconds_to_ms(option, value):
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError("%s must be a number of seconds, got %r" % (option, value))
+    if not (value >= 0 and math.isfinite(value)):
+        raise ValueError("%s must be a non-negative number of seconds, got %r" % (option, value))
+    return int(round(value * 1000))
+
+
+def _whole(option, value):
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise TypeError("%s must be a non-negative integer, got %r" % (option, value))
+    return value
+
+
+def _rate_limit(value):
+    if not isinstance(value, str):
+        raise TypeError("rate_limit must be a string like '10/s', got %r" % (value,))
+    count, _, unit = value.partition("/")
+    try:
+        float(count.strip())
+        ok = unit.strip() in ("s", "m", "h") if unit else True
+    except ValueError:
+        ok = False
+    if not ok:
+        raise ValueError("rate_limit must look like '10/s', '100/m' or '1000/h', got %r" % (value,))
+    return value
+
+
+class Task:
+    """A registered task: the function plus its metadata."""
+
+    def __init__(self, function, **options):
+        unknown = sorted(set(options) - set(_OPTIONS))
+        if unknown:
+            raise TypeError(
+                "unknown task option %r; expected one of: %s" % (unknown[0], ", ".join(_OPTIONS))
+            )
+        if not callable(function):
+            raise TypeError("@task expects a function, got %r" % (function,))
+        self.function = function
+        self.name = options.get("name") or function.__name__
+        if not isinstance(self.name, str):
+            raise TypeError("name must be a string, got %r" % (self.name,))
+        self.signature = inspect.signature(function)
+        self.params = [
+            p.name
+            for p in self.signature.parameters.values()
+            if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+        ]
+        doc = inspect.getdoc(function)
+        self.doc = doc.strip().splitlines()[0].strip() if doc and doc.strip() else None
+
+        def ms(key):
+            value = options.get(key)
+            return None if value is None else _seconds_to_ms(key, value)
+
+        backoff = options.get("retry_backoff")
+        if backoff is True:
+            backoff_ms = 1000  # Celery: `retry_backoff=True` means a 1 s factor
+        elif backoff is False or backoff is None:
+            backoff_ms = None
+        else:
+            backoff_ms = _seconds_to_ms("retry_backoff", backoff)
+        autoretry = []
+        for item in options.get("autoretry_for") or ():
+            if isinstance(item, str):
+                autoretry.append(item)
+            elif isinstance(item, type) and issubclass(item, BaseException):
+                autoretry.append(exception_type(item))
+            else:
+                raise TypeError("autoretry_for takes exception classes or names, got %r" % (item,))
+        queue = options.get("queue")
+        if queue is not None and not isinstance(queue, str):
+            raise TypeError("queue must be a string, got %r" % (queue,))
+        self.defaults = {
+            "queue": queue,
+            "time_limit_ms": ms("time_limit"),
+            "soft_time_limit_ms": ms("soft_time_limit"),
+            "memory_limit_mb": None
+            if options.get("memory_limit") is None
+            else _whole("memory_limit", options["memory_limit"]),
+            "max_retries": None
+            if options.get("max_retries") is None
+            else _whole("max_retries", options["max_retries"]),
+            "default_retry_delay_ms": ms("default_retry_delay"),
+            "rate_limit": None if options.get("rate_limit") is None else _rate_limit(options["rate_limit"]),
+            "autoretry_for": autoretry,
+            "retry_backoff_ms": backoff_ms,
+            "retry_backoff_max_ms": ms("retry_backoff_max"),
+            "retry_jitter": bool(options.get("retry_jitter", False)),
+        }
+        self.__doc__ = function.__doc__
+        self.__name__ = function.__name__
+        self.__qualname__ = getattr(function, "__qualname__", function.__name__)
+        self.__module__ = function.__module__
+        self.__wrapped__ = function
+
+    def __call__(self, *args, **kwargs):
+        """Calling a task calls the function directly (handy in tests)."""
+        return self.function(*args, **kwargs)
+
+    def __repr__(self):
+        return "<chard task %s(%s)>" % (self.name, ", ".join(self.params))
+
+    def bind(self, args, kwargs):
+        """Binds Celery's (args, kwargs) with Python's rules; raises
+        TypeError with a message prefixed by the task name."""
+        params = list(self.signature.parameters.values())
+        has_varargs = any(p.kind == p.VAR_POSITIONAL for p in params)
+        has_varkw = any(p.kind == p.VAR_KEYWORD for p in params)
+        positional = [p.name for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+        # The usual mistakes get the same words as the other SDKs.
+        if not has_varargs and len(args) > len(positional):
+            raise TypeError(
+                "%s: expected %d argument%s (%s), got %d"
+                % (self.name, len(positional), "" if len(positional) == 1 else "s", ", ".join(positional), len(args))
+            )
+        for index, name in enumerate(positional[: len(args)]):
+            if name in kwargs and params[index].kind != params[index].POSITIONAL_ONLY:
+                raise TypeError("%s: got multiple values for argument '%s'" % (self.name, name))
+        if not has_varkw:
+            known = {p.name for p in params if p.kind not in (p.POSITIONAL_ONLY, p.VAR_POSITIONAL)}
+            for key in kwargs:
+                if key not in known:
+                    raise TypeError("%s: got an unexpected keyword argument '%s'" % (self.name, key))
+        try:
+            bound = self.signature.bind(*args, **kwargs)
+        except TypeError as exc:
+            message = str(exc)
+            if message.startswith("missing a required argument: "):
+                message = "missing required argument " + message[len("missing a required argument: "):]
+            raise TypeError("%s: %s" % (self.name, message)) from None
+        return bound
+
+
+def task(function=None, **options):
+    """Registers a function as a task: ``@task`` or ``@task(name=..., ...)``.
+
+    Options (all optional; times in seconds): ``name``, ``queue``,
+    ``time_limit``, ``soft_time_limit``, ``memory_limit`` (MiB),
+    ``max_retries``, ``default_retry_delay``, ``rate_limit`` ("10/s"),
+    ``autoretry_for`` (exception classes or names), ``retry_backoff``
+    (seconds, or True for 1 s), ``retry_backoff_max``, ``retry_jitter``.
+    """
+
+    def register(fn):
+        registered = Task(fn, **options)
+        if registered.name in _TASKS:
+            raise ValueError("task %r is registered twice" % (registered.name,))
+        _TASKS[registered.name] = registered
+        return registered
+
+    if function is not None:
+        if options:
+            raise TypeError("use @task or @task(option=...), not both")
+        return register(function)
+    return register
+
+
+def tasks():
+    """The registered tasks, in registration order."""
+    return list(_TASKS.values())
+
+
+def context():
+    """The job being run (task id, retries, soft deadline, headers...), as the
+    worker passed it; ``None`` outside a job."""
+    return _CONTEXT
+
+
+def _host():
+    # Only importable inside the component (generated by componentize-py).
+    from wit_world.imports import host
+
+    return host
+
+
+def now_ms():
+    """Wall-clock time as Unix milliseconds, as the worker sees it."""
+    return _host().now_ms()
+
+
+def soft_deadline_passed():
+    """True once the job's soft time limit has passed: a long task should
+    check this and wind down (the hard limit stops it regardless)."""
+    deadline = getattr(_CONTEXT, "soft_deadline_ms", None)
+    return deadline is not None and now_ms() >= deadline
+
+
+_LEVELS = ("trace", "debug", "info", "warn", "error")
+
+
+def log(level, message, **fields):
+    """Structured log line through the worker's log: ``log("info", "charged",
+    card=card)``. Field values are converted with ``str``."""
+    level = {"warning": "warn", "critical": "error"}.get(str(level).lower(), str(level).lower())
+    if level not in _LEVELS:
+        raise ValueError("log level must be one of %s, got %r" % (", ".join(_LEVELS), level))
+    host = _host()
+    host.log(host.Level[level.upper()], str(message), [(str(k), str(v)) for k, v in fields.items()])
+
+
+def debug(message, **fields):
+    log("debug", message, **fields)
+
+
+def info(message, **fields):
+    log("info", message, **fields)
+
+
+def warn(message, **fields):
+    log("warn", message, **fields)
+
+
+def error(message, **fields):
+    log("error", message, **fields)
+
+
+def _failed(exception_type_, message):
+    return ("failed", exception_type_, message)
+
+
+def dispatch(name, args_json, kwargs_json, ctx=None):
+    """Runs task ``name`` on JSON ``args``/``kwargs``. Returns one of
+    ``("ok", json_text)``, ``("failed", exception_type_or_None, message)``,
+    ``("retry", countdown_ms, reason, max_retries)``. Never raises
+    ``Exception`` (BaseExceptions such as KeyboardInterrupt propagate)."""
+    global _CONTEXT
+    registered = _TASKS.get(name)
+    if registered is None:
+        return _failed("NotRegistered", name)
+    try:
+        args = json.loads(args_json) if args_json.strip() else []
+    except ValueError as exc:
+        return _failed("TypeError", "%s: args are not valid JSON: %s" % (name, exc))
+    if not isinstance(args, list):
+        return _failed("TypeError", "%s: args must be a JSON array, got %s" % (name, args_json.strip()))
+    try:
+        kwargs = json.loads(kwargs_json) if kwargs_json.strip() else {}
+    except ValueError as exc:
+        return _failed("TypeError", "%s: kwargs are not valid JSON: %s" % (name, exc))
+    if kwargs is None:
+        kwargs = {}
+    if not isinstance(kwargs, dict):
+        return _failed("TypeError", "%s: kwargs must be a JSON object, got %s" % (name, kwargs_json.strip()))
+    try:
+        bound = registered.bind(args, kwargs)
+    except TypeError as exc:
+        return _failed("TypeError", str(exc))
+    _CONTEXT = ctx
+    try:
+        value = registered.function(*bound.args, **bound.kwargs)
+    except Retry as request:
+        return ("retry", request.countdown_ms, request.reason, request.max_retries)
+    except Failure as exc:
+        return _failed(exc.exception_type, exc.message)
+    except Exception as exc:
+        try:
+            if _CONTEXT is not None:
+                log("debug", "task raised", exception=exception_type(exc), traceback=traceback.format_exc())
+        except Exception:
+            pass
+        return _failed(exception_type(exc), str(exc))
+    finally:
+        _CONTEXT = None
+    try:
+        return ("ok", json.dumps(value, allow_nan=False, ensure_ascii=False, separators=(",", ":")))
+    except (TypeError, ValueError) as exc:
+        return _failed("TypeError", "%s: result is not JSON: %s" % (name, exc))

@@ -38,7 +38,7 @@ enum CommandArgs {
 #[derive(Debug, Args)]
 struct LimitArgs {
     /// Hard time limit per job in seconds (0 = none).
-    #[arg(long, value_name = "SECONDS", default_value_t = 300.0)]
+    #[arg(long, value_name = "SECONDS", default_value_t = 300.0, allow_negative_numbers = true)]
     time_limit: f64,
     /// Memory limit per job in MiB.
     #[arg(long, value_name = "MB", default_value_t = 128)]

@@ -15,7 +15,7 @@ use super::outcome::Outcome;
 /// Why a plugin could not be loaded.
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
-    #[error("{path}: cannot read: {source}")]
+    #[error("{path}: cannot read")]
     Read { path: PathBuf, source: std::io::Error },
     #[error("{path}: not a WebAssembly component: {reason}")]
     NotAComponent { path: PathBuf, reason: String },

@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::config::{CallConfig, GlobalConfig, JobLimits, LogFormat, TasksConfig};
+use crate::config::{
+    CallConfig, ClientConfig, GlobalConfig, JobLimits, LogFormat, ResultConfig, SubmitConfig, TasksConfig, WorkerConfig,
+};
 
 #[derive(Debug, Parser)]
 #[command(name = "host", version, about = "Chard: run WebAssembly tasks from a Celery-compatible Redis queue")]
@@ -33,6 +35,106 @@ enum CommandArgs {
     Call(CallArgs),
     /// List the tasks a plugin folder serves, with their parameters.
     Tasks(TasksArgs),
+    /// Run a worker: take jobs from Redis (Celery's protocol), run them, store results.
+    Run(RunArgs),
+    /// Send a task to the queue; prints its id (or, with --wait, its result).
+    Submit(SubmitArgs),
+    /// Show a task's state and result.
+    Result(ResultArgs),
+}
+
+#[derive(Debug, Args)]
+struct ConnectionArgs {
+    /// Broker URL: redis://[user:password@]host:port/db, rediss:// (TLS), redis+socket:///path.
+    #[arg(long, env = "CHARD_BROKER_URL", default_value = "redis://127.0.0.1:6379/0")]
+    broker: String,
+    /// Result backend URL (default: the broker).
+    #[arg(long, env = "CHARD_RESULT_BACKEND")]
+    result_backend: Option<String>,
+}
+
+impl ConnectionArgs {
+    fn into_config(self) -> ClientConfig {
+        let result_backend_url = self.result_backend.unwrap_or_else(|| self.broker.clone());
+        ClientConfig { broker_url: self.broker, result_backend_url }
+    }
+}
+
+#[derive(Debug, Args)]
+struct RunArgs {
+    /// Folder of plugin `.wasm` files; tasks are served as `<file stem>.<task>`.
+    #[arg(long, env = "CHARD_PLUGINS")]
+    plugins: PathBuf,
+    #[command(flatten)]
+    connection: ConnectionArgs,
+    /// Queues to consume, comma-separated.
+    #[arg(short = 'Q', long = "queues", value_delimiter = ',', default_value = "celery")]
+    queues: Vec<String>,
+    /// Jobs run at once (default: number of cores).
+    #[arg(short = 'c', long)]
+    concurrency: Option<usize>,
+    /// Messages held at once, running or waiting (default: max(64, 16 x concurrency)).
+    #[arg(long)]
+    prefetch: Option<usize>,
+    /// Node name (default: chard@<host name>).
+    #[arg(short = 'n', long)]
+    hostname: Option<String>,
+    #[command(flatten)]
+    limits: LimitArgs,
+    /// Seconds a message may stay leased without renewal before it is redelivered.
+    #[arg(long, value_name = "SECONDS", default_value_t = 3600.0)]
+    visibility_timeout: f64,
+    /// Seconds running jobs get to finish on shutdown before being stopped and requeued.
+    #[arg(long, value_name = "SECONDS", default_value_t = 30.0)]
+    drain_timeout: f64,
+    /// Seconds result keys are kept.
+    #[arg(long, value_name = "SECONDS", default_value_t = 86400.0)]
+    result_expires: f64,
+}
+
+#[derive(Debug, Args)]
+struct SubmitArgs {
+    /// Task name, e.g. `math.add`.
+    task: String,
+    /// Positional arguments as a JSON array.
+    #[arg(default_value = "[]")]
+    args: String,
+    /// Keyword arguments as a JSON object.
+    #[arg(long, default_value = "{}")]
+    kwargs: String,
+    #[command(flatten)]
+    connection: ConnectionArgs,
+    /// Queue to send to.
+    #[arg(short = 'Q', long, default_value = "celery")]
+    queue: String,
+    /// Priority 0-9 (lower runs first, as on Celery's Redis transport).
+    #[arg(long, default_value_t = 0)]
+    priority: u8,
+    /// Run no earlier than this many seconds from now.
+    #[arg(long, value_name = "SECONDS")]
+    countdown: Option<f64>,
+    /// Do not run if not started within this many seconds.
+    #[arg(long, value_name = "SECONDS")]
+    expires: Option<f64>,
+    /// Wait for the result and print it (exit 1 if the task failed).
+    #[arg(long)]
+    wait: bool,
+    /// Seconds to wait with --wait.
+    #[arg(long, value_name = "SECONDS", default_value_t = 60.0)]
+    timeout: f64,
+}
+
+#[derive(Debug, Args)]
+struct ResultArgs {
+    task_id: String,
+    #[command(flatten)]
+    connection: ConnectionArgs,
+    /// Wait until the task is finished.
+    #[arg(long)]
+    wait: bool,
+    /// Seconds to wait with --wait.
+    #[arg(long, value_name = "SECONDS", default_value_t = 60.0)]
+    timeout: f64,
 }
 
 #[derive(Debug, Args)]
@@ -73,6 +175,9 @@ struct TasksArgs {
 pub enum Command {
     Call(CallConfig),
     Tasks(TasksConfig),
+    Run(WorkerConfig),
+    Submit(SubmitConfig),
+    Result(ResultConfig),
 }
 
 /// Parses the process arguments (exits with clap's message on bad flags).
@@ -94,8 +199,59 @@ pub fn parse() -> anyhow::Result<(GlobalConfig, Command)> {
             limits: limits(&args.limits)?,
         }),
         CommandArgs::Tasks(args) => Command::Tasks(TasksConfig { plugins: args.plugins }),
+        CommandArgs::Run(args) => Command::Run(worker_config(args)?),
+        CommandArgs::Submit(args) => {
+            anyhow::ensure!(args.priority <= 9, "--priority must be 0-9, got {}", args.priority);
+            Command::Submit(SubmitConfig {
+                client: args.connection.into_config(),
+                task: args.task,
+                args: args.args,
+                kwargs: args.kwargs,
+                queue: args.queue,
+                priority: args.priority,
+                countdown: args.countdown.map(|s| seconds("--countdown", s)).transpose()?.flatten(),
+                expires: args.expires.map(|s| seconds("--expires", s)).transpose()?.flatten(),
+                wait: args.wait,
+                timeout: required_seconds("--timeout", args.timeout)?,
+            })
+        }
+        CommandArgs::Result(args) => Command::Result(ResultConfig {
+            client: args.connection.into_config(),
+            task_id: args.task_id,
+            wait: args.wait,
+            timeout: required_seconds("--timeout", args.timeout)?,
+        }),
     };
     Ok((global, command))
+}
+
+fn worker_config(args: RunArgs) -> anyhow::Result<WorkerConfig> {
+    let connection = args.connection.into_config();
+    let mut config = WorkerConfig::new(args.plugins, &connection.broker_url);
+    config.result_backend_url = connection.result_backend_url;
+    anyhow::ensure!(args.queues.iter().all(|q| !q.trim().is_empty()), "-Q needs queue names, e.g. -Q celery,cpu");
+    config.queues = args.queues.iter().map(|q| q.trim().to_string()).collect();
+    if let Some(concurrency) = args.concurrency {
+        anyhow::ensure!((1..=1024).contains(&concurrency), "-c must be between 1 and 1024, got {concurrency}");
+        config.concurrency = concurrency;
+        config.prefetch = 64.max(concurrency * 16);
+    }
+    if let Some(prefetch) = args.prefetch {
+        anyhow::ensure!(prefetch >= 1, "--prefetch must be at least 1");
+        config.prefetch = prefetch;
+    }
+    if let Some(hostname) = args.hostname {
+        config.hostname = hostname;
+    }
+    config.limits = limits(&args.limits)?;
+    config.visibility_timeout = required_seconds("--visibility-timeout", args.visibility_timeout)?;
+    config.drain_timeout = seconds("--drain-timeout", args.drain_timeout)?.unwrap_or_default();
+    config.result_expires = required_seconds("--result-expires", args.result_expires)?;
+    Ok(config)
+}
+
+fn required_seconds(flag: &str, value: f64) -> anyhow::Result<Duration> {
+    seconds(flag, value)?.ok_or_else(|| anyhow::anyhow!("{flag} must be greater than 0"))
 }
 
 fn limits(args: &LimitArgs) -> anyhow::Result<JobLimits> {

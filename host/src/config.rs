@@ -53,3 +53,79 @@ pub struct CallConfig {
 pub struct TasksConfig {
     pub plugins: PathBuf,
 }
+
+/// `host run`: the worker.
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    pub plugins: PathBuf,
+    pub broker_url: String,
+    pub result_backend_url: String,
+    pub queues: Vec<String>,
+    /// Jobs run at once (executor threads).
+    pub concurrency: usize,
+    /// Messages held at once (running + waiting to run), ETA jobs excepted.
+    pub prefetch: usize,
+    /// Node name, `chard@<host>` by default.
+    pub hostname: String,
+    pub limits: JobLimits,
+    /// A lease older than this is taken as abandoned and restored.
+    pub visibility_timeout: Duration,
+    /// On shutdown, how long running jobs may take before they are stopped
+    /// and requeued.
+    pub drain_timeout: Duration,
+    /// TTL of result keys.
+    pub result_expires: Duration,
+    /// Longest wait for new work on an idle worker before polling every list.
+    pub poll_interval: Duration,
+}
+
+impl WorkerConfig {
+    pub fn new(plugins: PathBuf, broker_url: &str) -> Self {
+        let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
+        Self {
+            plugins,
+            broker_url: broker_url.to_string(),
+            result_backend_url: broker_url.to_string(),
+            queues: vec!["celery".to_string()],
+            concurrency: cores,
+            prefetch: 64.max(cores * 16),
+            hostname: format!("chard@{}", crate::hostname()),
+            limits: JobLimits::default(),
+            visibility_timeout: Duration::from_secs(3600),
+            drain_timeout: Duration::from_secs(30),
+            result_expires: Duration::from_secs(86400),
+            poll_interval: Duration::from_millis(100),
+        }
+    }
+}
+
+/// Where a client talks to: `host submit`, `host result`.
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    pub broker_url: String,
+    pub result_backend_url: String,
+}
+
+/// `host submit`.
+#[derive(Debug, Clone)]
+pub struct SubmitConfig {
+    pub client: ClientConfig,
+    pub task: String,
+    pub args: String,
+    pub kwargs: String,
+    pub queue: String,
+    pub priority: u8,
+    pub countdown: Option<Duration>,
+    pub expires: Option<Duration>,
+    pub wait: bool,
+    pub timeout: Duration,
+}
+
+/// `host result`.
+#[derive(Debug, Clone)]
+pub struct ResultConfig {
+    pub client: ClientConfig,
+    pub task_id: String,
+    pub wait: bool,
+    pub timeout: Duration,
+}

@@ -5,11 +5,16 @@
 //! `cli` → `config` → `commands` → `worker` → (`runtime`, `broker`, `backend`) → `protocol`.
 //! `runtime` knows nothing of Redis or Celery; `protocol` does no I/O.
 
+pub mod backend;
+pub mod broker;
 pub mod cli;
+pub mod client;
 pub mod commands;
 pub mod config;
 pub mod logging;
+pub mod protocol;
 pub mod runtime;
+pub mod worker;
 
 /// This machine's host name, for node names like `chard@host1`.
 pub fn hostname() -> String {

@@ -24,8 +24,19 @@ fn main() -> ExitCode {
             }
         }),
         Command::Tasks(config) => chard::commands::tasks::run(config).map(|()| ExitCode::SUCCESS),
+        Command::Run(config) => tokio_runtime().block_on(chard::commands::run::run(config)).map(|()| ExitCode::SUCCESS),
+        Command::Submit(config) => tokio_runtime().block_on(chard::commands::submit::submit(config)).map(ExitCode::from),
+        Command::Result(config) => tokio_runtime().block_on(chard::commands::submit::result(config)).map(ExitCode::from),
     };
     result.unwrap_or_else(|error| fail(&error, 2))
+}
+
+fn tokio_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("building the tokio runtime")
 }
 
 fn fail(error: &anyhow::Error, code: u8) -> ExitCode {

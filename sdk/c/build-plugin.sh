@@ -4,19 +4,19 @@
 #   sdk/c/build-plugin.sh OUT.wasm SOURCE.c [SOURCE.c ...]
 #
 # The sources include "chard.h" and define their tasks with CHARD_TASKS.
-# Steps: `wit-bindgen c` generates the bindings for wit/chard.wit, clang-14
-# compiles them with the SDK (chard.c) and the sources for wasm32-wasi
-# (a preview1 reactor, linked against Debian's wasi-libc), and
-# `wasm-tools component new` adapts it to WASI 0.2 with the preview1 reactor
-# adapter. Extra compiler flags: CFLAGS. Tools: tools/install-guest-toolchains.sh c
+# Steps: clang-14 compiles the committed bindings for wit/chard.wit
+# (sdk/c/generated/, made by sdk/c/regenerate-bindings.sh), the SDK (chard.c)
+# and the sources for wasm32-wasi (a preview1 reactor, linked against
+# Debian's wasi-libc), and `jco new --wasi-reactor` (npm, in sdk/js/node_modules)
+# adapts it to WASI 0.2 with the preview1 reactor adapter jco ships.
+# Extra compiler flags: CFLAGS. Tools: tools/install-guest-toolchains.sh c
 set -euo pipefail
 
 SDK=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(cd "$SDK/../.." && pwd)
-WIT_BINDGEN_VERSION=0.61.1
-WASM_TOOLS_MIN_VERSION=1.263.0
-ADAPTER="$ROOT/.venv-guest/share/wasi_snapshot_preview1.reactor.wasm"
-export PATH="${CARGO_HOME:-$HOME/.cargo}/bin:$PATH"
+GENERATED="$SDK/generated"
+JCO_DIR="$ROOT/sdk/js/node_modules/@bytecodealliance/jco"
+JCO="$ROOT/sdk/js/node_modules/.bin/jco"
 
 if [ $# -lt 2 ]; then
     echo "usage: $0 OUT.wasm SOURCE.c [SOURCE.c ...]" >&2
@@ -39,30 +39,29 @@ command -v wasm-ld-14 >/dev/null 2>&1 || missing "wasm-ld-14 (Debian package lld
 [ -f /usr/lib/wasm32-wasi/libc.a ] || missing "wasi-libc (Debian package wasi-libc)"
 [ -f /usr/lib/llvm-14/lib/clang/14.0.6/lib/wasi/libclang_rt.builtins-wasm32.a ] ||
     missing "compiler-rt for wasm32 (Debian package libclang-rt-14-dev-wasm32)"
-[ "$(wit-bindgen --version 2>/dev/null)" = "wit-bindgen-cli $WIT_BINDGEN_VERSION" ] ||
-    missing "wit-bindgen $WIT_BINDGEN_VERSION (cargo crate wit-bindgen-cli)"
-have=$(wasm-tools --version 2>/dev/null | awk '{print $2}')
-[ -n "$have" ] && [ "$(printf '%s\n%s\n' "$WASM_TOOLS_MIN_VERSION" "$have" | sort -V | head -1)" = "$WASM_TOOLS_MIN_VERSION" ] ||
-    missing "wasm-tools >= $WASM_TOOLS_MIN_VERSION"
-[ -f "$ADAPTER" ] || missing "the WASI preview1 reactor adapter ($ADAPTER)"
+node -e 'const [a, b] = process.versions.node.split(".").map(Number);
+        process.exit(a > 20 || (a === 20 && b >= 19) ? 0 : 1)' 2>/dev/null || missing "node >= 20.19 (for jco)"
+[ -x "$JCO" ] && [ -f "$JCO_DIR/package.json" ] || missing "jco (npm, sdk/js/node_modules)"
 
-# Up to date? (newer than the sources, the SDK, the WIT and the adapter)
-if [ -f "$out" ] && [ -z "$(find "$ROOT/wit" "$SDK" "${sources[@]}" "$ADAPTER" -type f -newer "$out" -print -quit)" ]; then
+# The committed bindings must match wit/ (else: sdk/c/regenerate-bindings.sh).
+if [ "$(cd "$ROOT" && find wit -type f -name '*.wit' | LC_ALL=C sort | xargs sha256sum)" != "$(cat "$GENERATED/wit.sha256" 2>/dev/null)" ]; then
+    echo "error: the C bindings in sdk/c/generated/ do not match wit/; regenerate them with: sdk/c/regenerate-bindings.sh (needs wit-bindgen-cli 0.61.1)" >&2
+    exit 1
+fi
+
+# Up to date? (newer than the sources, the SDK, the WIT and jco)
+if [ -f "$out" ] && [ -z "$(find "$ROOT/wit" "$SDK" "${sources[@]}" "$JCO_DIR/package.json" -type f -newer "$out" -print -quit)" ]; then
     echo "$(basename "$out") is up to date"
     exit 0
 fi
 
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-if ! log=$(wit-bindgen c "$ROOT/wit" --world plugin --out-dir "$work" 2>&1); then
-    echo "$log" >&2
-    exit 1
-fi
 # shellcheck disable=SC2206
 flags=(--target=wasm32-wasi --sysroot=/usr -mexec-model=reactor -O2 -Wall -Wextra -Wno-unused-parameter
-       -Wno-unused-command-line-argument -I"$work" -I"$SDK" ${CFLAGS:-})
-objects=("$work/plugin_component_type.o")
-clang-14 "${flags[@]}" -c "$work/plugin.c" -o "$work/plugin.o"
+       -Wno-unused-command-line-argument -I"$GENERATED" -I"$SDK" ${CFLAGS:-})
+objects=("$GENERATED/plugin_component_type.o")
+clang-14 "${flags[@]}" -c "$GENERATED/plugin.c" -o "$work/plugin.o"
 clang-14 "${flags[@]}" -c "$SDK/chard.c" -o "$work/chard.o"
 objects+=("$work/plugin.o" "$work/chard.o")
 i=0
@@ -72,6 +71,9 @@ for source in "${sources[@]}"; do
     i=$((i + 1))
 done
 clang-14 "${flags[@]}" -fuse-ld=lld -Wl,--strip-debug -o "$work/core.wasm" "${objects[@]}"
-wasm-tools component new "$work/core.wasm" --adapt "wasi_snapshot_preview1=$ADAPTER" -o "$work/out.wasm"
+if ! log=$("$JCO" new "$work/core.wasm" --wasi-reactor -o "$work/out.wasm" 2>&1); then
+    echo "$log" >&2
+    exit 1
+fi
 mv -f "$work/out.wasm" "$out"
 echo "built $out ($(( $(stat -c %s "$out") / 1024 )) KiB)"

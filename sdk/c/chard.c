@@ -2,7 +2,8 @@
  * chard.c: the C SDK's runtime. A small JSON parser and writer, Python-style
  * argument binding, and the `chard:task/tasks` export on top of the task
  * table a plugin defines with CHARD_TASKS. It includes "plugin.h", the
- * bindings `wit-bindgen c` generates for wit/chard.wit at build time.
+ * bindings `wit-bindgen c` generates for wit/chard.wit (committed in
+ * sdk/c/generated/; sdk/c/regenerate-bindings.sh remakes them).
  */
 #include "chard.h"
 

@@ -5,18 +5,16 @@
 #
 # PLUGIN_DIR holds the plugin's Python code; MODULE (a module in it) is
 # imported at build time and registers its tasks with `@chard.task`.
-# componentize-py comes from .venv-guest/, wac from ~/.cargo/bin
-# (tools/install-guest-toolchains.sh python).
+# componentize-py comes from .venv-guest/ (tools/install-guest-toolchains.sh
+# python).
 #
 # componentize-py leaves an extra export in the component (`exports`, its
-# build-time `init` hook); `wac compose` wraps the component so that it
-# exports `chard:task/tasks` only, like every other plugin.
+# build-time `init` hook); the host ignores exports other than
+# `chard:task/tasks`, so the component is used as componentize-py writes it.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 COMPONENTIZE_PY_VERSION=0.25.1
-WAC_VERSION=0.12.0
-export PATH="${CARGO_HOME:-$HOME/.cargo}/bin:$PATH"
 
 if [ $# -ne 3 ]; then
     echo "usage: $0 PLUGIN_DIR MODULE OUT.wasm" >&2
@@ -31,10 +29,6 @@ out=$(cd "$(dirname "$out")" && pwd)/$(basename "$out")
 cpy="$ROOT/.venv-guest/bin/componentize-py"
 if ! [ -x "$cpy" ] || [ "$("$cpy" --version 2>/dev/null)" != "componentize-py $COMPONENTIZE_PY_VERSION" ]; then
     echo "error: componentize-py $COMPONENTIZE_PY_VERSION is missing ($cpy); install it with: tools/install-guest-toolchains.sh python" >&2
-    exit 1
-fi
-if [ "$(wac --version 2>/dev/null)" != "wac-cli $WAC_VERSION" ]; then
-    echo "error: wac $WAC_VERSION (cargo crate wac-cli) is missing; install it with: tools/install-guest-toolchains.sh python" >&2
     exit 1
 fi
 
@@ -54,12 +48,6 @@ PY
 
 PYTHONDONTWRITEBYTECODE=1 "$cpy" -d "$ROOT/wit" -w plugin componentize \
     -p "$work" -p "$plugin_dir" -p "$ROOT/sdk/python" \
-    chard_plugin_entry -o "$work/python.wasm" >&2
-cat > "$work/wrap.wac" <<WAC
-package chard:python-plugin;
-let plugin = new chard:plugin { ... };
-export plugin["chard:task/tasks@0.1.0"];
-WAC
-wac compose "$work/wrap.wac" --dep "chard:plugin=$work/python.wasm" -o "$work/out.wasm"
+    chard_plugin_entry -o "$work/out.wasm" >&2
 mv -f "$work/out.wasm" "$out"
 echo "built $out ($(( $(stat -c %s "$out") / 1024 )) KiB)"

@@ -2,6 +2,8 @@
 //! work. Errors are returned with context; `main` prints them as one line.
 
 pub mod call;
+pub mod run;
+pub mod submit;
 pub mod tasks;
 
 use std::path::Path;

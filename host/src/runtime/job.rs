@@ -103,7 +103,8 @@ impl host::Host for JobState {
 
 impl super::bindings::chard::task::types::Host for JobState {}
 
-pub(crate) fn unix_millis() -> u64 {
+/// Wall-clock time as Unix milliseconds.
+pub fn unix_millis() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|elapsed| elapsed.as_millis() as u64)

@@ -27,6 +27,7 @@ mod plugin;
 mod registry;
 
 pub use engine::{EngineOptions, Runtime, TICK};
+pub use job::unix_millis;
 pub use job::{Cancellation, JobRequest};
 pub use outcome::{Failure, Outcome, RetryRequest};
 pub use plugin::{LoadError, Plugin, TaskDefaults, TaskInfo};

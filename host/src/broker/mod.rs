@@ -1,0 +1,43 @@
+//! Where jobs come from: the `Broker` trait and its Redis implementation.
+//!
+//! A broker hands out messages under a lease and takes them back by ack.
+//! It knows messages (bytes with a delivery tag), not tasks or WASM. The
+//! worker is generic over it, so an embedded broker can stand in later.
+
+pub mod redis;
+
+use std::future::Future;
+use std::time::Duration;
+
+/// One message taken from a queue. `tag` is `None` for a message that was
+/// not a readable envelope: it was not recorded and needs no ack.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    pub tag: Option<String>,
+    pub body: Vec<u8>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BrokerError {
+    #[error("redis: {0}")]
+    Redis(#[from] ::redis::RedisError),
+}
+
+/// Something that delivers work with at-least-once semantics.
+pub trait Broker: Clone + Send + Sync + 'static {
+    /// Takes up to `max` messages, each leased until acked or requeued.
+    fn fetch(&self, max: usize) -> impl Future<Output = Result<Vec<Delivery>, BrokerError>> + Send;
+    /// Done with these messages: forget them.
+    fn ack(&self, tags: &[String]) -> impl Future<Output = Result<(), BrokerError>> + Send;
+    /// Still working on these: renew their leases.
+    fn extend_leases(&self, tags: &[String]) -> impl Future<Output = Result<(), BrokerError>> + Send;
+    /// Give these back to their queues (shutdown).
+    fn requeue(&self, tags: &[String]) -> impl Future<Output = Result<usize, BrokerError>> + Send;
+    /// Put back messages whose lease is older than `visibility_timeout`.
+    fn restore_expired(&self, visibility_timeout: Duration) -> impl Future<Output = Result<usize, BrokerError>> + Send;
+    /// Waits (up to `timeout`) until work may be available, without taking
+    /// it: lets an idle worker sleep instead of polling.
+    fn wait_for_work(&self, timeout: Duration) -> impl Future<Output = ()> + Send;
+    /// Push envelopes to lists: `(list key, envelope)`.
+    fn publish(&self, messages: &[(String, String)]) -> impl Future<Output = Result<(), BrokerError>> + Send;
+}

@@ -1,0 +1,208 @@
+//! The kombu-compatible Redis broker.
+//!
+//! Layout is kombu's (`shared/celery-protocol.md` §4): queue lists with
+//! priority buckets, and `unacked` (hash) + `unacked_index` (zset of lease
+//! times) for messages being worked on. Unlike kombu, the move from a list
+//! into `unacked` is one Lua script, so a crash between pop and record
+//! cannot lose a message; and leases are renewed while a job is held, so
+//! a long job or a far ETA is never handed to a second worker.
+//!
+//! Connections go through `ConnectionManager`, which reconnects on its own;
+//! callers retry failed calls with backoff.
+
+use std::time::Duration;
+
+use redis::aio::ConnectionManager;
+use redis::{Script, Value};
+
+use super::{Broker, BrokerError, Delivery};
+use crate::protocol::queue_keys;
+
+const UNACKED: &str = "unacked";
+const UNACKED_INDEX: &str = "unacked_index";
+const UNACKED_MUTEX: &str = "unacked_mutex";
+/// Entries one restore sweep handles, to keep each script short.
+const RESTORE_BATCH: usize = 1000;
+
+#[derive(Clone)]
+pub struct RedisBroker {
+    client: redis::Client,
+    connection: ConnectionManager,
+    /// A connection of its own for the blocking wait (a blocking command
+    /// would stall everything multiplexed on the shared one).
+    waiter: std::sync::Arc<tokio::sync::Mutex<Option<redis::aio::MultiplexedConnection>>>,
+    fetch_keys: Vec<String>,
+    fetch_script: Script,
+    restore_script: Script,
+}
+
+impl RedisBroker {
+    /// Connects (with retries handled by the manager) and consumes `queues`.
+    pub async fn connect(client: redis::Client, queues: &[String]) -> Result<Self, BrokerError> {
+        let connection = connect_manager(client.clone()).await?;
+        let mut fetch_keys = vec![UNACKED.to_string(), UNACKED_INDEX.to_string()];
+        fetch_keys.extend(queue_keys(queues));
+        Ok(Self {
+            client,
+            connection,
+            waiter: Default::default(),
+            fetch_keys,
+            fetch_script: Script::new(include_str!("fetch.lua")),
+            restore_script: Script::new(include_str!("restore.lua")),
+        })
+    }
+
+    /// Declares the queues the way kombu does, so publishers using the named
+    /// `celery` exchange can route to them.
+    pub async fn declare_queues(&self, queues: &[String]) -> Result<(), BrokerError> {
+        let mut pipe = redis::pipe();
+        for queue in queues {
+            let member = format!("{queue}\x06\x16\x06\x16{queue}");
+            pipe.sadd(format!("_kombu.binding.{queue}"), &member).ignore();
+            pipe.sadd(format!("_kombu.binding_permanent.{queue}"), &member).ignore();
+        }
+        pipe.query_async::<()>(&mut self.connection.clone()).await?;
+        Ok(())
+    }
+
+    pub fn connection(&self) -> ConnectionManager {
+        self.connection.clone()
+    }
+}
+
+/// A connection manager that retries the first connection too.
+pub async fn connect_manager(client: redis::Client) -> Result<ConnectionManager, redis::RedisError> {
+    let config = redis::aio::ConnectionManagerConfig::new()
+        .set_number_of_retries(6)
+        .set_max_delay(2000)
+        .set_connection_timeout(Duration::from_secs(5))
+        .set_response_timeout(Duration::from_secs(30));
+    ConnectionManager::new_with_config(client, config).await
+}
+
+fn now_seconds() -> f64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0)
+}
+
+impl Broker for RedisBroker {
+    async fn fetch(&self, max: usize) -> Result<Vec<Delivery>, BrokerError> {
+        let mut invocation = self.fetch_script.prepare_invoke();
+        for key in &self.fetch_keys {
+            invocation.key(key);
+        }
+        invocation.arg(max).arg(now_seconds());
+        let reply: Vec<Value> = invocation.invoke_async(&mut self.connection.clone()).await?;
+        let mut deliveries = Vec::with_capacity(reply.len() / 2);
+        let mut items = reply.into_iter();
+        while let (Some(tag), Some(body)) = (items.next(), items.next()) {
+            let tag: String = redis::from_redis_value(&tag)?;
+            let body: Vec<u8> = redis::from_redis_value(&body)?;
+            deliveries.push(Delivery { tag: (!tag.is_empty()).then_some(tag), body });
+        }
+        Ok(deliveries)
+    }
+
+    async fn ack(&self, tags: &[String]) -> Result<(), BrokerError> {
+        if tags.is_empty() {
+            return Ok(());
+        }
+        redis::pipe()
+            .atomic()
+            .zrem(UNACKED_INDEX, tags)
+            .ignore()
+            .hdel(UNACKED, tags)
+            .ignore()
+            .query_async::<()>(&mut self.connection.clone())
+            .await?;
+        Ok(())
+    }
+
+    async fn extend_leases(&self, tags: &[String]) -> Result<(), BrokerError> {
+        if tags.is_empty() {
+            return Ok(());
+        }
+        let now = now_seconds();
+        let mut command = redis::cmd("ZADD");
+        command.arg(UNACKED_INDEX).arg("XX");
+        for tag in tags {
+            command.arg(now).arg(tag);
+        }
+        command.query_async::<()>(&mut self.connection.clone()).await?;
+        Ok(())
+    }
+
+    async fn requeue(&self, tags: &[String]) -> Result<usize, BrokerError> {
+        if tags.is_empty() {
+            return Ok(0);
+        }
+        let mut invocation = self.restore_script.prepare_invoke();
+        invocation.key(UNACKED).key(UNACKED_INDEX).key(UNACKED_MUTEX).arg("tags");
+        for tag in tags {
+            invocation.arg(tag);
+        }
+        let restored: i64 = invocation.invoke_async(&mut self.connection.clone()).await?;
+        Ok(restored.max(0) as usize)
+    }
+
+    async fn restore_expired(&self, visibility_timeout: Duration) -> Result<usize, BrokerError> {
+        let cutoff = now_seconds() - visibility_timeout.as_secs_f64();
+        let restored: i64 = self
+            .restore_script
+            .key(UNACKED)
+            .key(UNACKED_INDEX)
+            .key(UNACKED_MUTEX)
+            .arg("expired")
+            .arg(cutoff)
+            .arg(RESTORE_BATCH)
+            .invoke_async(&mut self.connection.clone())
+            .await?;
+        Ok(restored.max(0) as usize)
+    }
+
+    /// `BLMOVE q q RIGHT RIGHT`: blocks until the first queue list has a
+    /// message, then moves its tail to its own tail, which leaves the list as
+    /// it was. The message stays for the atomic fetch script to take; other
+    /// lists (priority buckets, further queues) are seen at the next fetch,
+    /// at the latest after `timeout`.
+    async fn wait_for_work(&self, timeout: Duration) {
+        let mut waiter = self.waiter.lock().await;
+        if waiter.is_none() {
+            let config = redis::AsyncConnectionConfig::new()
+                .set_connection_timeout(Duration::from_secs(2))
+                .set_response_timeout(timeout + Duration::from_secs(2));
+            match self.client.get_multiplexed_async_connection_with_config(&config).await {
+                Ok(connection) => *waiter = Some(connection),
+                Err(_) => {
+                    tokio::time::sleep(timeout).await;
+                    return;
+                }
+            }
+        }
+        let Some(connection) = waiter.as_mut() else { return };
+        let first_queue = &self.fetch_keys[2];
+        let result: redis::RedisResult<Value> = redis::cmd("BLMOVE")
+            .arg(first_queue)
+            .arg(first_queue)
+            .arg("RIGHT")
+            .arg("RIGHT")
+            .arg(timeout.as_secs_f64())
+            .query_async(connection)
+            .await;
+        if result.is_err() {
+            *waiter = None;
+            tokio::time::sleep(timeout.min(Duration::from_millis(500))).await;
+        }
+    }
+
+    async fn publish(&self, messages: &[(String, String)]) -> Result<(), BrokerError> {
+        if messages.is_empty() {
+            return Ok(());
+        }
+        let mut pipe = redis::pipe();
+        for (key, envelope) in messages {
+            pipe.lpush(key, envelope).ignore();
+        }
+        pipe.query_async::<()>(&mut self.connection.clone()).await?;
+        Ok(())
+    }
+}

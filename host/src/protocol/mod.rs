@@ -1,0 +1,30 @@
+//! Celery's wire formats on the kombu Redis transport, as plain types.
+//!
+//! No I/O here: parsing an envelope someone pushed, building one to push,
+//! naming keys, and rendering result documents. Everything follows
+//! `shared/celery-protocol.md` (captures of Celery 5.7), and the tests at the
+//! bottom of each file pin the exact bytes that matter to a Python peer.
+
+mod keys;
+mod message;
+pub mod result;
+
+pub use keys::{priority_bucket, queue_keys, queue_key_for, result_key, PRIORITY_STEPS};
+pub use message::{Embed, Headers, MessageError, OutgoingTask, Signature, TaskMessage};
+pub use result::{ExceptionInfo, ResultMeta, State};
+
+/// Current time as ISO-8601 with offset, the way Celery writes it.
+pub fn iso_now() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, false)
+}
+
+/// Parses an ISO-8601 time with an offset; a naive time is taken as UTC
+/// (lenient, as Celery clients with `enable_utc` send offsets anyway).
+pub fn parse_time(text: &str) -> Option<chrono::DateTime<chrono::Utc>> {
+    if let Ok(time) = chrono::DateTime::parse_from_rfc3339(text) {
+        return Some(time.with_timezone(&chrono::Utc));
+    }
+    chrono::NaiveDateTime::parse_from_str(text, "%Y-%m-%dT%H:%M:%S%.f")
+        .ok()
+        .map(|naive| naive.and_utc())
+}

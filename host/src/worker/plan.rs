@@ -1,0 +1,297 @@
+//! From an outcome to what must happen in Redis: the result document to
+//! store, follow-up messages to publish (retries, callbacks, the next chain
+//! link), all before the original message is acked.
+//!
+//! Each `Outcome` maps to exactly one Celery state; the match below is the
+//! one place that mapping lives.
+
+use std::time::Duration;
+
+use serde_json::value::RawValue;
+use serde_json::{json, Value};
+
+use super::job::Job;
+use crate::backend::ResultWrite;
+use crate::protocol::{queue_key_for, result_key, ExceptionInfo, OutgoingTask, ResultMeta, Signature, State, TaskMessage};
+use crate::protocol::result::ResultValue;
+use crate::runtime::{Failure, Outcome, RetryRequest, TaskInfo};
+
+/// Celery's default `max_retries`.
+const DEFAULT_MAX_RETRIES: u32 = 3;
+/// Celery's default `default_retry_delay`.
+const DEFAULT_RETRY_DELAY: Duration = Duration::from_secs(180);
+/// Celery's default `retry_backoff_max`.
+const DEFAULT_BACKOFF_MAX: Duration = Duration::from_secs(600);
+
+pub struct PlanSettings {
+    pub hostname: String,
+    pub result_expires: Duration,
+}
+
+/// What to write and publish for one finished job.
+#[derive(Default)]
+pub struct Plan {
+    pub write: Option<ResultWrite>,
+    pub publish: Vec<(String, String)>,
+    /// Log line for anything that is not a plain success.
+    pub note: Option<String>,
+}
+
+pub fn plan(job: &Job, outcome: &Outcome, task: Option<&TaskInfo>, settings: &PlanSettings) -> Plan {
+    let message = &job.message;
+    let mut plan = Plan::default();
+    let mut children = Vec::new();
+    let (state, result): (State, ResultValue) = match outcome {
+        Outcome::Succeeded { json } => {
+            let value = RawValue::from_string(json.clone()).unwrap_or_else(|_| raw("null"));
+            follow_ups_on_success(message, &value, settings, &mut plan.publish, &mut children);
+            return finish(plan, message, State::Success, ResultValue::Value(serde_json::from_str(value.get()).unwrap_or(Value::Null)), children, settings);
+        }
+        Outcome::Failed(failure) => {
+            if let Some(request) = autoretry(failure, task, message) {
+                return retry(plan, message, &request, task, Some(failure), settings);
+            }
+            let (module, exc_type) = failure.module_and_type();
+            (State::Failure, ResultValue::Exception(ExceptionInfo::new(module, exc_type, failure.message.clone())))
+        }
+        Outcome::Retry(request) => return retry(plan, message, request, task, None, settings),
+        Outcome::TimedOut { limit } => (
+            State::Failure,
+            ResultValue::Exception(ExceptionInfo::new("billiard.exceptions", "TimeLimitExceeded", json!(limit.as_secs_f64()))),
+        ),
+        Outcome::OutOfMemory { limit_bytes } => (
+            State::Failure,
+            ResultValue::Exception(ExceptionInfo::new(
+                "builtins",
+                "MemoryError",
+                format!("memory limit of {} MiB exceeded", limit_bytes >> 20),
+            )),
+        ),
+        Outcome::Trapped { message: trap } => {
+            (State::Failure, ResultValue::Exception(ExceptionInfo::new("chard.exceptions", "WasmTrap", trap.clone())))
+        }
+        Outcome::Terminated => {
+            (State::Revoked, ResultValue::Exception(ExceptionInfo::new("celery.exceptions", "TaskRevokedError", "terminated")))
+        }
+        Outcome::UnknownTask { name } => {
+            (State::Failure, ResultValue::Exception(ExceptionInfo::new("celery.exceptions", "NotRegistered", name.clone())))
+        }
+        Outcome::Rejected { reason } => (
+            State::Failure,
+            ResultValue::Exception(ExceptionInfo::new("chard.exceptions", "MalformedMessage", reason.clone())),
+        ),
+    };
+    plan.note = Some(outcome.describe());
+    if state == State::Failure {
+        errbacks(message, settings, &mut plan.publish, &mut children);
+    }
+    finish(plan, message, state, result, children, settings)
+}
+
+/// REVOKED because the message's `expires` passed before it ran.
+pub fn expired(job: &Job, settings: &PlanSettings) -> Plan {
+    let plan = Plan { note: Some("expired before it ran".into()), ..Plan::default() };
+    let result = ResultValue::Exception(ExceptionInfo::new("celery.exceptions", "TaskRevokedError", "expired"));
+    finish(plan, &job.message, State::Revoked, result, Vec::new(), settings)
+}
+
+fn finish(
+    mut plan: Plan,
+    message: &TaskMessage,
+    state: State,
+    result: ResultValue,
+    children: Vec<Value>,
+    settings: &PlanSettings,
+) -> Plan {
+    if message.headers.ignore_result == Some(true) && state != State::Retry {
+        return plan;
+    }
+    let mut meta = ResultMeta::new(&message.id, state, result);
+    meta.children = children;
+    meta.group_id = message.headers.group.as_deref();
+    meta.parent_id = message.headers.parent_id.as_deref();
+    plan.write = Some(ResultWrite { key: result_key(&message.id), json: meta.to_json(), ttl: settings.result_expires });
+    plan
+}
+
+fn raw(text: &str) -> Box<RawValue> {
+    RawValue::from_string(text.to_string()).expect("valid JSON literal")
+}
+
+/// A failure listed in the task's `autoretry_for` becomes a retry, with
+/// Celery's exponential backoff when the task asked for it.
+fn autoretry(failure: &Failure, task: Option<&TaskInfo>, message: &TaskMessage) -> Option<RetryRequest> {
+    let task = task?;
+    let (_, exc_type) = failure.module_and_type();
+    let listed = task.defaults.autoretry_for.iter().any(|name| {
+        name == &failure.exception_type || name == exc_type || name == "Exception"
+    });
+    if !listed {
+        return None;
+    }
+    let countdown = task.defaults.retry_backoff.map(|base| {
+        let max = task.defaults.retry_backoff_max.unwrap_or(DEFAULT_BACKOFF_MAX);
+        let delay = base.saturating_mul(1u32 << message.retries().min(20)).min(max);
+        if task.defaults.retry_jitter {
+            // Celery's full jitter: uniform in [0, delay].
+            delay.mul_f64(fastrand::f64())
+        } else {
+            delay
+        }
+    });
+    Some(RetryRequest { countdown, reason: Some(format!("{}: {}", failure.exception_type, failure.message)), max_retries: None })
+}
+
+fn retry(
+    mut plan: Plan,
+    message: &TaskMessage,
+    request: &RetryRequest,
+    task: Option<&TaskInfo>,
+    failure: Option<&Failure>,
+    settings: &PlanSettings,
+) -> Plan {
+    let max_retries = request
+        .max_retries
+        .or_else(|| task.and_then(|task| task.defaults.max_retries))
+        .unwrap_or(DEFAULT_MAX_RETRIES);
+    if message.retries() >= max_retries {
+        // Out of retries: FAILURE with the original error, as Celery does.
+        let result = match failure {
+            Some(failure) => {
+                let (module, exc_type) = failure.module_and_type();
+                ExceptionInfo::new(module, exc_type, failure.message.clone())
+            }
+            None => ExceptionInfo::new(
+                "celery.exceptions",
+                "MaxRetriesExceededError",
+                format!(
+                    "Can't retry {}[{}]: max retries ({max_retries}) exceeded{}",
+                    message.task,
+                    message.id,
+                    request.reason.as_deref().map(|reason| format!(" ({reason})")).unwrap_or_default()
+                ),
+            ),
+        };
+        plan.note = Some(format!("retries exhausted after {} attempts", message.retries() + 1));
+        errbacks(message, settings, &mut plan.publish, &mut Vec::new());
+        return finish(plan, message, State::Failure, ResultValue::Exception(result), Vec::new(), settings);
+    }
+    let countdown = request
+        .countdown
+        .or_else(|| task.and_then(|task| task.defaults.default_retry_delay))
+        .unwrap_or(DEFAULT_RETRY_DELAY);
+    let eta = chrono::Utc::now() + chrono::Duration::from_std(countdown).unwrap_or_default();
+    let mut copy = outgoing_copy(message, settings);
+    copy.retries = message.retries() + 1;
+    copy.eta = Some(eta.to_rfc3339_opts(chrono::SecondsFormat::Micros, false));
+    copy.parent_id = Some(message.id.clone());
+    copy.id = message.id.clone();
+    plan.publish.push((queue_key_for(&copy.queue, copy.priority), copy.to_envelope()));
+    let reason = request.reason.clone().unwrap_or_else(|| "retry requested".into());
+    plan.note = Some(format!("retry {} of {max_retries} in {:.3}s: {reason}", copy.retries, countdown.as_secs_f64()));
+    let result = ResultValue::Exception(ExceptionInfo::new("celery.exceptions", "Retry", format!("Retry in {:.3}s: {reason}", countdown.as_secs_f64())));
+    let children = vec![json!([[message.id, null], null])];
+    finish(plan, message, State::Retry, result, children, settings)
+}
+
+/// The same task again (for retries), keeping every header Celery keeps.
+fn outgoing_copy(message: &TaskMessage, settings: &PlanSettings) -> OutgoingTask {
+    let mut copy = OutgoingTask::new(&message.task, message.args.clone(), message.kwargs.clone(), settings.hostname.clone());
+    copy.id = message.id.clone();
+    copy.embed = message.embed.clone();
+    copy.queue = routing_queue(message);
+    copy.priority = message.priority();
+    copy.expires = message.headers.expires.clone();
+    copy.root_id = Some(message.root_id().to_string());
+    copy.parent_id = message.headers.parent_id.clone();
+    copy.group = message.headers.group.clone();
+    copy.group_index = message.headers.group_index;
+    copy.timelimit = message.headers.timelimit.unwrap_or((None, None));
+    copy.reply_to = message.properties.reply_to.clone();
+    copy.ignore_result = message.headers.ignore_result;
+    copy.origin = message.headers.origin.clone().unwrap_or_else(|| settings.hostname.clone());
+    copy
+}
+
+fn routing_queue(message: &TaskMessage) -> String {
+    let key = &message.properties.delivery_info.routing_key;
+    if key.is_empty() { "celery".to_string() } else { key.clone() }
+}
+
+/// A follow-up message from a canvas signature, child of `parent`.
+fn from_signature(signature: &Signature, args: Vec<Value>, parent: &TaskMessage, settings: &PlanSettings) -> OutgoingTask {
+    let to_raw = |value: &Value| serde_json::value::to_raw_value(value).expect("JSON value");
+    let mut task = OutgoingTask::new(&signature.task, to_raw(&Value::Array(args)), to_raw(&Value::Object(signature.kwargs.clone())), settings.hostname.clone());
+    let option = |key: &str| signature.options.get(key).filter(|value| !value.is_null());
+    if let Some(id) = option("task_id").and_then(Value::as_str) {
+        task.id = id.to_string();
+    }
+    task.root_id = Some(parent.root_id().to_string());
+    task.parent_id = Some(parent.id.clone());
+    task.reply_to = option("reply_to").and_then(Value::as_str).map(str::to_string);
+    task.group = option("group_id").and_then(Value::as_str).map(str::to_string);
+    task.group_index = option("group_index").and_then(Value::as_u64).map(|index| index as u32);
+    task.queue = option("queue").and_then(Value::as_str).map(str::to_string).unwrap_or_else(|| routing_queue(parent));
+    task.priority = option("priority").and_then(Value::as_u64).map(|p| p.min(255) as u8).unwrap_or(0);
+    if let Some(link) = option("link") {
+        task.embed.callbacks = serde_json::from_value(as_list(link)).ok();
+    }
+    if let Some(link_error) = option("link_error") {
+        task.embed.errbacks = serde_json::from_value(as_list(link_error)).ok();
+    }
+    task
+}
+
+fn as_list(value: &Value) -> Value {
+    match value {
+        Value::Array(_) => value.clone(),
+        other => Value::Array(vec![other.clone()]),
+    }
+}
+
+fn signature_args(signature: &Signature, leading: Option<Value>) -> Vec<Value> {
+    match leading {
+        Some(value) if !signature.immutable => std::iter::once(value).chain(signature.args.iter().cloned()).collect(),
+        _ => signature.args.clone(),
+    }
+}
+
+/// Callbacks (`link`) and the next chain link get the parent's result.
+fn follow_ups_on_success(
+    message: &TaskMessage,
+    result: &RawValue,
+    settings: &PlanSettings,
+    publish: &mut Vec<(String, String)>,
+    children: &mut Vec<Value>,
+) {
+    let value: Value = serde_json::from_str(result.get()).unwrap_or(Value::Null);
+    let mut push = |task: OutgoingTask, children: &mut Vec<Value>| {
+        children.push(json!([[task.id, null], null]));
+        publish.push((queue_key_for(&task.queue, task.priority), task.to_envelope()));
+    };
+    for callback in message.embed.callbacks.iter().flatten() {
+        push(from_signature(callback, signature_args(callback, Some(value.clone())), message, settings), children);
+    }
+    if let Some(chain) = &message.embed.chain {
+        // Celery stores the chain reversed: the next link is the last one.
+        if let Some((next, rest)) = chain.split_last() {
+            let mut task = from_signature(next, signature_args(next, Some(value.clone())), message, settings);
+            task.embed.chain = Some(rest.to_vec());
+            if let Some(chord) = &message.embed.chord {
+                task.embed.chord = Some(chord.clone());
+            }
+            push(task, children);
+        }
+    }
+}
+
+/// Errbacks (`link_error`) get the failed task's id.
+fn errbacks(message: &TaskMessage, settings: &PlanSettings, publish: &mut Vec<(String, String)>, children: &mut Vec<Value>) {
+    for errback in message.embed.errbacks.iter().flatten() {
+        let mut task = from_signature(errback, signature_args(errback, Some(Value::String(message.id.clone()))), message, settings);
+        task.group = Some(uuid::Uuid::new_v4().to_string());
+        task.group_index = Some(0);
+        children.push(json!([[task.id, null], null]));
+        publish.push((queue_key_for(&task.queue, task.priority), task.to_envelope()));
+    }
+}

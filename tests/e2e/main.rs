@@ -5,3 +5,5 @@
 mod util;
 
 mod call;
+mod celery;
+mod worker;

@@ -1,0 +1,50 @@
+//! Compatibility with stock Celery 5.7 in both directions.
+
+use std::process::Command;
+use std::time::Duration;
+
+use serde_json::json;
+
+use crate::util::{host, plugin_folder, python, python_script, run_python, RedisServer, Worker};
+
+#[test]
+fn celery_client_against_host_worker() {
+    let redis = RedisServer::start();
+    let plugins = plugin_folder(&["math", "faults"]);
+    let _worker = Worker::start(plugins.path(), &redis.url(0), &["--result-backend", &redis.url(1), "-c", "2"]);
+    let seen = run_python("celery_client.py", &["basic", &redis.url(0), &redis.url(1)]);
+
+    assert_eq!(seen["add"], json!(5));
+    assert_eq!(seen["kwargs"], json!(42));
+    assert_eq!(seen["xsum"], json!(7.0));
+    assert_eq!(seen["echo"], json!({"s": "héllo", "l": [1, 2.5, null]}));
+    assert_eq!(seen["fail"], json!({"type": "Exception", "module": "builtins", "args": ["card declined"]}));
+    assert_eq!(seen["typed"], json!({"type": "ValueError", "module": "builtins", "args": ["bad value 7"]}));
+    assert_eq!(seen["unknown"], json!({"type": "NotRegistered", "module": "celery.exceptions", "args": ["no.such.task"]}));
+    assert_eq!(seen["argerror"]["type"], json!("TypeError"));
+    assert_eq!(seen["argerror"]["args"], json!(["add: expected 2 arguments (x, y), got 3"]));
+    assert_eq!(seen["timeout"]["type"], json!("TimeLimitExceeded"));
+    let expected: Vec<i64> = (0..200).map(|i| i * 2).collect();
+    assert_eq!(seen["many"], json!(expected));
+    assert_eq!(seen["failed_state"], json!("FAILURE"));
+}
+
+#[test]
+fn host_submit_against_python_celery_worker() {
+    let redis = RedisServer::start();
+    let mut celery = Command::new(python())
+        .args(["-m", "celery", "-A", "celery_worker_app", "worker", "-P", "solo", "-c", "1", "--without-gossip", "--without-mingle", "-l", "warning"])
+        .current_dir(python_script("celery_worker_app.py").parent().unwrap())
+        .env("CHARD_TEST_BROKER", redis.url(0))
+        .env("CHARD_TEST_BACKEND", redis.url(1))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let run = host(&["submit", "math.add", "[20, 22]", "--broker", &redis.url(0), "--result-backend", &redis.url(1), "--wait", "--timeout", "60"]);
+    let run2 = host(&["submit", "math.mul", "[6]", "--kwargs", r#"{"y": 7}"#, "--broker", &redis.url(0), "--result-backend", &redis.url(1), "--wait", "--timeout", "30"]);
+    let _ = celery.kill();
+    let _ = celery.wait();
+    assert_eq!(run.ok(), "42");
+    assert_eq!(run2.ok(), "42");
+}

@@ -1,0 +1,74 @@
+"""Celery client side of the interoperability tests.
+
+Usage: celery_client.py SCENARIO BROKER_URL BACKEND_URL
+Prints one JSON document with what the stock Celery 5.7 client observed;
+the Rust tests assert on it.
+"""
+import json
+import sys
+
+from celery import Celery
+
+
+def app_for(broker, backend):
+    app = Celery("interop", broker=broker, backend=backend)
+    app.conf.task_serializer = "json"
+    app.conf.result_serializer = "json"
+    app.conf.accept_content = ["json"]
+    return app
+
+
+def error_of(fn):
+    try:
+        fn()
+    except Exception as exc:  # noqa: BLE001 - the type is what we report
+        return {"type": type(exc).__name__, "module": type(exc).__module__, "args": list(exc.args)}
+    return None
+
+
+def basic(app):
+    out = {}
+    out["add"] = app.send_task("math.add", args=[2, 3]).get(timeout=20)
+    out["kwargs"] = app.send_task("math.add", args=[1], kwargs={"y": 41}).get(timeout=20)
+    out["xsum"] = app.send_task("math.xsum", args=[[1.5, 2.5, 3.0]]).get(timeout=20)
+    out["echo"] = app.send_task("faults.echo", args=[{"s": "héllo", "l": [1, 2.5, None]}]).get(timeout=20)
+    out["fail"] = error_of(lambda: app.send_task("faults.fail", args=["card declined"]).get(timeout=20))
+    out["typed"] = error_of(
+        lambda: app.send_task("faults.raise_as", args=["ValueError", "bad value 7"]).get(timeout=20)
+    )
+    out["unknown"] = error_of(lambda: app.send_task("no.such.task", args=[]).get(timeout=20))
+    out["argerror"] = error_of(lambda: app.send_task("math.add", args=[1, 2, 3]).get(timeout=20))
+    out["timeout"] = error_of(
+        lambda: app.send_task("faults.spin", time_limit=1).get(timeout=20)
+    )
+    results = [app.send_task("math.add", args=[i, i]) for i in range(200)]
+    out["many"] = [r.get(timeout=60) for r in results]
+    failed = app.send_task("faults.fail", args=["x"])
+    error_of(lambda: failed.get(timeout=20))
+    out["failed_state"] = failed.state
+    return out
+
+
+def priorities(app):
+    """Only sends; the test starts the worker afterwards."""
+    ids = {}
+    for priority in [9, 6, 3, 0, None, 0, 5, 1]:
+        options = {} if priority is None else {"priority": priority}
+        result = app.send_task("faults.echo", args=[priority], **options)
+        ids[result.id] = priority
+    return ids
+
+
+def send_one(app):
+    """Sends faults.sleep(ms) from argv[4]; prints the id."""
+    return app.send_task("faults.sleep", args=[int(sys.argv[4])]).id
+
+
+def main():
+    scenario, broker, backend = sys.argv[1:4]
+    app = app_for(broker, backend)
+    print(json.dumps(globals()[scenario](app)))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,19 @@
+"""A stock Celery app with Python versions of the `math` tasks, used to
+prove that `host submit` and the Rust client produce messages a real Celery
+worker runs. Broker/backend from CHARD_TEST_BROKER / CHARD_TEST_BACKEND."""
+import os
+
+from celery import Celery
+
+app = Celery("pyworker", broker=os.environ["CHARD_TEST_BROKER"], backend=os.environ["CHARD_TEST_BACKEND"])
+app.conf.accept_content = ["json"]
+
+
+@app.task(name="math.add")
+def add(x, y):
+    return x + y
+
+
+@app.task(name="math.mul")
+def mul(x, y):
+    return x * y

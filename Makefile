@@ -57,5 +57,9 @@ test-sdk:
 bench: build plugins
 	$(CARGO) bench -p chard-host --bench jobs
 
+## Same queue drained by a stock Celery worker and by host run; prints both rates and the ratio.
+bench-celery: build plugins venv
+	$(PYTHON) bench/celery_vs_chard.py
+
 clean:
 	$(CARGO) clean

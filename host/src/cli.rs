@@ -73,7 +73,7 @@ struct RunArgs {
     /// Jobs run at once (default: number of cores).
     #[arg(short = 'c', long)]
     concurrency: Option<usize>,
-    /// Messages held at once, running or waiting (default: max(64, 16 x concurrency)).
+    /// Messages held at once, running or waiting (default: max(256, 32 x concurrency)); lower it to share a short queue more evenly between workers.
     #[arg(long)]
     prefetch: Option<usize>,
     /// Node name (default: chard@<host name>).
@@ -229,12 +229,15 @@ fn worker_config(args: RunArgs) -> anyhow::Result<WorkerConfig> {
     let connection = args.connection.into_config();
     let mut config = WorkerConfig::new(args.plugins, &connection.broker_url);
     config.result_backend_url = connection.result_backend_url;
-    anyhow::ensure!(args.queues.iter().all(|q| !q.trim().is_empty()), "-Q needs queue names, e.g. -Q celery,cpu");
+    anyhow::ensure!(
+        args.queues.iter().all(|q| !q.trim().is_empty() && !q.contains(['"', '\\'])),
+        "-Q needs queue names without quotes or backslashes, e.g. -Q celery,cpu"
+    );
     config.queues = args.queues.iter().map(|q| q.trim().to_string()).collect();
     if let Some(concurrency) = args.concurrency {
         anyhow::ensure!((1..=1024).contains(&concurrency), "-c must be between 1 and 1024, got {concurrency}");
         config.concurrency = concurrency;
-        config.prefetch = 64.max(concurrency * 16);
+        config.prefetch = 256.max(concurrency * 32);
     }
     if let Some(prefetch) = args.prefetch {
         anyhow::ensure!(prefetch >= 1, "--prefetch must be at least 1");

@@ -88,7 +88,7 @@ impl WorkerConfig {
             result_backend_url: broker_url.to_string(),
             queues: vec!["celery".to_string()],
             concurrency: cores,
-            prefetch: 64.max(cores * 16),
+            prefetch: 256.max(cores * 32),
             hostname: format!("chard@{}", crate::hostname()),
             limits: JobLimits::default(),
             visibility_timeout: Duration::from_secs(3600),

@@ -57,6 +57,7 @@ pub fn context_for(message: &TaskMessage, task: &TaskInfo, limits: &EffectiveLim
     context.soft_time_limit_ms = limits.soft_time_limit.map(millis);
     context.soft_deadline_ms = limits.soft_time_limit.map(|soft| crate::runtime::unix_millis() + millis(soft));
     context.hostname = hostname.to_string();
-    context.headers = serde_json::to_string(&message.headers).unwrap_or_else(|_| "{}".into());
+    // Only headers without a field of their own: the rest is in the context.
+    context.headers = serde_json::to_string(&message.headers.extra).unwrap_or_else(|_| "{}".into());
     context
 }

@@ -124,7 +124,8 @@ typedef struct chard_task_types_context_t {
   plugin_option_u64_t   soft_deadline_ms;
   // Node name of the worker, e.g. "chard@host1".
   plugin_string_t   hostname;
-  // All message headers as one JSON object, custom ones included.
+  // Message headers without a field above (custom ones, stamps), as one
+  // JSON object.
   plugin_string_t   headers;
 } chard_task_types_context_t;
 

@@ -32,6 +32,12 @@ pub struct RedisBroker {
     /// would stall everything multiplexed on the shared one).
     waiter: std::sync::Arc<tokio::sync::Mutex<Option<redis::aio::MultiplexedConnection>>>,
     fetch_keys: Vec<String>,
+    /// The queue (routing key) of each list in `fetch_keys[2..]`.
+    fetch_queues: Vec<String>,
+    /// Delivery tags are `<worker id>.<fetch number>.<index>`: unique
+    /// without a round trip, and short.
+    tag_prefix: String,
+    fetch_number: std::sync::Arc<std::sync::atomic::AtomicU64>,
     fetch_script: Script,
     restore_script: Script,
 }
@@ -42,11 +48,17 @@ impl RedisBroker {
         let connection = connect_manager(client.clone()).await?;
         let mut fetch_keys = vec![UNACKED.to_string(), UNACKED_INDEX.to_string()];
         fetch_keys.extend(queue_keys(queues));
+        let fetch_queues: Vec<String> =
+            crate::protocol::PRIORITY_STEPS.iter().flat_map(|_| queues.iter().cloned()).collect();
+        let tag_prefix = uuid::Uuid::new_v4().simple().to_string()[..10].to_string();
         Ok(Self {
             client,
             connection,
             waiter: Default::default(),
             fetch_keys,
+            fetch_queues,
+            tag_prefix,
+            fetch_number: Default::default(),
             fetch_script: Script::new(include_str!("fetch.lua")),
             restore_script: Script::new(include_str!("restore.lua")),
         })
@@ -90,7 +102,11 @@ impl Broker for RedisBroker {
         for key in &self.fetch_keys {
             invocation.key(key);
         }
-        invocation.arg(max).arg(now_seconds());
+        let number = self.fetch_number.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        invocation.arg(max).arg(now_seconds()).arg(format!("{}.{number}.", self.tag_prefix));
+        for queue in &self.fetch_queues {
+            invocation.arg(queue);
+        }
         let reply: Vec<Value> = invocation.invoke_async(&mut self.connection.clone()).await?;
         let mut deliveries = Vec::with_capacity(reply.len() / 2);
         let mut items = reply.into_iter();

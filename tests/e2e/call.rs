@@ -130,3 +130,32 @@ fn tasks_lists_qualified_names_with_parameters() {
     assert!(listing.lines().any(|line| line.starts_with("math.xsum(numbers)  [")), "{listing}");
     assert!(listing.lines().any(|line| line.starts_with("faults.flaky(n)  [")), "{listing}");
 }
+
+#[test]
+fn compile_cache_is_used_and_a_corrupt_entry_is_rebuilt() {
+    let cache = tempfile::tempdir().unwrap();
+    let math = plugin("math");
+    let call = || {
+        let output = std::process::Command::new(crate::util::host_bin())
+            .args(["call", math.to_str().unwrap(), "add", "[2, 3]", "-v"])
+            .env("NO_COLOR", "1")
+            .env("CHARD_CACHE_DIR", cache.path())
+            .output()
+            .unwrap();
+        crate::util::Run::from(output)
+    };
+    assert_eq!(call().ok(), "5");
+    let entries: Vec<_> = std::fs::read_dir(cache.path()).unwrap().map(|e| e.unwrap().path()).collect();
+    assert_eq!(entries.len(), 1, "one cache entry per plugin");
+    let second = call();
+    assert_eq!(second.ok(), "5");
+    assert!(second.stderr.contains("loaded from cache"), "{}", second.stderr);
+    let mut bytes = std::fs::read(&entries[0]).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0xff;
+    std::fs::write(&entries[0], bytes).unwrap();
+    let third = call();
+    assert_eq!(third.ok(), "5");
+    assert!(third.stderr.contains("corrupt; recompiling"), "{}", third.stderr);
+    assert!(call().stderr.contains("loaded from cache"));
+}

@@ -57,7 +57,12 @@ impl From<Output> for Run {
 
 /// Runs `host ARGS...` to completion.
 pub fn host(args: &[&str]) -> Run {
-    Command::new(host_bin()).args(args).env("NO_COLOR", "1").output().expect("running host").into()
+    Command::new(host_bin()).args(args).env("NO_COLOR", "1").env("CHARD_CACHE_DIR", cache_dir()).output().expect("running host").into()
+}
+
+/// One compile cache for the whole test run: large plugins compile once.
+pub fn cache_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/test-compile-cache")
 }
 
 /// A private `redis-server` on a free port, stopped on drop.
@@ -157,6 +162,7 @@ impl Worker {
             .args(["run", "--plugins", plugins.to_str().unwrap(), "--broker", broker])
             .args(args)
             .env("NO_COLOR", "1")
+            .env("CHARD_CACHE_DIR", cache_dir())
             .stdout(file.try_clone().unwrap())
             .stderr(file)
             .spawn()

@@ -47,5 +47,9 @@ pub(crate) fn load_plugins_for(runtime: &Runtime, path: &Path, task: Option<&str
 
 /// An engine sized for a one-shot command.
 pub(crate) fn small_runtime(max_memory_bytes: u64) -> anyhow::Result<Runtime> {
-    Runtime::new(&EngineOptions { max_instances: 4, max_memory_bytes: max_memory_bytes.max(1 << 30), pooling: true })
+    Runtime::new(&EngineOptions {
+        max_instances: 4,
+        max_memory_bytes: max_memory_bytes.max(1 << 30),
+        ..EngineOptions::default()
+    })
 }

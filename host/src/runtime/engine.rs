@@ -7,6 +7,7 @@ use wasmtime::component::{HasSelf, Linker};
 use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
 use super::bindings;
+use super::cache::CompileCache;
 use super::job::JobState;
 
 /// How often the engine's epoch advances: the granularity of time limits
@@ -25,11 +26,13 @@ pub struct EngineOptions {
     /// Use the pooling allocator (falls back to on-demand if the pool cannot
     /// be reserved, e.g. under a tight `ulimit -v`).
     pub pooling: bool,
+    /// Where compiled plugins are cached; `None` disables the cache.
+    pub cache_dir: Option<std::path::PathBuf>,
 }
 
 impl Default for EngineOptions {
     fn default() -> Self {
-        Self { max_instances: 16, max_memory_bytes: 1 << 30, pooling: true }
+        Self { max_instances: 16, max_memory_bytes: 1 << 30, pooling: true, cache_dir: default_cache_dir() }
     }
 }
 
@@ -38,6 +41,18 @@ impl Default for EngineOptions {
 pub struct Runtime {
     pub(crate) engine: Engine,
     pub(crate) linker: Arc<Linker<JobState>>,
+    pub(crate) cache: Option<Arc<CompileCache>>,
+}
+
+/// `$CHARD_CACHE_DIR`, else `$XDG_CACHE_HOME/chard`, else `~/.cache/chard`.
+pub fn default_cache_dir() -> Option<std::path::PathBuf> {
+    if let Some(dir) = std::env::var_os("CHARD_CACHE_DIR") {
+        return (!dir.is_empty()).then(|| dir.into());
+    }
+    std::env::var_os("XDG_CACHE_HOME")
+        .map(std::path::PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|home| std::path::PathBuf::from(home).join(".cache")))
+        .map(|base| base.join("chard"))
 }
 
 impl Runtime {
@@ -58,7 +73,8 @@ impl Runtime {
         bindings::chard::task::host::add_to_linker::<JobState, HasSelf<JobState>>(&mut linker, |state| state)
             ?;
         spawn_ticker(&engine);
-        Ok(Self { engine, linker: Arc::new(linker) })
+        let cache = options.cache_dir.as_ref().map(|dir| Arc::new(CompileCache::new(&engine, dir)));
+        Ok(Self { engine, linker: Arc::new(linker), cache })
     }
 
     pub fn engine(&self) -> &Engine {

@@ -20,13 +20,14 @@
 //!   the guest as values; a time limit, an exhausted memory limit, a trap or a
 //!   cancellation are seen by the host and reported as distinct outcomes.
 
+mod cache;
 mod engine;
 mod job;
 mod outcome;
 mod plugin;
 mod registry;
 
-pub use engine::{EngineOptions, Runtime, TICK};
+pub use engine::{default_cache_dir, EngineOptions, Runtime, TICK};
 pub use job::unix_millis;
 pub use job::{Cancellation, JobRequest};
 pub use outcome::{Failure, Outcome, RetryRequest};

@@ -75,7 +75,12 @@ impl Plugin {
         if name.is_empty() || name.contains('.') {
             return Err(LoadError::BadName { path: path.to_path_buf(), name });
         }
-        let component = Component::new(runtime.engine(), bytes).map_err(|error| LoadError::NotAComponent {
+        let compile = || Component::new(runtime.engine(), bytes);
+        let compiled = match &runtime.cache {
+            Some(cache) => cache.load_or_compile(bytes, compile),
+            None => compile(),
+        };
+        let component = compiled.map_err(|error| LoadError::NotAComponent {
             path: path.to_path_buf(),
             reason: first_line(&error),
         })?;

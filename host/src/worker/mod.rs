@@ -89,7 +89,7 @@ pub async fn run<B: Broker, R: ResultBackend>(
     let runtime = Runtime::new(&EngineOptions {
         max_instances: (config.concurrency + 4) as u32,
         max_memory_bytes: config.limits.memory_limit_bytes.max(1 << 30),
-        pooling: true,
+        ..EngineOptions::default()
     })?;
     let (registry, errors) = Registry::load_dir(&runtime, &config.plugins)
         .with_context(|| format!("reading plugin folder {}", config.plugins.display()))?;

@@ -8,30 +8,33 @@ GUEST_PLUGINS := $(notdir $(wildcard plugins/pymath plugins/jsmath plugins/cmath
 VENV := .venv
 PYTHON := $(VENV)/bin/python
 
-.PHONY: all build plugins rust-plugins guest-plugins toolchains demo test test-sdk bench bench-celery venv clean
+.PHONY: deps all build plugins rust-plugins guest-plugins toolchains demo test test-sdk bench bench-celery venv clean
 
 all: build plugins
 
+## System packages and the Rust wasm target (idempotent).
+deps:
+	@tools/install-system-deps.sh
+
 ## Release build of the `host` binary.
-build:
+build: deps
 	$(CARGO) build --release -p chard-host
 
 ## Every example plugin, into target/plugins/<name>.wasm.
 plugins: rust-plugins guest-plugins
 
-rust-plugins:
-	@rustup target list --installed 2>/dev/null | grep -q wasm32-wasip2 || rustup target add wasm32-wasip2
+rust-plugins: deps
 	$(CARGO) build --target wasm32-wasip2 --profile plugin $(addprefix -p ,$(RUST_PLUGINS))
 	@mkdir -p $(PLUGIN_DIR)
 	@for p in $(RUST_PLUGINS); do cp target/wasm32-wasip2/plugin/$$p.wasm $(PLUGIN_DIR)/$$p.wasm; done
 
-guest-plugins:
+guest-plugins: toolchains
 	@mkdir -p $(PLUGIN_DIR)
 	@for p in $(GUEST_PLUGINS); do echo "building $$p"; plugins/$$p/build.sh $(PLUGIN_DIR) || exit 1; done
 
 ## Toolchains for Python, JavaScript and C plugins (from PyPI, npm, Debian).
 toolchains:
-	tools/install-guest-toolchains.sh
+	@tools/install-guest-toolchains.sh
 
 ## Python venv with Celery, for the interoperability tests and benchmarks.
 venv: $(PYTHON)
@@ -41,8 +44,8 @@ $(PYTHON): tests/python/requirements.txt
 	@touch $(PYTHON)
 
 ## Build everything, start a worker on a private Redis, run a job through it.
-demo: build plugins
-	tests/demo.sh
+demo: build plugins venv
+	PYTHON=$(abspath $(PYTHON)) tests/demo.sh
 
 ## The whole test suite.
 test: build plugins venv test-sdk

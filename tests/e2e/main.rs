@@ -6,4 +6,5 @@ mod util;
 
 mod call;
 mod celery;
+mod languages;
 mod worker;

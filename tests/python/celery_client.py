@@ -49,6 +49,23 @@ def basic(app):
     return out
 
 
+def languages(app):
+    """The same four tasks in every language; argv[4] lists the plugins."""
+    out = {}
+    for plugin in sys.argv[4].split(","):
+        out[plugin] = {
+            "add": app.send_task(f"{plugin}.add", args=[2, 3]).get(timeout=60),
+            "add_kwargs": app.send_task(f"{plugin}.add", args=[], kwargs={"x": 40, "y": 2}).get(timeout=60),
+            "mul": app.send_task(f"{plugin}.mul", args=[6, 7]).get(timeout=60),
+            "xsum": app.send_task(f"{plugin}.xsum", args=[[1.5, 2.5, 3]]).get(timeout=60),
+            # The Rust example keeps `fail` in its `faults` plugin.
+            "fail": error_of(lambda: app.send_task(
+                "faults.fail" if plugin == "math" else f"{plugin}.fail", args=["boom"]).get(timeout=60)),
+            "arity": error_of(lambda: app.send_task(f"{plugin}.add", args=[1, 2, 3]).get(timeout=60)),
+        }
+    return out
+
+
 def priorities(app):
     """Only sends; the test starts the worker afterwards."""
     ids = {}

@@ -48,3 +48,19 @@ fn host_submit_against_python_celery_worker() {
     assert_eq!(run.ok(), "42");
     assert_eq!(run2.ok(), "42");
 }
+
+#[test]
+fn celery_canvas_runs_on_host_worker() {
+    let redis = RedisServer::start();
+    let plugins = plugin_folder(&["math", "faults"]);
+    let _worker = Worker::start(plugins.path(), &redis.url(0), &["--result-backend", &redis.url(1)]);
+    let seen = run_python("celery_client.py", &["canvas", &redis.url(0), &redis.url(1)]);
+    assert_eq!(seen["chain"], json!(40));
+    assert_eq!(seen["chain3"], json!(13));
+    // An immutable middle link fails; the last link's result, which the
+    // client waits on, carries that error.
+    assert_eq!(seen["chain_error"], json!({"type": "ValueError", "module": "builtins", "args": ["bad 7"]}));
+    assert_eq!(seen["group"], json!([0, 2, 4, 6, 8, 10, 12, 14, 16, 18]));
+    assert_eq!(seen["link_parent"], json!(5));
+    assert_eq!(seen["link_child"], json!(50));
+}

@@ -66,6 +66,23 @@ def languages(app):
     return out
 
 
+def canvas(app):
+    from celery import chain, group, signature
+
+    add = lambda *a: signature("math.add", args=a, app=app)  # noqa: E731
+    mul = lambda *a: signature("math.mul", args=a, app=app)  # noqa: E731
+    out = {}
+    out["chain"] = chain(add(2, 2), mul(10)).apply_async().get(timeout=30)
+    out["chain3"] = chain(add(1, 2), mul(3), add(4)).apply_async().get(timeout=30)
+    broken = chain(add(1, 1), signature("faults.raise_as", args=["ValueError", "bad 7"], immutable=True, app=app), mul(10)).apply_async()
+    out["chain_error"] = error_of(lambda: broken.get(timeout=30))
+    out["group"] = group(add(i, i) for i in range(10)).apply_async().get(timeout=30)
+    parent = app.send_task("math.add", args=[2, 3], link=mul(10))
+    out["link_parent"] = parent.get(timeout=30)
+    out["link_child"] = parent.children[0].get(timeout=30) if parent.children else None
+    return out
+
+
 def priorities(app):
     """Only sends; the test starts the worker afterwards."""
     ids = {}

@@ -326,7 +326,7 @@ fn malformed<B: Broker>(shared: &Arc<Shared<B>>, tag: Option<String>, error: cra
     let has_id = error.task_id.is_some();
     let mut plan = plan::plan(&job, &Outcome::Rejected { reason: error.reason }, None, &shared.settings);
     if !has_id {
-        plan.write = None; // nowhere to store it
+        plan.writes.clear(); // nowhere to store it
     }
     let _ = shared.completions.send(Completion::Finished { job, plan });
 }
@@ -405,7 +405,7 @@ async fn complete_loop<B: Broker, R: ResultBackend>(shared: Arc<Shared<B>>, back
             match completion {
                 Completion::Finished { job, plan } => {
                     publish.extend(plan.publish);
-                    writes.extend(plan.write);
+                    writes.extend(plan.writes);
                     acks.extend(job.tag);
                     slots += usize::from(job.holds_slot);
                 }

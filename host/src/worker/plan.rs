@@ -31,7 +31,7 @@ pub struct PlanSettings {
 /// What to write and publish for one finished job.
 #[derive(Default)]
 pub struct Plan {
-    pub write: Option<ResultWrite>,
+    pub writes: Vec<ResultWrite>,
     pub publish: Vec<(String, String)>,
     /// Log line for anything that is not a plain success.
     pub note: Option<String>,
@@ -106,11 +106,23 @@ fn finish(
     if message.headers.ignore_result == Some(true) && state != State::Retry {
         return plan;
     }
+    if state == State::Failure {
+        // A failed link stops its chain: every later step fails with the
+        // same error, so a client waiting on the last one gets it (Celery).
+        if let ResultValue::Exception(exception) = &result {
+            for step in message.embed.chain.iter().flatten() {
+                if let Some(id) = step.options.get("task_id").and_then(Value::as_str) {
+                    let meta = ResultMeta::new(id, State::Failure, ResultValue::Exception(exception.clone()));
+                    plan.writes.push(ResultWrite { key: result_key(id), json: meta.to_json(), ttl: settings.result_expires });
+                }
+            }
+        }
+    }
     let mut meta = ResultMeta::new(&message.id, state, result);
     meta.children = children;
     meta.group_id = message.headers.group.as_deref();
     meta.parent_id = message.headers.parent_id.as_deref();
-    plan.write = Some(ResultWrite { key: result_key(&message.id), json: meta.to_json(), ttl: settings.result_expires });
+    plan.writes.push(ResultWrite { key: result_key(&message.id), json: meta.to_json(), ttl: settings.result_expires });
     plan
 }
 

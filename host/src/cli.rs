@@ -7,7 +7,8 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::config::{
-    CallConfig, ClientConfig, GlobalConfig, JobLimits, LogFormat, ResultConfig, SubmitConfig, TasksConfig, WorkerConfig,
+    CallConfig, ClientConfig, GlobalConfig, JobLimits, LogFormat, ResultConfig, RevokeConfig, SubmitConfig, TasksConfig,
+    WorkerConfig,
 };
 
 #[derive(Debug, Parser)]
@@ -41,6 +42,20 @@ enum CommandArgs {
     Submit(SubmitArgs),
     /// Show a task's state and result.
     Result(ResultArgs),
+    /// Revoke tasks on every worker (Chard and Celery): not started yet = skipped.
+    Revoke(RevokeArgs),
+}
+
+#[derive(Debug, Args)]
+struct RevokeArgs {
+    /// Task ids.
+    #[arg(required = true)]
+    task_ids: Vec<String>,
+    #[command(flatten)]
+    connection: ConnectionArgs,
+    /// Also stop the tasks if they are running.
+    #[arg(long)]
+    terminate: bool,
 }
 
 #[derive(Debug, Args)]
@@ -178,6 +193,7 @@ pub enum Command {
     Run(WorkerConfig),
     Submit(SubmitConfig),
     Result(ResultConfig),
+    Revoke(RevokeConfig),
 }
 
 /// Parses the process arguments (exits with clap's message on bad flags).
@@ -215,6 +231,11 @@ pub fn parse() -> anyhow::Result<(GlobalConfig, Command)> {
                 timeout: required_seconds("--timeout", args.timeout)?,
             })
         }
+        CommandArgs::Revoke(args) => Command::Revoke(RevokeConfig {
+            client: args.connection.into_config(),
+            task_ids: args.task_ids,
+            terminate: args.terminate,
+        }),
         CommandArgs::Result(args) => Command::Result(ResultConfig {
             client: args.connection.into_config(),
             task_id: args.task_id,

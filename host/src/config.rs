@@ -129,3 +129,11 @@ pub struct ResultConfig {
     pub wait: bool,
     pub timeout: Duration,
 }
+
+/// `host revoke`.
+#[derive(Debug, Clone)]
+pub struct RevokeConfig {
+    pub client: ClientConfig,
+    pub task_ids: Vec<String>,
+    pub terminate: bool,
+}

@@ -11,6 +11,7 @@ pub mod cli;
 pub mod client;
 pub mod commands;
 pub mod config;
+pub mod control;
 pub mod logging;
 pub mod protocol;
 pub mod runtime;

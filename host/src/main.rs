@@ -32,6 +32,7 @@ fn main() -> ExitCode {
         Command::Tasks(config) => chard::commands::tasks::run(config).map(|()| ExitCode::SUCCESS),
         Command::Run(config) => tokio_runtime().block_on(chard::commands::run::run(config)).map(|()| ExitCode::SUCCESS),
         Command::Submit(config) => tokio_runtime().block_on(chard::commands::submit::submit(config)).map(ExitCode::from),
+        Command::Revoke(config) => tokio_runtime().block_on(chard::commands::submit::revoke(config)).map(ExitCode::from),
         Command::Result(config) => tokio_runtime().block_on(chard::commands::submit::result(config)).map(ExitCode::from),
     };
     result.unwrap_or_else(|error| fail(&error, 2))

@@ -64,3 +64,31 @@ fn celery_canvas_runs_on_host_worker() {
     assert_eq!(seen["link_parent"], json!(5));
     assert_eq!(seen["link_child"], json!(50));
 }
+
+#[test]
+fn celery_remote_control_ping_inspect_and_revoke() {
+    let redis = RedisServer::start();
+    let plugins = plugin_folder(&["math", "faults"]);
+    let _worker = Worker::start(plugins.path(), &redis.url(0), &["--result-backend", &redis.url(1), "-n", "w1@test"]);
+    let seen = run_python("celery_client.py", &["control", &redis.url(0), &redis.url(1)]);
+    assert_eq!(seen["ping"], json!([{"w1@test": {"ok": "pong"}}]));
+    let registered = seen["registered"]["w1@test"].as_array().expect("registered reply");
+    assert!(registered.contains(&json!("math.add")) && registered.contains(&json!("faults.spin")), "{registered:?}");
+    assert_eq!(seen["revoked_eta"], json!({"type": "TaskRevokedError", "module": "celery.exceptions", "args": ["revoked"]}));
+    assert_eq!(seen["terminated"], json!({"type": "TaskRevokedError", "module": "celery.exceptions", "args": ["terminated"]}));
+    assert_eq!(seen["after"], json!(4), "the worker keeps serving after a terminate");
+}
+
+#[test]
+fn host_revoke_is_honoured_by_a_worker_started_later() {
+    let redis = RedisServer::start();
+    let url = redis.url(0);
+    let id = host(&["submit", "math.add", "[1, 2]", "--broker", &url]).ok().to_string();
+    assert_eq!(host(&["revoke", &id, "--broker", &url]).ok(), format!("revoked {id}"));
+    let plugins = plugin_folder(&["math"]);
+    let _worker = Worker::start(plugins.path(), &url, &[]);
+    let run = host(&["result", &id, "--broker", &url, "--wait", "--timeout", "20"]);
+    assert_eq!(run.code, Some(1));
+    assert!(run.stdout.starts_with("REVOKED"), "{}", run.stdout);
+    assert_eq!(host(&["submit", "math.add", "[2, 2]", "--broker", &url, "--wait"]).ok(), "4");
+}

@@ -83,6 +83,24 @@ def canvas(app):
     return out
 
 
+def control(app):
+    import time
+
+    out = {}
+    out["ping"] = app.control.ping(timeout=1.5)
+    registered = app.control.inspect(timeout=1.5).registered() or {}
+    out["registered"] = {node: sorted(names) for node, names in registered.items()}
+    later = app.send_task("math.add", args=[1, 1], countdown=2)
+    app.control.revoke(later.id)
+    out["revoked_eta"] = error_of(lambda: later.get(timeout=20))
+    spinning = app.send_task("faults.spin")
+    time.sleep(0.7)
+    app.control.revoke(spinning.id, terminate=True)
+    out["terminated"] = error_of(lambda: spinning.get(timeout=20))
+    out["after"] = app.send_task("math.add", args=[2, 2]).get(timeout=20)
+    return out
+
+
 def priorities(app):
     """Only sends; the test starts the worker afterwards."""
     ids = {}

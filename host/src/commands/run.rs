@@ -15,6 +15,14 @@ pub async fn run(config: WorkerConfig) -> anyhow::Result<()> {
     anyhow::ensure!(config.plugins.is_dir(), "plugin folder {} does not exist", config.plugins.display());
     let broker_client = open(&config.broker_url)?;
     let backend_client = open(&config.result_backend_url)?;
+    let db = broker_client.get_connection_info().redis.db;
+    let control = crate::control::ControlLink {
+        client: broker_client.clone(),
+        connection: crate::broker::redis::connect_manager(broker_client.clone())
+            .await
+            .with_context(|| format!("connecting to broker {}", redact(&config.broker_url)))?,
+        db,
+    };
     let broker = RedisBroker::connect(broker_client, &config.queues)
         .await
         .with_context(|| format!("connecting to broker {}", redact(&config.broker_url)))?;
@@ -24,7 +32,7 @@ pub async fn run(config: WorkerConfig) -> anyhow::Result<()> {
     if let Err(error) = broker.declare_queues(&config.queues).await {
         tracing::warn!(%error, "could not declare queue bindings");
     }
-    crate::worker::run(config, broker, backend, shutdown_signal()).await
+    crate::worker::run(config, broker, backend, Some(control), shutdown_signal()).await
 }
 
 /// Resolves on the first SIGTERM or SIGINT; a second one exits the process.

@@ -3,7 +3,7 @@
 use anyhow::Context as _;
 
 use crate::client::{Client, TaskResult};
-use crate::config::{ResultConfig, SubmitConfig};
+use crate::config::{ResultConfig, RevokeConfig, SubmitConfig};
 
 /// Returns the process exit code: 0, or 1 when a waited-for task failed.
 pub async fn submit(config: SubmitConfig) -> anyhow::Result<u8> {
@@ -50,4 +50,15 @@ fn print_result(result: &TaskResult, with_state: bool) -> u8 {
         other => println!("{other}{}", if result.value.is_null() { String::new() } else { format!(" {}", result.value) }),
     }
     0
+}
+
+pub async fn revoke(config: RevokeConfig) -> anyhow::Result<u8> {
+    let client = crate::client::open(&config.client.broker_url)?;
+    let db = client.get_connection_info().redis.db;
+    let mut connection = crate::broker::redis::connect_manager(client).await.context("connecting to the broker")?;
+    crate::control::broadcast_revoke(&mut connection, db, &config.task_ids, config.terminate)
+        .await
+        .context("sending the revoke")?;
+    println!("revoked {}", config.task_ids.join(" "));
+    Ok(0)
 }

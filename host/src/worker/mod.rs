@@ -77,6 +77,53 @@ struct Shared<B> {
     forced: AtomicBool,
     processed: AtomicU64,
     completions: flume::Sender<Completion>,
+    revoked: crate::control::Revoked,
+    started: Instant,
+}
+
+impl<B: Broker> crate::control::Node for Shared<B> {
+    fn hostname(&self) -> &str {
+        &self.hostname
+    }
+
+    fn registered(&self) -> Vec<String> {
+        self.registry.task_names()
+    }
+
+    fn queues(&self) -> Vec<String> {
+        self.config.queues.clone()
+    }
+
+    fn stats(&self) -> serde_json::Value {
+        serde_json::json!({
+            "total": {},
+            "processed": self.processed.load(Ordering::Relaxed),
+            "pid": std::process::id(),
+            "uptime": self.started.elapsed().as_secs(),
+            "pool": {"implementation": "chard", "max-concurrency": self.config.concurrency},
+            "prefetch_count": self.config.prefetch,
+            "sw_ident": "chard",
+            "sw_ver": env!("CARGO_PKG_VERSION"),
+        })
+    }
+
+    fn revoke(&self, ids: Vec<String>, terminate: bool) {
+        if terminate {
+            let running = self.running.lock().unwrap();
+            for id in &ids {
+                if let Some(cancellation) = running.get(id) {
+                    tracing::info!(%id, "terminating revoked job");
+                    cancellation.cancel();
+                }
+            }
+        }
+        tracing::info!(ids = ?ids, terminate, "revoked");
+        self.revoked.insert(ids);
+    }
+
+    fn revoked(&self) -> Vec<String> {
+        self.revoked.list()
+    }
 }
 
 /// Runs a worker until `shutdown` resolves, then drains and returns.
@@ -84,6 +131,7 @@ pub async fn run<B: Broker, R: ResultBackend>(
     config: WorkerConfig,
     broker: B,
     backend: R,
+    control: Option<crate::control::ControlLink>,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> anyhow::Result<()> {
     let runtime = Runtime::new(&EngineOptions {
@@ -119,7 +167,19 @@ pub async fn run<B: Broker, R: ResultBackend>(
         forced: AtomicBool::new(false),
         processed: AtomicU64::new(0),
         completions: completions_tx,
+        revoked: crate::control::Revoked::default(),
+        started: Instant::now(),
     });
+    let control_task = match control {
+        Some(mut link) => {
+            match crate::control::load_revoked(&mut link.connection).await {
+                Ok(ids) => shared.revoked.insert(ids),
+                Err(error) => tracing::warn!(%error, "cannot load revoked ids"),
+            }
+            Some(tokio::spawn(crate::control::serve(link.client, link.connection, link.db, shared.clone())))
+        }
+        None => None,
+    };
     tracing::info!(
         hostname = %shared.hostname,
         queues = ?shared.config.queues,
@@ -182,6 +242,9 @@ pub async fn run<B: Broker, R: ResultBackend>(
     }
     keeper.abort();
     sweeper.abort();
+    if let Some(task) = control_task {
+        task.abort();
+    }
     completer.abort();
     for executor in executors {
         let _ = executor.join();
@@ -270,6 +333,10 @@ fn dispatch<B: Broker>(shared: &Arc<Shared<B>>, delivery: Delivery, jobs: &flume
         }
     };
     let job = Job { tag: delivery.tag, message, holds_slot: true, cancellation: Cancellation::default() };
+    if shared.revoked.contains(&job.message.id) {
+        finish_without_running(shared, job, |job, settings| plan::revoked(job, settings));
+        return;
+    }
     if is_expired(&job.message) {
         finish_without_running(shared, job, |job, settings| plan::expired(job, settings));
         return;
@@ -341,6 +408,10 @@ fn execute_loop<B: Broker>(shared: &Arc<Shared<B>>, jobs: &flume::Receiver<Job>)
     while let Ok(job) = jobs.recv() {
         if shared.stopping.load(Ordering::SeqCst) {
             let _ = shared.completions.send(Completion::Requeue { job });
+            continue;
+        }
+        if shared.revoked.contains(&job.message.id) {
+            finish_without_running(shared, job, |job, settings| plan::revoked(job, settings));
             continue;
         }
         if is_expired(&job.message) {

@@ -95,6 +95,13 @@ pub fn expired(job: &Job, settings: &PlanSettings) -> Plan {
     finish(plan, &job.message, State::Revoked, result, Vec::new(), settings)
 }
 
+/// REVOKED because the id was revoked before it ran.
+pub fn revoked(job: &Job, settings: &PlanSettings) -> Plan {
+    let plan = Plan { note: Some("revoked before it ran".into()), ..Plan::default() };
+    let result = ResultValue::Exception(ExceptionInfo::new("celery.exceptions", "TaskRevokedError", "revoked"));
+    finish(plan, &job.message, State::Revoked, result, Vec::new(), settings)
+}
+
 fn finish(
     mut plan: Plan,
     message: &TaskMessage,

@@ -24,6 +24,9 @@ build: deps
 plugins: rust-plugins guest-plugins
 
 rust-plugins: deps
+	@# The hot-reload tests' second version of `math` (built first: same output file).
+	$(CARGO) build --target wasm32-wasip2 --profile plugin -p math --features plus1000
+	@mkdir -p target/test-plugins && cp target/wasm32-wasip2/plugin/math.wasm target/test-plugins/math_plus1000.wasm
 	$(CARGO) build --target wasm32-wasip2 --profile plugin $(addprefix -p ,$(RUST_PLUGINS))
 	@mkdir -p $(PLUGIN_DIR)
 	@for p in $(RUST_PLUGINS); do cp target/wasm32-wasip2/plugin/$$p.wasm $(PLUGIN_DIR)/$$p.wasm; done

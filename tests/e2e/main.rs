@@ -7,4 +7,5 @@ mod util;
 mod call;
 mod celery;
 mod languages;
+mod reload;
 mod worker;

@@ -26,6 +26,7 @@ mod job;
 mod outcome;
 mod plugin;
 mod registry;
+mod watch;
 
 pub use engine::{default_cache_dir, EngineOptions, Runtime, TICK};
 pub use job::unix_millis;
@@ -33,6 +34,7 @@ pub use job::{Cancellation, JobRequest};
 pub use outcome::{Failure, Outcome, RetryRequest};
 pub use plugin::{LoadError, Plugin, TaskDefaults, TaskInfo};
 pub use registry::{Registry, ResolveError};
+pub use watch::{watch, SharedRegistry, WatchHandle};
 
 /// Bindings generated once from `wit/`, the contract every plugin targets.
 pub mod bindings {

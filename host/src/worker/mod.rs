@@ -62,7 +62,8 @@ enum Completion {
 struct Shared<B> {
     config: WorkerConfig,
     broker: B,
-    registry: Arc<Registry>,
+    /// Swapped whole by the plugin watcher (hot reload).
+    registry: crate::runtime::SharedRegistry,
     settings: PlanSettings,
     hostname: Arc<str>,
     /// Prefetch slots.
@@ -87,7 +88,7 @@ impl<B: Broker> crate::control::Node for Shared<B> {
     }
 
     fn registered(&self) -> Vec<String> {
-        self.registry.task_names()
+        current_registry(self).task_names()
     }
 
     fn queues(&self) -> Vec<String> {
@@ -159,7 +160,7 @@ pub async fn run<B: Broker, R: ResultBackend>(
         slots: Semaphore::new(config.prefetch),
         config,
         broker,
-        registry: Arc::new(registry),
+        registry: Arc::new(std::sync::RwLock::new(Arc::new(registry))),
         hostname,
         held: Mutex::new(HashSet::new()),
         running: Mutex::new(HashMap::new()),
@@ -185,7 +186,7 @@ pub async fn run<B: Broker, R: ResultBackend>(
         queues = ?shared.config.queues,
         concurrency = shared.config.concurrency,
         prefetch = shared.config.prefetch,
-        tasks = shared.registry.task_names().len(),
+        tasks = current_registry(&shared).task_names().len(),
         "worker ready"
     );
 
@@ -201,6 +202,13 @@ pub async fn run<B: Broker, R: ResultBackend>(
         .collect();
     drop(jobs_rx);
 
+    let _watcher = match crate::runtime::watch(runtime.clone(), &shared.config.plugins, shared.registry.clone()) {
+        Ok(handle) => Some(handle),
+        Err(error) => {
+            tracing::warn!(%error, "cannot watch the plugin folder: hot reload is off");
+            None
+        }
+    };
     let (stop_tx, stop_rx) = watch::channel(false);
     let fetcher = tokio::spawn(fetch_loop(shared.clone(), jobs_tx, stop_rx.clone()));
     let completer = tokio::spawn(complete_loop(shared.clone(), backend, completions_rx));
@@ -251,6 +259,10 @@ pub async fn run<B: Broker, R: ResultBackend>(
     }
     tracing::info!(processed = shared.processed.load(Ordering::Relaxed), "worker stopped");
     Ok(())
+}
+
+fn current_registry<B>(shared: &Shared<B>) -> Arc<Registry> {
+    shared.registry.read().unwrap().clone()
 }
 
 fn held_count<B>(shared: &Shared<B>) -> usize {
@@ -425,7 +437,10 @@ fn execute_loop<B: Broker>(shared: &Arc<Shared<B>>, jobs: &flume::Receiver<Job>)
 
 fn execute<B: Broker>(shared: &Arc<Shared<B>>, job: Job) -> Completion {
     let message = &job.message;
-    let Some((plugin, task)) = shared.registry.resolve(&message.task) else {
+    // The job keeps this snapshot: a hot reload during the run does not
+    // change the plugin it runs on.
+    let registry = current_registry(shared);
+    let Some((plugin, task)) = registry.resolve(&message.task) else {
         let outcome = Outcome::UnknownTask { name: message.task.clone() };
         tracing::warn!(id = %message.id, "{}", outcome.describe());
         let plan = plan::plan(&job, &outcome, None, &shared.settings);

@@ -5,7 +5,7 @@ use chard_sdk::task;
 /// Add two integers.
 #[task]
 fn add(x: i64, y: i64) -> i64 {
-    x.wrapping_add(y)
+    x.wrapping_add(y).wrapping_add(if cfg!(feature = "plus1000") { 1000 } else { 0 })
 }
 
 /// Multiply two integers.

@@ -1,0 +1,105 @@
+//! Hot reload: watch the plugin folder and swap plugins in without a restart.
+//!
+//! A changed `.wasm` is compiled on this watcher's thread, off the job path,
+//! and swapped into the shared registry only once it loaded: a plugin that
+//! fails to compile or link is logged and the previous version keeps serving.
+//! Jobs hold an `Arc` of the plugin they started with, so they finish on that
+//! version; jobs that look up their task after the swap get the new one.
+//!
+//! Partial writes: events are debounced, and a file is loaded only once its
+//! size and modification time have stopped changing. Writing the new file
+//! under another name (e.g. `math.wasm.tmp`) and renaming it into place is
+//! the safest way to deploy, and is what `host` itself does.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use notify::{RecursiveMode, Watcher};
+
+use super::engine::Runtime;
+use super::plugin::Plugin;
+use super::registry::Registry;
+
+/// How long the folder must be quiet before changes are applied.
+const DEBOUNCE: Duration = Duration::from_millis(150);
+
+/// The live registry, swapped as a whole on every change.
+pub type SharedRegistry = Arc<RwLock<Arc<Registry>>>;
+
+/// Keeps the watcher alive; dropping it stops watching.
+pub struct WatchHandle {
+    _watcher: notify::RecommendedWatcher,
+}
+
+/// Starts watching `dir`; changes are applied to `registry`.
+pub fn watch(runtime: Runtime, dir: &Path, registry: SharedRegistry) -> notify::Result<WatchHandle> {
+    let (events_tx, events_rx) = std::sync::mpsc::channel::<PathBuf>();
+    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+        if let Ok(event) = event {
+            for path in event.paths {
+                let _ = events_tx.send(path);
+            }
+        }
+    })?;
+    watcher.watch(dir, RecursiveMode::NonRecursive)?;
+    std::thread::Builder::new()
+        .name("chard-watch".into())
+        .spawn(move || apply_changes(&runtime, &events_rx, &registry))
+        .expect("spawning the plugin watcher thread");
+    Ok(WatchHandle { _watcher: watcher })
+}
+
+fn apply_changes(runtime: &Runtime, events: &std::sync::mpsc::Receiver<PathBuf>, registry: &SharedRegistry) {
+    while let Ok(first) = events.recv() {
+        let mut changed = BTreeSet::from([first]);
+        while let Ok(path) = events.recv_timeout(DEBOUNCE) {
+            changed.insert(path);
+        }
+        for path in changed.into_iter().filter(|path| path.extension().is_some_and(|ext| ext == "wasm")) {
+            let Some(name) = path.file_stem().and_then(|stem| stem.to_str()).map(str::to_string) else { continue };
+            if !path.is_file() {
+                let mut next = (**registry.read().unwrap()).clone();
+                if next.remove(&name).is_some() {
+                    *registry.write().unwrap() = Arc::new(next);
+                    tracing::warn!(plugin = name, "plugin removed: its tasks are unknown for new jobs");
+                }
+                continue;
+            }
+            if !wait_until_stable(&path) {
+                tracing::warn!(file = %path.display(), "plugin file kept changing; will load it on its next change");
+                continue;
+            }
+            match Plugin::load(runtime, &path) {
+                Ok(plugin) => {
+                    let current = registry.read().unwrap().plugins().into_iter().find(|p| p.name() == name).map(|p| p.version().to_string());
+                    if current.as_deref() == Some(plugin.version()) {
+                        continue;
+                    }
+                    let (version, tasks) = (plugin.version().to_string(), plugin.tasks().len());
+                    let mut next = (**registry.read().unwrap()).clone();
+                    next.insert(plugin);
+                    *registry.write().unwrap() = Arc::new(next);
+                    tracing::info!(plugin = name, version, previous = current.as_deref().unwrap_or("none"), tasks, "plugin loaded (hot reload)");
+                }
+                Err(error) => tracing::error!("plugin not reloaded, previous version keeps serving: {error:#}"),
+            }
+        }
+    }
+}
+
+/// True once the file's size and mtime held still for a moment.
+fn wait_until_stable(path: &Path) -> bool {
+    let stamp = |path: &Path| std::fs::metadata(path).ok().map(|m| (m.len(), m.modified().ok()));
+    let mut last = stamp(path);
+    for _ in 0..50 {
+        std::thread::sleep(Duration::from_millis(60));
+        let now = stamp(path);
+        if now.is_some() && now == last {
+            return true;
+        }
+        last = now;
+    }
+    false
+}

@@ -105,6 +105,9 @@ struct RunArgs {
     /// Seconds result keys are kept.
     #[arg(long, value_name = "SECONDS", default_value_t = 86400.0)]
     result_expires: f64,
+    /// Per-worker rate limit for a task, Celery syntax; repeatable: --rate-limit math.add=10/s
+    #[arg(long, value_name = "TASK=RATE")]
+    rate_limit: Vec<String>,
 }
 
 #[derive(Debug, Args)]
@@ -271,6 +274,13 @@ fn worker_config(args: RunArgs) -> anyhow::Result<WorkerConfig> {
     config.visibility_timeout = required_seconds("--visibility-timeout", args.visibility_timeout)?;
     config.drain_timeout = seconds("--drain-timeout", args.drain_timeout)?.unwrap_or_default();
     config.result_expires = required_seconds("--result-expires", args.result_expires)?;
+    for entry in &args.rate_limit {
+        let (task, rate) = entry
+            .split_once('=')
+            .ok_or_else(|| anyhow::anyhow!("--rate-limit takes TASK=RATE, e.g. math.add=10/s, got {entry:?}"))?;
+        let interval = crate::worker::parse_rate(rate).map_err(|error| anyhow::anyhow!("--rate-limit {task}: {error}"))?;
+        config.rate_limits.insert(task.trim().to_string(), interval);
+    }
     Ok(config)
 }
 

@@ -77,6 +77,8 @@ pub struct WorkerConfig {
     pub result_expires: Duration,
     /// Longest wait for new work on an idle worker before polling every list.
     pub poll_interval: Duration,
+    /// Per-task rate limits (interval between jobs), overriding the plugins'.
+    pub rate_limits: std::collections::HashMap<String, Duration>,
 }
 
 impl WorkerConfig {
@@ -95,6 +97,7 @@ impl WorkerConfig {
             drain_timeout: Duration::from_secs(30),
             result_expires: Duration::from_secs(86400),
             poll_interval: Duration::from_millis(100),
+            rate_limits: Default::default(),
         }
     }
 }

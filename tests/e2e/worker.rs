@@ -200,3 +200,25 @@ fn malformed_messages_do_not_stop_good_ones() {
     assert!(worker.log().contains("malformed message dropped"));
     assert_eq!(host(&["submit", "math.add", "[2, 2]", "--broker", &redis.url(0), "--result-backend", &redis.url(1), "--wait"]).ok(), "4");
 }
+
+#[test]
+fn rate_limit_spaces_jobs_without_losing_any() {
+    let redis = RedisServer::start();
+    let plugins = plugin_folder(&["math"]);
+    let _worker = Worker::start(plugins.path(), &redis.url(0), &["--rate-limit", "math.add=10/s"]);
+    let ids: Vec<String> = (0..20).map(|i| submit(&redis, &["math.add", &format!("[{i}, 0]")])).collect();
+    let mut done: Vec<chrono::DateTime<chrono::Utc>> = ids
+        .iter()
+        .enumerate()
+        .map(|(i, id)| {
+            let doc = eventually(Duration::from_secs(30), "rate-limited job", || ready(&redis, 0, id));
+            assert_eq!(doc["result"], json!(i));
+            chrono::DateTime::parse_from_rfc3339(doc["date_done"].as_str().unwrap()).unwrap().into()
+        })
+        .collect();
+    done.sort();
+    let spread = (done[19] - done[0]).to_std().unwrap();
+    // 20 jobs at 10/s: at least 19 intervals of 100 ms between first and last.
+    assert!(spread >= Duration::from_millis(1800), "jobs were not spaced: {spread:?}");
+    assert!(host(&["run", "--plugins", ".", "--rate-limit", "math.add=10/d"]).error_line().contains("unit must be s, m or h"));
+}

@@ -28,6 +28,9 @@
 
 mod job;
 mod plan;
+mod rate;
+
+pub use rate::parse_rate;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -79,6 +82,7 @@ struct Shared<B> {
     processed: AtomicU64,
     completions: flume::Sender<Completion>,
     revoked: crate::control::Revoked,
+    rate_limits: rate::RateLimits,
     started: Instant,
 }
 
@@ -169,6 +173,7 @@ pub async fn run<B: Broker, R: ResultBackend>(
         processed: AtomicU64::new(0),
         completions: completions_tx,
         revoked: crate::control::Revoked::default(),
+        rate_limits: rate::RateLimits::default(),
         started: Instant::now(),
     });
     let control_task = match control {
@@ -353,15 +358,24 @@ fn dispatch<B: Broker>(shared: &Arc<Shared<B>>, delivery: Delivery, jobs: &flume
         finish_without_running(shared, job, |job, settings| plan::expired(job, settings));
         return;
     }
-    let eta = job.message.headers.eta.as_deref().and_then(parse_time);
-    match eta.map(|eta| eta - chrono::Utc::now()) {
-        Some(wait) if wait > chrono::Duration::zero() => {
+    let eta_wait = job
+        .message
+        .headers
+        .eta
+        .as_deref()
+        .and_then(parse_time)
+        .and_then(|eta| (eta - chrono::Utc::now()).to_std().ok())
+        .unwrap_or_default();
+    let rate_wait = rate_interval(shared, &job.message.task)
+        .map(|interval| shared.rate_limits.reserve(&job.message.task, interval))
+        .unwrap_or_default();
+    match eta_wait.max(rate_wait) {
+        wait if !wait.is_zero() => {
             // Held in memory with its lease renewed; its slot goes back so a
             // worker full of ETA jobs still takes ready ones (as Celery).
             shared.slots.add_permits(1);
             let mut job = job;
             job.holds_slot = false;
-            let wait = wait.to_std().unwrap_or_default();
             let jobs = jobs.clone();
             let shared = shared.clone();
             let mut stop = stop.clone();
@@ -383,6 +397,17 @@ fn dispatch<B: Broker>(shared: &Arc<Shared<B>>, delivery: Delivery, jobs: &flume
             }
         }
     }
+}
+
+/// The task's rate limit: the worker's `--rate-limit` first, then the
+/// plugin's default for the task.
+fn rate_interval<B>(shared: &Shared<B>, task: &str) -> Option<Duration> {
+    if let Some(interval) = shared.config.rate_limits.get(task) {
+        return Some(*interval);
+    }
+    let registry = current_registry(shared);
+    let (_, info) = registry.resolve(task)?;
+    info.defaults.rate_limit.as_deref().and_then(|rate| parse_rate(rate).ok())
 }
 
 fn is_expired(message: &TaskMessage) -> bool {

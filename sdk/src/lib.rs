@@ -5,7 +5,7 @@
 //! and turns the return value into JSON; `export_tasks!` exports the listed
 //! tasks as a WebAssembly component that any Chard worker can load:
 //!
-//! ```ignore
+//! ```text
 //! use chard_sdk::{task, TaskError};
 //!
 //! #[task]

@@ -92,3 +92,20 @@ fn host_revoke_is_honoured_by_a_worker_started_later() {
     assert!(run.stdout.starts_with("REVOKED"), "{}", run.stdout);
     assert_eq!(host(&["submit", "math.add", "[2, 2]", "--broker", &url, "--wait"]).ok(), "4");
 }
+
+#[test]
+fn celery_chords_complete_on_host_workers() {
+    let redis = RedisServer::start();
+    let plugins = plugin_folder(&["math", "faults"]);
+    // Two workers: header members finish on both, the join must fire once.
+    let _first = Worker::start(plugins.path(), &redis.url(0), &["--result-backend", &redis.url(1)]);
+    let _second = Worker::start(plugins.path(), &redis.url(0), &["--result-backend", &redis.url(1)]);
+    let seen = run_python("celery_client.py", &["chords", &redis.url(0), &redis.url(1)]);
+    assert_eq!(seen["small"], json!(90.0));
+    assert_eq!(seen["big"], json!((0..1000).map(|i| i + 1).sum::<i64>() as f64));
+    assert_eq!(seen["failing_get"]["type"], json!("ValueError"), "{}", seen["failing_get"]);
+    assert_eq!(seen["failing"]["state"], json!("FAILURE"));
+    assert_eq!(seen["failing"]["type"], json!("ChordError"), "{}", seen["failing"]);
+    let message = seen["failing"]["args"][0].as_str().unwrap();
+    assert!(message.starts_with("Dependency ") && message.ends_with("raised ValueError('bad 9')"), "{message}");
+}

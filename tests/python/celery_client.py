@@ -83,6 +83,27 @@ def canvas(app):
     return out
 
 
+def chords(app):
+    from celery import chord, signature
+
+    add = lambda *a: signature("math.add", args=a, app=app)  # noqa: E731
+    xsum = signature("math.xsum", app=app)
+    out = {}
+    out["small"] = chord([add(i, i) for i in range(10)])(xsum).get(timeout=60)
+    out["big"] = chord([add(i, 1) for i in range(1000)])(xsum).get(timeout=120)
+    failing = [add(1, 1), signature("faults.raise_as", args=["ValueError", "bad 9"], app=app), add(2, 2)]
+    result = chord(failing)(xsum)
+    # .get() re-raises the failed header member's error (Celery follows
+    # parents); the body itself is stored as FAILURE with a ChordError.
+    out["failing_get"] = error_of(lambda: result.get(timeout=60))
+    import time
+    deadline = time.time() + 30
+    while result.state != "FAILURE" and time.time() < deadline:
+        time.sleep(0.05)
+    out["failing"] = {"state": result.state, "type": type(result.result).__name__, "args": list(result.result.args)}
+    return out
+
+
 def control(app):
     import time
 

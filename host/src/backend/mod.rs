@@ -27,16 +27,40 @@ pub trait ResultBackend: Clone + Send + Sync + 'static {
     fn store(&self, writes: &[ResultWrite]) -> impl Future<Output = Result<(), BackendError>> + Send;
     /// Reads one result document.
     fn get(&self, key: &str) -> impl Future<Output = Result<Option<String>, BackendError>> + Send;
+    /// Records a finished chord member; returns every member's entry to the
+    /// single caller that completes the chord (empty otherwise).
+    fn chord_join(&self, part: &ChordPart) -> impl Future<Output = Result<Vec<String>, BackendError>> + Send;
+    /// Marks the chord fired and drops its join state.
+    fn chord_done(&self, group_id: &str) -> impl Future<Output = Result<(), BackendError>> + Send;
+}
+
+/// One finished member of a chord's header.
+#[derive(Debug, Clone)]
+pub struct ChordPart {
+    pub group_id: String,
+    pub task_id: String,
+    pub group_index: u32,
+    /// `[1, task_id, state, result]`, as Celery stores it.
+    pub entry: String,
+    pub ttl: Duration,
+}
+
+fn taskset_key(group_id: &str) -> String {
+    format!("celery-taskset-meta-{group_id}")
 }
 
 #[derive(Clone)]
 pub struct RedisBackend {
     connection: ConnectionManager,
+    chord_join: redis::Script,
 }
 
 impl RedisBackend {
     pub async fn connect(client: redis::Client) -> Result<Self, BackendError> {
-        Ok(Self { connection: crate::broker::redis::connect_manager(client).await? })
+        Ok(Self {
+            connection: crate::broker::redis::connect_manager(client).await?,
+            chord_join: redis::Script::new(include_str!("chord_join.lua")),
+        })
     }
 }
 
@@ -56,5 +80,37 @@ impl ResultBackend for RedisBackend {
 
     async fn get(&self, key: &str) -> Result<Option<String>, BackendError> {
         Ok(redis::cmd("GET").arg(key).query_async(&mut self.connection.clone()).await?)
+    }
+
+    async fn chord_join(&self, part: &ChordPart) -> Result<Vec<String>, BackendError> {
+        let base = taskset_key(&part.group_id);
+        let entries: Vec<String> = self
+            .chord_join
+            .key(format!("{base}.j"))
+            .key(format!("{base}.d"))
+            .key(format!("{base}.s"))
+            .key(format!("{base}.t"))
+            .key(format!("{base}.c"))
+            .key(&base)
+            .arg(format!("{}:{}", part.task_id, part.group_index))
+            .arg(part.group_index)
+            .arg(&part.entry)
+            .arg(part.ttl.as_secs().max(1))
+            .arg(uuid::Uuid::new_v4().to_string())
+            .invoke_async(&mut self.connection.clone())
+            .await?;
+        Ok(entries)
+    }
+
+    async fn chord_done(&self, group_id: &str) -> Result<(), BackendError> {
+        let base = taskset_key(group_id);
+        redis::pipe()
+            .del(&[format!("{base}.j"), format!("{base}.t"), format!("{base}.s"), format!("{base}.d")])
+            .ignore()
+            .set_ex(format!("{base}.c"), "done", 300)
+            .ignore()
+            .query_async::<()>(&mut self.connection.clone())
+            .await?;
+        Ok(())
     }
 }

@@ -511,12 +511,14 @@ async fn complete_loop<B: Broker, R: ResultBackend>(shared: Arc<Shared<B>>, back
         let mut writes: Vec<ResultWrite> = Vec::new();
         let mut acks = Vec::new();
         let mut requeue = Vec::new();
+        let mut chords = Vec::new();
         let mut slots = 0;
         for completion in batch {
             match completion {
                 Completion::Finished { job, plan } => {
                     publish.extend(plan.publish);
                     writes.extend(plan.writes);
+                    chords.extend(plan.chord);
                     acks.extend(job.tag);
                     slots += usize::from(job.holds_slot);
                 }
@@ -529,6 +531,16 @@ async fn complete_loop<B: Broker, R: ResultBackend>(shared: Arc<Shared<B>>, back
         let finished = acks.len() as u64;
         persist("publish follow-up messages", || shared.broker.publish(&publish)).await;
         persist("store results", || backend.store(&writes)).await;
+        for member in &chords {
+            let entries = persist("join chord", || backend.chord_join(&member.part)).await;
+            if !entries.is_empty() {
+                let (body, failure) = plan::fire_chord(member, &entries, &shared.settings);
+                persist("publish chord body", || shared.broker.publish(&body)).await;
+                persist("store chord failure", || backend.store(&failure)).await;
+                persist("finish chord", || backend.chord_done(&member.part.group_id)).await;
+                tracing::info!(group = %member.part.group_id, members = entries.len(), failed = !failure.is_empty(), "chord complete");
+            }
+        }
         persist("ack messages", || shared.broker.ack(&acks)).await;
         persist("requeue messages", || async { shared.broker.requeue(&requeue).await.map(|_| ()) }).await;
         {
@@ -544,20 +556,20 @@ async fn complete_loop<B: Broker, R: ResultBackend>(shared: Arc<Shared<B>>, back
 
 /// Retries a Redis write until it succeeds: a result or an ack is never
 /// dropped because Redis was briefly away.
-async fn persist<F, Fut, E>(what: &str, mut attempt: F)
+async fn persist<T, F, Fut, E>(what: &str, mut attempt: F) -> T
 where
     F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<(), E>>,
+    Fut: std::future::Future<Output = Result<T, E>>,
     E: std::fmt::Display,
 {
     let mut failures = 0u32;
     loop {
         match attempt().await {
-            Ok(()) => {
+            Ok(value) => {
                 if failures > 0 {
                     tracing::info!("{what}: succeeded after {failures} failed attempts");
                 }
-                return;
+                return value;
             }
             Err(error) => {
                 failures += 1;

@@ -11,7 +11,7 @@ use serde_json::value::RawValue;
 use serde_json::{json, Value};
 
 use super::job::Job;
-use crate::backend::ResultWrite;
+use crate::backend::{ChordPart, ResultWrite};
 use crate::protocol::{queue_key_for, result_key, ExceptionInfo, OutgoingTask, ResultMeta, Signature, State, TaskMessage};
 use crate::protocol::result::ResultValue;
 use crate::runtime::{Failure, Outcome, RetryRequest, TaskInfo};
@@ -28,10 +28,20 @@ pub struct PlanSettings {
     pub result_expires: Duration,
 }
 
+/// A finished chord header member: its join record and the body to fire.
+pub struct ChordMember {
+    pub part: ChordPart,
+    pub body: Signature,
+    pub root_id: String,
+    pub reply_to: Option<String>,
+}
+
 /// What to write and publish for one finished job.
 #[derive(Default)]
 pub struct Plan {
     pub writes: Vec<ResultWrite>,
+    /// Set when the job was a member of a chord's header.
+    pub chord: Option<ChordMember>,
     pub publish: Vec<(String, String)>,
     /// Log line for anything that is not a plain success.
     pub note: Option<String>,
@@ -123,6 +133,26 @@ fn finish(
                     plan.writes.push(ResultWrite { key: result_key(id), json: meta.to_json(), ttl: settings.result_expires });
                 }
             }
+        }
+    }
+    if let (Some(body), Some(group_id), Some(group_index)) =
+        (&message.embed.chord, &message.headers.group, message.headers.group_index)
+    {
+        // Only the last link of a chain inside the header counts.
+        if message.embed.chain.as_ref().is_none_or(Vec::is_empty) && state != State::Retry {
+            let entry = json!([1, message.id, state, result]).to_string();
+            plan.chord = Some(ChordMember {
+                part: ChordPart {
+                    group_id: group_id.clone(),
+                    task_id: message.id.clone(),
+                    group_index,
+                    entry,
+                    ttl: settings.result_expires,
+                },
+                body: body.clone(),
+                root_id: message.root_id().to_string(),
+                reply_to: message.properties.reply_to.clone(),
+            });
         }
     }
     let mut meta = ResultMeta::new(&message.id, state, result);
@@ -312,5 +342,56 @@ fn errbacks(message: &TaskMessage, settings: &PlanSettings, publish: &mut Vec<(S
         task.group_index = Some(0);
         children.push(json!([[task.id, null], null]));
         publish.push((queue_key_for(&task.queue, task.priority), task.to_envelope()));
+    }
+}
+
+/// The chord is complete: publish its body with every header result, or,
+/// if a member failed, fail the body with Celery's ChordError.
+pub fn fire_chord(member: &ChordMember, entries: &[String], settings: &PlanSettings) -> (Vec<(String, String)>, Vec<ResultWrite>) {
+    let mut results = Vec::with_capacity(entries.len());
+    let body_id = member.body.options.get("task_id").and_then(Value::as_str).map(str::to_string);
+    for entry in entries {
+        let parsed: Value = serde_json::from_str(entry).unwrap_or(Value::Null);
+        let (id, state, result) = (&parsed[1], parsed[2].as_str().unwrap_or(""), &parsed[3]);
+        if state == "FAILURE" || state == "REVOKED" {
+            let exc_type = result["exc_type"].as_str().unwrap_or("Exception");
+            // Python's repr of the exception's args: ValueError('bad value 9').
+            let exc_message = match &result["exc_message"] {
+                Value::Array(parts) => parts.iter().map(python_repr).collect::<Vec<_>>().join(", "),
+                other => python_repr(other),
+            };
+            let text = format!("Dependency {} raised {exc_type}({exc_message})", id.as_str().unwrap_or("?"));
+            let Some(body_id) = &body_id else { return (Vec::new(), Vec::new()) };
+            let meta = ResultMeta::new(body_id, State::Failure, ResultValue::Exception(ExceptionInfo::new("celery.exceptions", "ChordError", text)));
+            return (Vec::new(), vec![ResultWrite { key: result_key(body_id), json: meta.to_json(), ttl: settings.result_expires }]);
+        }
+        results.push(result.clone());
+    }
+    let to_raw = |value: &Value| serde_json::value::to_raw_value(value).expect("JSON value");
+    let args: Vec<Value> = if member.body.immutable {
+        member.body.args.clone()
+    } else {
+        std::iter::once(Value::Array(results)).chain(member.body.args.iter().cloned()).collect()
+    };
+    let mut task = OutgoingTask::new(&member.body.task, to_raw(&Value::Array(args)), to_raw(&Value::Object(member.body.kwargs.clone())), settings.hostname.clone());
+    if let Some(id) = body_id {
+        task.id = id;
+    }
+    task.root_id = Some(member.root_id.clone());
+    task.parent_id = Some(member.part.task_id.clone());
+    task.group = Some(member.part.group_id.clone());
+    task.reply_to = member.body.options.get("reply_to").and_then(Value::as_str).map(str::to_string).or_else(|| member.reply_to.clone());
+    task.queue = member.body.options.get("queue").and_then(Value::as_str).unwrap_or("celery").to_string();
+    task.priority = member.body.options.get("priority").and_then(Value::as_u64).map(|p| p.min(255) as u8).unwrap_or(0);
+    if let Some(link) = member.body.options.get("link").filter(|v| !v.is_null()) {
+        task.embed.callbacks = serde_json::from_value(as_list(link)).ok();
+    }
+    (vec![(queue_key_for(&task.queue, task.priority), task.to_envelope())], Vec::new())
+}
+
+fn python_repr(value: &Value) -> String {
+    match value {
+        Value::String(text) => format!("'{}'", text.replace('\\', "\\\\").replace('\'', "\\'")),
+        other => other.to_string(),
     }
 }

@@ -109,3 +109,19 @@ fn celery_chords_complete_on_host_workers() {
     let message = seen["failing"]["args"][0].as_str().unwrap();
     assert!(message.starts_with("Dependency ") && message.ends_with("raised ValueError('bad 9')"), "{message}");
 }
+
+#[test]
+fn celery_retries_countdown_eta_expires_and_limits() {
+    let redis = RedisServer::start();
+    let plugins = plugin_folder(&["math", "faults"]);
+    let _worker = Worker::start(plugins.path(), &redis.url(0), &["--result-backend", &redis.url(1)]);
+    let seen = run_python("celery_client.py", &["semantics", &redis.url(0), &redis.url(1)]);
+    assert_eq!(seen["flaky3"], json!(3), "three retries, then success");
+    assert_eq!(seen["flaky9"]["type"], json!("MaxRetriesExceededError"), "{}", seen["flaky9"]);
+    assert_eq!(seen["countdown"], json!(3));
+    assert_eq!(seen["countdown_waited"], json!(true), "a countdown job must not run early");
+    assert_eq!(seen["eta"], json!(4));
+    assert_eq!(seen["eta_waited"], json!(true), "an ETA with a -05:00 offset must not run early");
+    assert_eq!(seen["expired"], json!({"type": "TaskRevokedError", "module": "celery.exceptions", "args": ["expired"]}));
+    assert_eq!(seen["soft_limit_context"]["time_limit_ms"], json!(7000), "the message's timelimit header wins");
+}

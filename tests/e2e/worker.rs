@@ -222,3 +222,30 @@ fn rate_limit_spaces_jobs_without_losing_any() {
     assert!(spread >= Duration::from_millis(1800), "jobs were not spaced: {spread:?}");
     assert!(host(&["run", "--plugins", ".", "--rate-limit", "math.add=10/d"]).error_line().contains("unit must be s, m or h"));
 }
+
+#[test]
+fn eta_jobs_neither_block_ready_ones_nor_run_twice() {
+    let redis = RedisServer::start();
+    let plugins = plugin_folder(&["math"]);
+    // Visibility timeout 1 s, ETA 3 s away, two workers: only lease renewal
+    // keeps the second worker's sweep from running the held job again.
+    let args = ["--visibility-timeout", "1", "--prefetch", "2", "-v"];
+    let first = Worker::start(plugins.path(), &redis.url(0), &args);
+    let second = Worker::start(plugins.path(), &redis.url(0), &args);
+    let held: Vec<String> = (0..6).map(|i| submit(&redis, &["math.add", &format!("[{i}, 100]"), "--countdown", "3"])).collect();
+    let ready_now = submit(&redis, &["math.add", "[1, 1]"]);
+    let doc = eventually(Duration::from_secs(10), "ready job", || ready(&redis, 0, &ready_now));
+    assert_eq!(doc["result"], json!(2));
+    for id in &held {
+        assert!(result(&redis, 0, id).is_none(), "an ETA job ran before its time");
+    }
+    for (i, id) in held.iter().enumerate() {
+        assert_eq!(eventually(Duration::from_secs(20), "eta job", || ready(&redis, 0, id))["result"], json!(i + 100));
+    }
+    std::thread::sleep(Duration::from_millis(1500));
+    let logs = first.log() + &second.log();
+    for id in &held {
+        let runs = logs.lines().filter(|line| line.contains("succeeded") && line.contains(id.as_str())).count();
+        assert_eq!(runs, 1, "job {id} ran {runs} times:\n{logs}");
+    }
+}

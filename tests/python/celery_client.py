@@ -83,6 +83,25 @@ def canvas(app):
     return out
 
 
+def semantics(app):
+    import time
+    from datetime import datetime, timedelta, timezone
+
+    out = {}
+    out["flaky3"] = app.send_task("faults.flaky", args=[3]).get(timeout=30)
+    out["flaky9"] = error_of(lambda: app.send_task("faults.flaky", args=[9]).get(timeout=30))
+    start = time.time()
+    out["countdown"] = app.send_task("math.add", args=[1, 2], countdown=1.5).get(timeout=30)
+    out["countdown_waited"] = time.time() - start >= 1.4
+    eta = datetime.now(timezone(timedelta(hours=-5))) + timedelta(seconds=1)  # an offset other than UTC
+    start = time.time()
+    out["eta"] = app.send_task("math.add", args=[2, 2], eta=eta).get(timeout=30)
+    out["eta_waited"] = time.time() - start >= 0.9
+    out["expired"] = error_of(lambda: app.send_task("math.add", args=[1, 1], countdown=2, expires=1).get(timeout=30))
+    out["soft_limit_context"] = app.send_task("faults.context", time_limit=7, soft_time_limit=5).get(timeout=30)
+    return out
+
+
 def chords(app):
     from celery import chord, signature
 

@@ -17,6 +17,14 @@ fn ready(redis: &RedisServer, db: u8, id: &str) -> Option<Value> {
     result(redis, db, id).filter(|doc| matches!(doc["status"].as_str(), Some("SUCCESS" | "FAILURE" | "REVOKED")))
 }
 
+/// Waits until `count` messages are leased in `unacked`.
+fn wait_for_held(redis: &RedisServer, count: i64, what: &str) {
+    eventually(Duration::from_secs(10), what, || {
+        let held: i64 = redis.connection(0).hlen("unacked").unwrap();
+        (held == count).then_some(())
+    });
+}
+
 fn submit(redis: &RedisServer, args: &[&str]) -> String {
     let mut all = vec!["submit"];
     all.extend_from_slice(args);
@@ -68,10 +76,7 @@ fn killed_worker_loses_nothing() {
     let plugins = plugin_folder(&["faults"]);
     let mut first = Worker::start(plugins.path(), &redis.url(0), &["--visibility-timeout", "2"]);
     let id = submit(&redis, &["faults.sleep", "[1500]"]);
-    eventually(Duration::from_secs(10), "job leased", || {
-        let held: i64 = redis.connection(0).hlen("unacked").unwrap();
-        (held == 1).then_some(())
-    });
+    wait_for_held(&redis, 1, "job leased");
     first.signal("KILL");
     first.wait_exit(Duration::from_secs(5));
     assert!(result(&redis, 0, &id).is_none(), "the killed worker must not have finished the job");
@@ -124,16 +129,10 @@ fn sigterm_drains_running_jobs_then_exits_zero() {
     let plugins = plugin_folder(&["faults"]);
     let mut worker = Worker::start(plugins.path(), &redis.url(0), &["-c", "1"]);
     let running = submit(&redis, &["faults.sleep", "[1000]"]);
-    eventually(Duration::from_secs(10), "job leased", || {
-        let held: i64 = redis.connection(0).hlen("unacked").unwrap();
-        (held == 1).then_some(())
-    });
+    wait_for_held(&redis, 1, "job leased");
     std::thread::sleep(Duration::from_millis(100));
     let waiting = submit(&redis, &["faults.sleep", "[10]", "--countdown", "30"]);
-    eventually(Duration::from_secs(10), "eta job held", || {
-        let held: i64 = redis.connection(0).hlen("unacked").unwrap();
-        (held == 2).then_some(())
-    });
+    wait_for_held(&redis, 2, "eta job held");
     worker.signal("TERM");
     assert_eq!(worker.wait_exit(Duration::from_secs(20)), Some(0));
     assert_eq!(ready(&redis, 0, &running).expect("running job finished during drain")["result"], json!(1000));
@@ -152,10 +151,7 @@ fn drain_timeout_stops_and_requeues_a_long_job() {
     let plugins = plugin_folder(&["faults"]);
     let mut worker = Worker::start(plugins.path(), &redis.url(0), &["--drain-timeout", "0.5"]);
     let id = submit(&redis, &["faults.sleep", "[20000]"]);
-    eventually(Duration::from_secs(10), "job leased", || {
-        let held: i64 = redis.connection(0).hlen("unacked").unwrap();
-        (held == 1).then_some(())
-    });
+    wait_for_held(&redis, 1, "job leased");
     std::thread::sleep(Duration::from_millis(200));
     worker.signal("TERM");
     assert_eq!(worker.wait_exit(Duration::from_secs(10)), Some(0));

@@ -1,19 +1,12 @@
 //! `host call`: run one task once and print its JSON result.
 
-use anyhow::Context as _;
-
 use crate::config::CallConfig;
 use crate::runtime::{JobRequest, Outcome};
 
 /// Runs the task; `Ok(outcome)` for any outcome the task reached, `Err` for
 /// input the command could not use.
 pub fn run(config: CallConfig) -> anyhow::Result<Outcome> {
-    let args: serde_json::Value =
-        serde_json::from_str(&config.args).with_context(|| format!("ARGS is not valid JSON: {}", config.args))?;
-    anyhow::ensure!(args.is_array(), "ARGS must be a JSON array, e.g. '[2, 3]', got {}", config.args);
-    let kwargs: serde_json::Value =
-        serde_json::from_str(&config.kwargs).with_context(|| format!("--kwargs is not valid JSON: {}", config.kwargs))?;
-    anyhow::ensure!(kwargs.is_object(), "--kwargs must be a JSON object, e.g. '{{\"x\": 1}}', got {}", config.kwargs);
+    super::parse_task_arguments(&config.args, &config.kwargs)?;
 
     let runtime = super::small_runtime(config.limits.memory_limit_bytes)?;
     let registry = super::load_plugins_for(&runtime, &config.plugins, Some(&config.task))?;

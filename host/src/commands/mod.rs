@@ -12,6 +12,17 @@ use anyhow::Context as _;
 
 use crate::runtime::{EngineOptions, Registry, Runtime};
 
+/// Parses the ARGS and --kwargs flags: a JSON array and a JSON object.
+pub(crate) fn parse_task_arguments(args: &str, kwargs: &str) -> anyhow::Result<(serde_json::Value, serde_json::Value)> {
+    let args_value: serde_json::Value =
+        serde_json::from_str(args).with_context(|| format!("ARGS is not valid JSON: {args}"))?;
+    anyhow::ensure!(args_value.is_array(), "ARGS must be a JSON array, e.g. '[2, 3]', got {args}");
+    let kwargs_value: serde_json::Value =
+        serde_json::from_str(kwargs).with_context(|| format!("--kwargs is not valid JSON: {kwargs}"))?;
+    anyhow::ensure!(kwargs_value.is_object(), "--kwargs must be a JSON object, e.g. '{{\"x\": 1}}', got {kwargs}");
+    Ok((args_value, kwargs_value))
+}
+
 /// Loads a plugin file, or every plugin of a folder; any load error is fatal
 /// here (these are one-shot commands, unlike the worker).
 pub(crate) fn load_plugins(runtime: &Runtime, path: &Path) -> anyhow::Result<Registry> {

@@ -7,9 +7,7 @@ use crate::config::{ResultConfig, RevokeConfig, SubmitConfig};
 
 /// Returns the process exit code: 0, or 1 when a waited-for task failed.
 pub async fn submit(config: SubmitConfig) -> anyhow::Result<u8> {
-    let args: serde_json::Value = serde_json::from_str(&config.args).with_context(|| format!("ARGS is not valid JSON: {}", config.args))?;
-    let kwargs: serde_json::Value =
-        serde_json::from_str(&config.kwargs).with_context(|| format!("--kwargs is not valid JSON: {}", config.kwargs))?;
+    let (args, kwargs) = super::parse_task_arguments(&config.args, &config.kwargs)?;
     let client = Client::connect(&config.client.broker_url, &config.client.result_backend_url).await?;
     let mut task = client.task(&config.task, args, kwargs)?;
     task.queue = config.queue;

@@ -110,9 +110,10 @@ struct RunArgs {
     rate_limit: Vec<String>,
 }
 
+/// A task and its arguments, as `call` and `submit` take them.
 #[derive(Debug, Args)]
-struct SubmitArgs {
-    /// Task name, e.g. `math.add`.
+struct TaskArgs {
+    /// Task name, e.g. `math.add` (`call` also takes a bare `add`).
     task: String,
     /// Positional arguments as a JSON array.
     #[arg(default_value = "[]")]
@@ -120,6 +121,12 @@ struct SubmitArgs {
     /// Keyword arguments as a JSON object.
     #[arg(long, default_value = "{}")]
     kwargs: String,
+}
+
+#[derive(Debug, Args)]
+struct SubmitArgs {
+    #[command(flatten)]
+    call: TaskArgs,
     #[command(flatten)]
     connection: ConnectionArgs,
     /// Queue to send to.
@@ -169,14 +176,8 @@ struct LimitArgs {
 struct CallArgs {
     /// A plugin `.wasm` file, or a folder of them.
     plugin: PathBuf,
-    /// Task name: `add` or `math.add`.
-    task: String,
-    /// Positional arguments as a JSON array.
-    #[arg(default_value = "[]")]
-    args: String,
-    /// Keyword arguments as a JSON object.
-    #[arg(long, default_value = "{}")]
-    kwargs: String,
+    #[command(flatten)]
+    call: TaskArgs,
     #[command(flatten)]
     limits: LimitArgs,
 }
@@ -212,9 +213,9 @@ pub fn parse() -> anyhow::Result<(GlobalConfig, Command)> {
     let command = match cli.command {
         CommandArgs::Call(args) => Command::Call(CallConfig {
             plugins: args.plugin,
-            task: args.task,
-            args: args.args,
-            kwargs: args.kwargs,
+            task: args.call.task,
+            args: args.call.args,
+            kwargs: args.call.kwargs,
             limits: limits(&args.limits)?,
         }),
         CommandArgs::Tasks(args) => Command::Tasks(TasksConfig { plugins: args.plugins }),
@@ -223,9 +224,9 @@ pub fn parse() -> anyhow::Result<(GlobalConfig, Command)> {
             anyhow::ensure!(args.priority <= 9, "--priority must be 0-9, got {}", args.priority);
             Command::Submit(SubmitConfig {
                 client: args.connection.into_config(),
-                task: args.task,
-                args: args.args,
-                kwargs: args.kwargs,
+                task: args.call.task,
+                args: args.call.args,
+                kwargs: args.call.kwargs,
                 queue: args.queue,
                 priority: args.priority,
                 countdown: args.countdown.map(|s| seconds("--countdown", s)).transpose()?.flatten(),

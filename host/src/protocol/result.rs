@@ -1,7 +1,6 @@
 //! Result documents stored at `celery-task-meta-<id>`.
 
 use serde::Serialize;
-use serde_json::value::RawValue;
 use serde_json::Value;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -39,7 +38,7 @@ impl ExceptionInfo {
 #[derive(Debug, Serialize)]
 pub struct ResultMeta<'a> {
     pub status: State,
-    pub result: ResultValue<'a>,
+    pub result: ResultValue,
     pub traceback: Option<String>,
     pub children: Vec<Value>,
     pub date_done: Option<String>,
@@ -52,14 +51,13 @@ pub struct ResultMeta<'a> {
 
 #[derive(Debug, Serialize)]
 #[serde(untagged)]
-pub enum ResultValue<'a> {
-    Json(&'a RawValue),
+pub enum ResultValue {
     Exception(ExceptionInfo),
     Value(Value),
 }
 
 impl<'a> ResultMeta<'a> {
-    pub fn new(task_id: &'a str, status: State, result: ResultValue<'a>) -> Self {
+    pub fn new(task_id: &'a str, status: State, result: ResultValue) -> Self {
         Self {
             status,
             result,

@@ -7,7 +7,6 @@
 
 use std::time::Duration;
 
-use serde_json::value::RawValue;
 use serde_json::{json, Value};
 
 use super::job::Job;
@@ -53,9 +52,9 @@ pub fn plan(job: &Job, outcome: &Outcome, task: Option<&TaskInfo>, settings: &Pl
     let mut children = Vec::new();
     let (state, result): (State, ResultValue) = match outcome {
         Outcome::Succeeded { json } => {
-            let value = RawValue::from_string(json.clone()).unwrap_or_else(|_| raw("null"));
+            let value: Value = serde_json::from_str(json).unwrap_or(Value::Null);
             follow_ups_on_success(message, &value, settings, &mut plan.publish, &mut children);
-            return finish(plan, message, State::Success, ResultValue::Value(serde_json::from_str(value.get()).unwrap_or(Value::Null)), children, settings);
+            return finish(plan, message, State::Success, ResultValue::Value(value), children, settings);
         }
         Outcome::Failed(failure) => {
             if let Some(request) = autoretry(failure, task, message) {
@@ -163,10 +162,6 @@ fn finish(
     plan
 }
 
-fn raw(text: &str) -> Box<RawValue> {
-    RawValue::from_string(text.to_string()).expect("valid JSON literal")
-}
-
 /// A failure listed in the task's `autoretry_for` becomes a retry, with
 /// Celery's exponential backoff when the task asked for it.
 fn autoretry(failure: &Failure, task: Option<&TaskInfo>, message: &TaskMessage) -> Option<RetryRequest> {
@@ -248,7 +243,7 @@ fn outgoing_copy(message: &TaskMessage, settings: &PlanSettings) -> OutgoingTask
     let mut copy = OutgoingTask::new(&message.task, message.args.clone(), message.kwargs.clone(), settings.hostname.clone());
     copy.id = message.id.clone();
     copy.embed = message.embed.clone();
-    copy.queue = routing_queue(message);
+    copy.queue = routing_queue(message).to_string();
     copy.priority = message.priority();
     copy.expires = message.headers.expires.clone();
     copy.root_id = Some(message.root_id().to_string());
@@ -262,25 +257,39 @@ fn outgoing_copy(message: &TaskMessage, settings: &PlanSettings) -> OutgoingTask
     copy
 }
 
-fn routing_queue(message: &TaskMessage) -> String {
+fn routing_queue(message: &TaskMessage) -> &str {
     let key = &message.properties.delivery_info.routing_key;
-    if key.is_empty() { "celery".to_string() } else { key.clone() }
+    if key.is_empty() { "celery" } else { key }
 }
 
-/// A follow-up message from a canvas signature, child of `parent`.
-fn from_signature(signature: &Signature, args: Vec<Value>, parent: &TaskMessage, settings: &PlanSettings) -> OutgoingTask {
+/// Where a follow-up message hangs in its workflow.
+struct Lineage<'a> {
+    root_id: &'a str,
+    parent_id: &'a str,
+    /// Queue used when the signature names none.
+    default_queue: &'a str,
+}
+
+impl<'a> Lineage<'a> {
+    fn child_of(parent: &'a TaskMessage) -> Self {
+        Self { root_id: parent.root_id(), parent_id: &parent.id, default_queue: routing_queue(parent) }
+    }
+}
+
+/// A follow-up message from a canvas signature.
+fn from_signature(signature: &Signature, args: Vec<Value>, lineage: &Lineage, settings: &PlanSettings) -> OutgoingTask {
     let to_raw = |value: &Value| serde_json::value::to_raw_value(value).expect("JSON value");
     let mut task = OutgoingTask::new(&signature.task, to_raw(&Value::Array(args)), to_raw(&Value::Object(signature.kwargs.clone())), settings.hostname.clone());
     let option = |key: &str| signature.options.get(key).filter(|value| !value.is_null());
     if let Some(id) = option("task_id").and_then(Value::as_str) {
         task.id = id.to_string();
     }
-    task.root_id = Some(parent.root_id().to_string());
-    task.parent_id = Some(parent.id.clone());
+    task.root_id = Some(lineage.root_id.to_string());
+    task.parent_id = Some(lineage.parent_id.to_string());
     task.reply_to = option("reply_to").and_then(Value::as_str).map(str::to_string);
     task.group = option("group_id").and_then(Value::as_str).map(str::to_string);
     task.group_index = option("group_index").and_then(Value::as_u64).map(|index| index as u32);
-    task.queue = option("queue").and_then(Value::as_str).map(str::to_string).unwrap_or_else(|| routing_queue(parent));
+    task.queue = option("queue").and_then(Value::as_str).unwrap_or(lineage.default_queue).to_string();
     task.priority = option("priority").and_then(Value::as_u64).map(|p| p.min(255) as u8).unwrap_or(0);
     if let Some(link) = option("link") {
         task.embed.callbacks = serde_json::from_value(as_list(link)).ok();
@@ -308,23 +317,22 @@ fn signature_args(signature: &Signature, leading: Option<Value>) -> Vec<Value> {
 /// Callbacks (`link`) and the next chain link get the parent's result.
 fn follow_ups_on_success(
     message: &TaskMessage,
-    result: &RawValue,
+    value: &Value,
     settings: &PlanSettings,
     publish: &mut Vec<(String, String)>,
     children: &mut Vec<Value>,
 ) {
-    let value: Value = serde_json::from_str(result.get()).unwrap_or(Value::Null);
     let mut push = |task: OutgoingTask, children: &mut Vec<Value>| {
         children.push(json!([[task.id, null], null]));
         publish.push((queue_key_for(&task.queue, task.priority), task.to_envelope()));
     };
     for callback in message.embed.callbacks.iter().flatten() {
-        push(from_signature(callback, signature_args(callback, Some(value.clone())), message, settings), children);
+        push(from_signature(callback, signature_args(callback, Some(value.clone())), &Lineage::child_of(message), settings), children);
     }
     if let Some(chain) = &message.embed.chain {
         // Celery stores the chain reversed: the next link is the last one.
         if let Some((next, rest)) = chain.split_last() {
-            let mut task = from_signature(next, signature_args(next, Some(value.clone())), message, settings);
+            let mut task = from_signature(next, signature_args(next, Some(value.clone())), &Lineage::child_of(message), settings);
             task.embed.chain = Some(rest.to_vec());
             if let Some(chord) = &message.embed.chord {
                 task.embed.chord = Some(chord.clone());
@@ -337,7 +345,7 @@ fn follow_ups_on_success(
 /// Errbacks (`link_error`) get the failed task's id.
 fn errbacks(message: &TaskMessage, settings: &PlanSettings, publish: &mut Vec<(String, String)>, children: &mut Vec<Value>) {
     for errback in message.embed.errbacks.iter().flatten() {
-        let mut task = from_signature(errback, signature_args(errback, Some(Value::String(message.id.clone()))), message, settings);
+        let mut task = from_signature(errback, signature_args(errback, Some(Value::String(message.id.clone()))), &Lineage::child_of(message), settings);
         task.group = Some(uuid::Uuid::new_v4().to_string());
         task.group_index = Some(0);
         children.push(json!([[task.id, null], null]));
@@ -367,24 +375,13 @@ pub fn fire_chord(member: &ChordMember, entries: &[String], settings: &PlanSetti
         }
         results.push(result.clone());
     }
-    let to_raw = |value: &Value| serde_json::value::to_raw_value(value).expect("JSON value");
-    let args: Vec<Value> = if member.body.immutable {
-        member.body.args.clone()
-    } else {
-        std::iter::once(Value::Array(results)).chain(member.body.args.iter().cloned()).collect()
-    };
-    let mut task = OutgoingTask::new(&member.body.task, to_raw(&Value::Array(args)), to_raw(&Value::Object(member.body.kwargs.clone())), settings.hostname.clone());
-    if let Some(id) = body_id {
-        task.id = id;
-    }
-    task.root_id = Some(member.root_id.clone());
-    task.parent_id = Some(member.part.task_id.clone());
+    let lineage = Lineage { root_id: &member.root_id, parent_id: &member.part.task_id, default_queue: "celery" };
+    let args = signature_args(&member.body, Some(Value::Array(results)));
+    let mut task = from_signature(&member.body, args, &lineage, settings);
     task.group = Some(member.part.group_id.clone());
-    task.reply_to = member.body.options.get("reply_to").and_then(Value::as_str).map(str::to_string).or_else(|| member.reply_to.clone());
-    task.queue = member.body.options.get("queue").and_then(Value::as_str).unwrap_or("celery").to_string();
-    task.priority = member.body.options.get("priority").and_then(Value::as_u64).map(|p| p.min(255) as u8).unwrap_or(0);
-    if let Some(link) = member.body.options.get("link").filter(|v| !v.is_null()) {
-        task.embed.callbacks = serde_json::from_value(as_list(link)).ok();
+    task.group_index = None;
+    if task.reply_to.is_none() {
+        task.reply_to = member.reply_to.clone();
     }
     (vec![(queue_key_for(&task.queue, task.priority), task.to_envelope())], Vec::new())
 }

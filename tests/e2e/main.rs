@@ -7,5 +7,6 @@ mod util;
 mod call;
 mod celery;
 mod languages;
+mod manifest;
 mod reload;
 mod worker;

@@ -89,7 +89,7 @@ fn a_broken_plugin_keeps_the_old_version_and_removal_unregisters() {
     let broken = plugins.path().join("math.wasm.tmp");
     std::fs::write(&broken, b"\0asm garbage").unwrap();
     std::fs::rename(&broken, plugins.path().join("math.wasm")).unwrap();
-    worker.wait_for_log("plugin not reloaded", Duration::from_secs(20));
+    worker.wait_for_log("plugin math not reloaded", Duration::from_secs(20));
     assert_eq!(add().ok(), "5", "the previous version keeps serving");
 
     deploy(&plugin("math"), plugins.path(), "math.wasm");

@@ -7,9 +7,11 @@
 
 mod keys;
 mod message;
+mod rate;
 pub mod result;
 
 pub use keys::{priority_bucket, queue_keys, queue_key_for, result_key, PRIORITY_STEPS};
+pub use rate::parse_rate;
 pub use message::{Embed, Headers, MessageError, OutgoingTask, Signature, TaskMessage};
 pub use result::{ExceptionInfo, ResultMeta, State};
 

@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use wasmtime::component::{HasSelf, Linker};
+use wasmtime::StoreContextMut;
 use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
 use super::bindings;
@@ -70,6 +71,7 @@ impl Runtime {
         };
         let mut linker = Linker::<JobState>::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
+        gate_capabilities(&mut linker)?;
         bindings::chard::task::host::add_to_linker::<JobState, HasSelf<JobState>>(&mut linker, |state| state)
             ?;
         spawn_ticker(&engine);
@@ -80,6 +82,35 @@ impl Runtime {
     pub fn engine(&self) -> &Engine {
         &self.engine
     }
+}
+
+/// The `wasi` version wasmtime-wasi 48 defines; a guest built against an
+/// older 0.2 release resolves to it by semver.
+const WASI_VERSION: &str = "0.2.12";
+
+/// The wall clock is a capability, but WASI's context has no "deny" for it
+/// (its clock cannot fail). So its linker definition is replaced by one
+/// that checks the job's grants first and traps with a message that says
+/// what to grant. The monotonic clock (durations) stays open. (Randomness is
+/// gated in `job::new_store`: see there why it is made deterministic rather
+/// than refused.)
+fn gate_capabilities(linker: &mut Linker<JobState>) -> wasmtime::Result<()> {
+    use wasmtime_wasi::p2::bindings::clocks::wall_clock::Datetime;
+
+    linker.allow_shadowing(true);
+    let mut clock = linker.instance(&format!("wasi:clocks/wall-clock@{WASI_VERSION}"))?;
+    clock.func_wrap("now", |store: StoreContextMut<'_, JobState>, (): ()| {
+        let state = store.data();
+        if !state.grants.wall_clock {
+            return Err(state.denied("the wall clock", "wall_clock"));
+        }
+        Ok((Datetime::try_from(std::time::SystemTime::now())?,))
+    })?;
+    clock.func_wrap("resolution", |_store: StoreContextMut<'_, JobState>, (): ()| {
+        Ok((Datetime { seconds: 0, nanoseconds: 1 },))
+    })?;
+    linker.allow_shadowing(false);
+    Ok(())
 }
 
 fn config(options: &EngineOptions, pooling: bool) -> Config {

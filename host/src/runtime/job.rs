@@ -10,11 +10,15 @@ use wasmtime_wasi::{ResourceTable, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiVie
 
 use super::bindings::chard::task::host::{self, Level};
 use super::bindings::chard::task::types::TaskError;
+use super::manifest::{DirMode, Grants};
 use super::outcome::{Failure, Outcome, RetryRequest};
 use super::plugin::Plugin;
 
 /// Guest stdout/stderr kept per job (then logged); writes past this fail.
 const OUTPUT_CAPACITY: usize = 64 << 10;
+
+/// What `wasi:random/random` cycles through for a plugin without `random = true`.
+const UNGRANTED_RANDOM: [u8; 16] = *b"chard:no-random!";
 
 /// Set from outside to stop a running job at its next epoch tick.
 #[derive(Debug, Clone, Default)]
@@ -50,10 +54,11 @@ enum Interruption {
     Cancelled,
 }
 
-/// Per-job host state: the WASI context (nothing granted), limits, and what
-/// the host observed while the guest ran.
+/// Per-job host state: the WASI context (with the plugin's grants only),
+/// limits, and what the host observed while the guest ran.
 pub struct JobState {
     wasi: WasiCtx,
+    pub(crate) grants: Arc<Grants>,
     table: ResourceTable,
     memory_limit_bytes: u64,
     memory_exceeded: bool,
@@ -103,6 +108,16 @@ impl host::Host for JobState {
 
 impl super::bindings::chard::task::types::Host for JobState {}
 
+impl JobState {
+    /// The trap a guest gets for using a capability it was not granted.
+    pub(crate) fn denied(&self, what: &str, key: &str) -> wasmtime::Error {
+        wasmtime::format_err!(
+            "{what} is not granted to plugin {plugin}: add `{key} = true` under [capabilities] in {plugin}.toml",
+            plugin = self.plugin
+        )
+    }
+}
+
 /// Wall-clock time as Unix milliseconds.
 pub fn unix_millis() -> u64 {
     std::time::SystemTime::now()
@@ -111,7 +126,8 @@ pub fn unix_millis() -> u64 {
         .unwrap_or(0)
 }
 
-/// A fresh store for `plugin` with nothing granted but captured stdio.
+/// A fresh store for `plugin`: captured stdio, and only what its manifest
+/// granted.
 pub(crate) fn new_store(
     plugin: &Plugin,
     memory_limit_bytes: u64,
@@ -120,9 +136,22 @@ pub(crate) fn new_store(
 ) -> (Store<JobState>, MemoryOutputPipe, MemoryOutputPipe) {
     let stdout = MemoryOutputPipe::new(OUTPUT_CAPACITY);
     let stderr = MemoryOutputPipe::new(OUTPUT_CAPACITY);
-    let wasi = WasiCtxBuilder::new().stdout(stdout.clone()).stderr(stderr.clone()).build();
+    let mut builder = WasiCtxBuilder::new();
+    builder.stdout(stdout.clone()).stderr(stderr.clone());
+    let grants = plugin.grants_arc();
+    if !grants.random {
+        // Without the grant the "secure" generator is a fixed sequence, the
+        // same in every job: tasks are reproducible and cannot mint secrets.
+        // It is not refused outright because componentize-py's runtime draws
+        // random bytes on every fresh instance, before any task code runs.
+        builder.secure_random(wasmtime_wasi::random::Deterministic::new(UNGRANTED_RANDOM.to_vec()));
+    }
+    if !grants.is_empty() {
+        grant(&mut builder, &grants, plugin.name());
+    }
     let state = JobState {
-        wasi,
+        wasi: builder.build(),
+        grants,
         table: ResourceTable::new(),
         memory_limit_bytes,
         memory_exceeded: false,
@@ -134,6 +163,39 @@ pub(crate) fn new_store(
     let mut store = Store::new(plugin.runtime().engine(), state);
     store.limiter(|state| state);
     (store, stdout, stderr)
+}
+
+/// Applies `grants` to a job's WASI context. Clocks and randomness are not
+/// here: the engine's linker checks those per call (see `engine`).
+fn grant(builder: &mut WasiCtxBuilder, grants: &Grants, plugin: &str) {
+    builder.envs(&grants.env);
+    for dir in &grants.dirs {
+        let perms = match dir.mode {
+            DirMode::ReadOnly => wasmtime_wasi::FsPerms::ReadOnly,
+            DirMode::ReadWrite => wasmtime_wasi::FsPerms::ReadWrite,
+        };
+        if let Err(error) = builder.preopened_dir(&dir.host, &dir.guest, perms) {
+            // Checked at load; it can still vanish later. The job then runs
+            // without it and sees a clear "not found" from the guest's side.
+            tracing::warn!(plugin, dir = %dir.host.display(), %error, "granted directory cannot be opened");
+        }
+    }
+    if !grants.network.is_empty() {
+        let allowed: Arc<[std::net::SocketAddr]> = grants.network.clone().into();
+        builder.allow_tcp(true).allow_udp(true).allow_ip_name_lookup(true).socket_addr_check(move |address, usage| {
+            use wasmtime_wasi::sockets::SocketAddrUse;
+            let permitted = match usage {
+                // A client's implicit bind to an ephemeral local port.
+                SocketAddrUse::TcpBind | SocketAddrUse::UdpBind => address.ip().is_unspecified() && address.port() == 0,
+                SocketAddrUse::TcpConnect | SocketAddrUse::UdpSend | SocketAddrUse::UdpReceive => {
+                    allowed.contains(&address)
+                }
+                // Tasks are clients: no listening sockets.
+                SocketAddrUse::TcpListen | SocketAddrUse::TcpAccept => false,
+            };
+            Box::pin(async move { permitted })
+        });
+    }
 }
 
 /// Runs `request` in a fresh instance of `plugin`.
@@ -198,9 +260,11 @@ pub(crate) fn run(plugin: &Plugin, request: JobRequest<'_>) -> Outcome {
 /// The trap itself, plus the guest's last line on stderr: for a Rust panic
 /// that is the panic message, which says far more than "unreachable".
 fn trap_message(error: &wasmtime::Error, stderr: &MemoryOutputPipe) -> String {
+    // A host function's error (e.g. a capability not granted) comes wrapped
+    // in the wasm backtrace; its root cause is the message worth showing.
     let trap = match error.downcast_ref::<wasmtime::Trap>() {
         Some(trap) => trap.to_string(),
-        None => error.to_string(),
+        None => error.root_cause().to_string(),
     };
     let output = stderr.contents();
     let text = String::from_utf8_lossy(&output);

@@ -10,6 +10,7 @@ use wasmtime::component::Component;
 use super::bindings::{chard::task::types, PluginPre};
 use super::engine::Runtime;
 use super::job::{self, JobRequest};
+use super::manifest::{Grants, Manifest, ManifestError};
 use super::outcome::Outcome;
 
 /// Why a plugin could not be loaded.
@@ -25,6 +26,8 @@ pub enum LoadError {
     ListTasks { path: PathBuf, reason: String },
     #[error("{path}: plugin name {name:?} must be a non-empty file stem without dots")]
     BadName { path: PathBuf, name: String },
+    #[error(transparent)]
+    Manifest(#[from] ManifestError),
 }
 
 /// Defaults a plugin declared for a task, in host types.
@@ -61,16 +64,29 @@ pub struct Plugin {
     tasks: Vec<TaskInfo>,
     /// Short content hash of the `.wasm`, shown to say which version runs.
     version: String,
+    /// Short content hash of the manifest, if there is one: with `version`,
+    /// what tells a reload apart from a no-op.
+    manifest_hash: Option<String>,
+    /// The manifest's own version label, if it gave one.
+    label: Option<String>,
+    grants: Arc<Grants>,
 }
 
 impl Plugin {
-    /// Compiles and links the component at `path`, then asks it for its tasks.
+    /// Compiles and links the component at `path`, applies the manifest
+    /// beside it (`<name>.toml`, if any), then asks it for its tasks.
     pub fn load(runtime: &Runtime, path: &Path) -> Result<Self, LoadError> {
+        let manifest = Manifest::load_for(path)?;
+        let manifest_hash = std::fs::read(Manifest::path_for(path)).ok().map(|text| content_hash(&text));
         let bytes = std::fs::read(path).map_err(|source| LoadError::Read { path: path.to_path_buf(), source })?;
-        Self::from_bytes(runtime, path, &bytes)
+        let mut plugin = Self::from_bytes(runtime, path, &bytes, manifest)?;
+        plugin.manifest_hash = manifest_hash;
+        Ok(plugin)
     }
 
-    pub fn from_bytes(runtime: &Runtime, path: &Path, bytes: &[u8]) -> Result<Self, LoadError> {
+    /// Loads a plugin from its bytes; `path` names it (its file stem is the
+    /// plugin name) and `manifest` is applied.
+    pub fn from_bytes(runtime: &Runtime, path: &Path, bytes: &[u8], manifest: Manifest) -> Result<Self, LoadError> {
         let name = path.file_stem().and_then(|stem| stem.to_str()).unwrap_or_default().to_string();
         if name.is_empty() || name.contains('.') {
             return Err(LoadError::BadName { path: path.to_path_buf(), name });
@@ -97,8 +113,16 @@ impl Plugin {
             pre,
             tasks: Vec::new(),
             version: content_hash(bytes),
+            manifest_hash: None,
+            label: manifest.version.clone(),
+            grants: Arc::new(manifest.grants.clone()),
         };
-        plugin.tasks = plugin.list_tasks().map_err(|reason| LoadError::ListTasks { path: path.to_path_buf(), reason })?;
+        let declared = plugin.list_tasks().map_err(|reason| LoadError::ListTasks { path: path.to_path_buf(), reason })?;
+        manifest.check_tasks(declared.iter().map(|task| task.name.as_str()))?;
+        plugin.tasks = declared
+            .into_iter()
+            .map(|task| TaskInfo { defaults: manifest.task_defaults(&task.name, task.defaults.clone()), ..task })
+            .collect();
         Ok(plugin)
     }
 
@@ -109,7 +133,7 @@ impl Plugin {
         let tasks = instance.chard_task_tasks().call_list_tasks(&mut store).map_err(|error| {
             let output = stderr.contents();
             let detail = String::from_utf8_lossy(&output);
-            format!("{} {}", first_line(&error), detail.trim())
+            format!("{} {}", error.root_cause(), detail.trim())
         })?;
         Ok(tasks.into_iter().map(TaskInfo::from).collect())
     }
@@ -133,6 +157,29 @@ impl Plugin {
 
     pub fn version(&self) -> &str {
         &self.version
+    }
+
+    /// The content hash plus the manifest's, e.g. `3fa2c1d9e0b1+7a0c55e1d2f3`:
+    /// changes whenever anything that defines the plugin changes.
+    pub fn fingerprint(&self) -> String {
+        match &self.manifest_hash {
+            Some(manifest) => format!("{}+{manifest}", self.version),
+            None => self.version.clone(),
+        }
+    }
+
+    /// The manifest's `version` label, if it gave one.
+    pub fn label(&self) -> Option<&str> {
+        self.label.as_deref()
+    }
+
+    /// What the manifest granted (nothing without one).
+    pub fn grants(&self) -> &Grants {
+        &self.grants
+    }
+
+    pub(crate) fn grants_arc(&self) -> Arc<Grants> {
+        self.grants.clone()
     }
 
     pub fn tasks(&self) -> &[TaskInfo] {

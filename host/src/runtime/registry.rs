@@ -54,6 +54,10 @@ impl Registry {
         self.plugins.remove(name)
     }
 
+    pub fn get(&self, name: &str) -> Option<&Arc<Plugin>> {
+        self.plugins.get(name)
+    }
+
     pub fn is_empty(&self) -> bool {
         self.plugins.is_empty()
     }

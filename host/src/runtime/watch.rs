@@ -10,6 +10,10 @@
 //! size and modification time have stopped changing. Writing the new file
 //! under another name (e.g. `math.wasm.tmp`) and renaming it into place is
 //! the safest way to deploy, and is what `host` itself does.
+//!
+//! A plugin's manifest (`<name>.toml`) is part of it: writing, changing or
+//! removing the manifest reloads the plugin with it, and a manifest that
+//! does not validate is refused like a broken `.wasm`.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -57,35 +61,46 @@ fn apply_changes(runtime: &Runtime, events: &std::sync::mpsc::Receiver<PathBuf>,
         while let Ok(path) = events.recv_timeout(DEBOUNCE) {
             changed.insert(path);
         }
-        for path in changed.into_iter().filter(|path| path.extension().is_some_and(|ext| ext == "wasm")) {
-            let Some(name) = path.file_stem().and_then(|stem| stem.to_str()).map(str::to_string) else { continue };
-            if !path.is_file() {
-                let mut next = (**registry.read().unwrap()).clone();
-                if next.remove(&name).is_some() {
-                    *registry.write().unwrap() = Arc::new(next);
-                    tracing::warn!(plugin = name, "plugin removed: its tasks are unknown for new jobs");
-                }
-                continue;
-            }
-            if !wait_until_stable(&path) {
-                tracing::warn!(file = %path.display(), "plugin file kept changing; will load it on its next change");
-                continue;
-            }
-            match Plugin::load(runtime, &path) {
-                Ok(plugin) => {
-                    let current = registry.read().unwrap().plugins().into_iter().find(|p| p.name() == name).map(|p| p.version().to_string());
-                    if current.as_deref() == Some(plugin.version()) {
-                        continue;
-                    }
-                    let (version, tasks) = (plugin.version().to_string(), plugin.tasks().len());
-                    let mut next = (**registry.read().unwrap()).clone();
-                    next.insert(plugin);
-                    *registry.write().unwrap() = Arc::new(next);
-                    tracing::info!(plugin = name, version, previous = current.as_deref().unwrap_or("none"), tasks, "plugin loaded (hot reload)");
-                }
-                Err(error) => tracing::error!("plugin not reloaded, previous version keeps serving: {error:#}"),
-            }
+        // A manifest change reloads its plugin: both map to `<name>.wasm`.
+        let plugins: BTreeSet<PathBuf> = changed
+            .into_iter()
+            .filter(|path| path.extension().is_some_and(|ext| ext == "wasm" || ext == "toml"))
+            .map(|path| path.with_extension("wasm"))
+            .collect();
+        for path in plugins {
+            apply_change(runtime, registry, &path);
         }
+    }
+}
+
+fn apply_change(runtime: &Runtime, registry: &SharedRegistry, path: &Path) {
+    let Some(name) = path.file_stem().and_then(|stem| stem.to_str()).map(str::to_string) else { return };
+    if !path.is_file() {
+        let mut next = (**registry.read().unwrap()).clone();
+        if next.remove(&name).is_some() {
+            *registry.write().unwrap() = Arc::new(next);
+            tracing::warn!(plugin = name, "plugin removed: its tasks are unknown for new jobs");
+        }
+        return;
+    }
+    let manifest = path.with_extension("toml");
+    if !wait_until_stable(path) || (manifest.exists() && !wait_until_stable(&manifest)) {
+        tracing::warn!(file = %path.display(), "plugin file kept changing; will load it on its next change");
+        return;
+    }
+    match Plugin::load(runtime, path) {
+        Ok(plugin) => {
+            let current = registry.read().unwrap().get(&name).map(|plugin| plugin.fingerprint());
+            if current.as_deref() == Some(&plugin.fingerprint()) {
+                return;
+            }
+            let (version, tasks) = (plugin.fingerprint(), plugin.tasks().len());
+            let mut next = (**registry.read().unwrap()).clone();
+            next.insert(plugin);
+            *registry.write().unwrap() = Arc::new(next);
+            tracing::info!(plugin = name, version, previous = current.as_deref().unwrap_or("none"), tasks, "plugin loaded (hot reload)");
+        }
+        Err(error) => tracing::error!("plugin {name} not reloaded, previous version keeps serving: {error}"),
     }
 }
 

@@ -150,7 +150,14 @@ pub async fn run<B: Broker, R: ResultBackend>(
         tracing::error!("plugin not loaded: {error:#}");
     }
     for plugin in registry.plugins() {
-        tracing::info!(plugin = plugin.name(), version = plugin.version(), tasks = plugin.tasks().len(), "plugin loaded");
+        tracing::info!(
+            plugin = plugin.name(),
+            version = plugin.fingerprint(),
+            label = plugin.label().unwrap_or("-"),
+            tasks = plugin.tasks().len(),
+            grants = plugin.grants().summary(),
+            "plugin loaded"
+        );
     }
     if registry.is_empty() {
         tracing::warn!(dir = %config.plugins.display(), "no plugins loaded: every job will fail as unknown");

@@ -112,4 +112,38 @@ fn snoop(path: String, var: String) -> serde_json::Value {
     })
 }
 
-chard_sdk::export_tasks!(fail, raise_as, spin, hog, flaky, counter, panic, sleep, context, echo, snoop);
+/// Write `text` to `path`; returns the number of bytes written.
+#[task]
+fn write_file(path: String, text: String) -> Result<usize, TaskError> {
+    std::fs::write(&path, &text).map_err(|error| TaskError::failed_as("OSError", format!("{path}: {error}")))?;
+    Ok(text.len())
+}
+
+/// The wall clock, in Unix seconds (a capability: `wall_clock = true`).
+#[task]
+fn clock() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|elapsed| elapsed.as_secs()).unwrap_or(0)
+}
+
+/// Eight bytes from the secure random generator (a capability: `random = true`).
+#[task]
+fn entropy() -> Result<u64, TaskError> {
+    getrandom::u64().map_err(|error| TaskError::failed(format!("no randomness: {error}")))
+}
+
+/// Connect to `address` (host:port), send `request`, return the first line
+/// of the reply (a capability: `network = ["host:port"]`).
+#[task]
+fn connect(address: String, request: String) -> Result<String, TaskError> {
+    use std::io::{BufRead, Write};
+    let oserror = |error: std::io::Error| TaskError::failed_as("ConnectionError", format!("{address}: {error}"));
+    let mut stream = std::net::TcpStream::connect(&address).map_err(oserror)?;
+    stream.write_all(request.as_bytes()).map_err(oserror)?;
+    let mut line = String::new();
+    std::io::BufReader::new(stream).read_line(&mut line).map_err(oserror)?;
+    Ok(line.trim_end().to_string())
+}
+
+chard_sdk::export_tasks!(
+    fail, raise_as, spin, hog, flaky, counter, panic, sleep, context, echo, snoop, write_file, clock, entropy, connect
+);

@@ -7,7 +7,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::config::{
-    CallConfig, ClientConfig, GlobalConfig, JobLimits, LogFormat, ResultConfig, RevokeConfig, SubmitConfig, TasksConfig,
+    CallConfig, ClientConfig, DeployConfig, GlobalConfig, PluginsListConfig, JobLimits, LogFormat, ResultConfig, RevokeConfig, SubmitConfig, TasksConfig,
     WorkerConfig,
 };
 
@@ -44,6 +44,44 @@ enum CommandArgs {
     Result(ResultArgs),
     /// Revoke tasks on every worker (Chard and Celery): not started yet = skipped.
     Revoke(RevokeArgs),
+    /// Publish a plugin to every worker started with --sync (no restart).
+    Deploy(DeployArgs),
+    /// Deployed plugins and the version each live worker runs.
+    Plugins(PluginsArgs),
+}
+
+#[derive(Debug, Args)]
+struct DeployArgs {
+    /// The plugin `.wasm` to publish.
+    plugin: PathBuf,
+    /// Manifest to publish with it (default: the `.toml` beside the plugin, if any).
+    #[arg(long, conflicts_with = "no_manifest")]
+    manifest: Option<PathBuf>,
+    /// Publish without a manifest even if one is beside the plugin.
+    #[arg(long)]
+    no_manifest: bool,
+    /// Plugin name (default: the file stem); tasks are served as <name>.<task>.
+    #[arg(long)]
+    name: Option<String>,
+    /// Broker URL.
+    #[arg(long, env = "CHARD_BROKER_URL", default_value = "redis://127.0.0.1:6379/0")]
+    broker: String,
+}
+
+#[derive(Debug, Args)]
+struct PluginsArgs {
+    #[command(subcommand)]
+    command: PluginsCommand,
+}
+
+#[derive(Debug, Subcommand)]
+enum PluginsCommand {
+    /// Deployed plugins, and which version each live worker runs.
+    List {
+        /// Broker URL.
+        #[arg(long, env = "CHARD_BROKER_URL", default_value = "redis://127.0.0.1:6379/0")]
+        broker: String,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -108,6 +146,9 @@ struct RunArgs {
     /// Per-worker rate limit for a task, Celery syntax; repeatable: --rate-limit math.add=10/s
     #[arg(long, value_name = "TASK=RATE")]
     rate_limit: Vec<String>,
+    /// Keep the plugin folder in sync with plugins published by `host deploy`.
+    #[arg(long)]
+    sync: bool,
 }
 
 /// A task and its arguments, as `call` and `submit` take them.
@@ -198,6 +239,8 @@ pub enum Command {
     Submit(SubmitConfig),
     Result(ResultConfig),
     Revoke(RevokeConfig),
+    Deploy(DeployConfig),
+    PluginsList(PluginsListConfig),
 }
 
 /// Parses the process arguments (exits with clap's message on bad flags).
@@ -240,6 +283,16 @@ pub fn parse() -> anyhow::Result<(GlobalConfig, Command)> {
             task_ids: args.task_ids,
             terminate: args.terminate,
         }),
+        CommandArgs::Deploy(args) => Command::Deploy(DeployConfig {
+            broker_url: args.broker,
+            plugin: args.plugin,
+            manifest: args.manifest,
+            no_manifest: args.no_manifest,
+            name: args.name,
+        }),
+        CommandArgs::Plugins(PluginsArgs { command: PluginsCommand::List { broker } }) => {
+            Command::PluginsList(PluginsListConfig { broker_url: broker })
+        }
         CommandArgs::Result(args) => Command::Result(ResultConfig {
             client: args.connection.into_config(),
             task_id: args.task_id,
@@ -275,6 +328,7 @@ fn worker_config(args: RunArgs) -> anyhow::Result<WorkerConfig> {
     config.visibility_timeout = required_seconds("--visibility-timeout", args.visibility_timeout)?;
     config.drain_timeout = seconds("--drain-timeout", args.drain_timeout)?.unwrap_or_default();
     config.result_expires = required_seconds("--result-expires", args.result_expires)?;
+    config.sync = args.sync;
     for entry in &args.rate_limit {
         let (task, rate) = entry
             .split_once('=')

@@ -79,6 +79,8 @@ pub struct WorkerConfig {
     pub poll_interval: Duration,
     /// Per-task rate limits (interval between jobs), overriding the plugins'.
     pub rate_limits: std::collections::HashMap<String, Duration>,
+    /// Keep the plugin folder in sync with what `host deploy` published.
+    pub sync: bool,
 }
 
 impl WorkerConfig {
@@ -98,6 +100,7 @@ impl WorkerConfig {
             result_expires: Duration::from_secs(86400),
             poll_interval: Duration::from_millis(100),
             rate_limits: Default::default(),
+            sync: false,
         }
     }
 }
@@ -139,4 +142,23 @@ pub struct RevokeConfig {
     pub client: ClientConfig,
     pub task_ids: Vec<String>,
     pub terminate: bool,
+}
+
+/// `host deploy`.
+#[derive(Debug, Clone)]
+pub struct DeployConfig {
+    pub broker_url: String,
+    pub plugin: PathBuf,
+    /// The manifest to ship with it; default: the `.toml` beside the plugin.
+    pub manifest: Option<PathBuf>,
+    /// Deploy without a manifest even if one is beside the plugin.
+    pub no_manifest: bool,
+    /// The plugin name; default: the file stem.
+    pub name: Option<String>,
+}
+
+/// `host plugins list`.
+#[derive(Debug, Clone)]
+pub struct PluginsListConfig {
+    pub broker_url: String,
 }

@@ -33,6 +33,10 @@ fn main() -> ExitCode {
         Command::Run(config) => tokio_runtime().block_on(chard::commands::run::run(config)).map(|()| ExitCode::SUCCESS),
         Command::Submit(config) => tokio_runtime().block_on(chard::commands::submit::submit(config)).map(ExitCode::from),
         Command::Revoke(config) => tokio_runtime().block_on(chard::commands::submit::revoke(config)).map(ExitCode::from),
+        Command::Deploy(config) => tokio_runtime().block_on(chard::commands::deploy::deploy(config)).map(|()| ExitCode::SUCCESS),
+        Command::PluginsList(config) => {
+            tokio_runtime().block_on(chard::commands::deploy::list(config)).map(|()| ExitCode::SUCCESS)
+        }
         Command::Result(config) => tokio_runtime().block_on(chard::commands::submit::result(config)).map(ExitCode::from),
     };
     result.unwrap_or_else(|error| fail(&error, 2))

@@ -6,6 +6,7 @@ mod util;
 
 mod call;
 mod celery;
+mod fleet;
 mod languages;
 mod manifest;
 mod reload;

@@ -2,6 +2,7 @@
 //! work. Errors are returned with context; `main` prints them as one line.
 
 pub mod call;
+pub mod deploy;
 pub mod run;
 pub mod submit;
 pub mod tasks;

@@ -23,6 +23,16 @@ pub async fn run(config: WorkerConfig) -> anyhow::Result<()> {
             .with_context(|| format!("connecting to broker {}", redact(&config.broker_url)))?,
         db,
     };
+    if config.sync {
+        // Before the first load, so the worker starts on the deployed versions.
+        let mut connection = control.connection.clone();
+        match crate::fleet::sync_once(&mut connection, &config.plugins).await {
+            Ok(names) if !names.is_empty() => tracing::info!(plugins = ?names, "synced deployed plugins"),
+            Ok(_) => {}
+            Err(error) => tracing::warn!("deploy sync failed: {error:#}"),
+        }
+        tokio::spawn(crate::fleet::follow(broker_client.clone(), control.connection.clone(), config.plugins.clone()));
+    }
     let broker = RedisBroker::connect(broker_client, &config.queues)
         .await
         .with_context(|| format!("connecting to broker {}", redact(&config.broker_url)))?;

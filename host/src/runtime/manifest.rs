@@ -184,8 +184,20 @@ impl Manifest {
         }
     }
 
-    /// Parses `text` (read from `path`, which error messages name).
+    /// Parses `text` (read from `path`, which error messages name) and
+    /// resolves its grants on this machine.
     pub fn parse(path: &Path, text: &str) -> Result<Self, ManifestError> {
+        Self::parse_with(path, text, true)
+    }
+
+    /// Checks everything that does not depend on the machine the plugin
+    /// will run on (syntax, keys, values), without resolving grants: what
+    /// `host deploy` can check before shipping a manifest to other hosts.
+    pub fn parse_portable(path: &Path, text: &str) -> Result<Self, ManifestError> {
+        Self::parse_with(path, text, false)
+    }
+
+    fn parse_with(path: &Path, text: &str, resolve: bool) -> Result<Self, ManifestError> {
         let file: File = toml::from_str(text).map_err(|error| {
             let line = error.span().map(|span| line_at(text, span.start)).unwrap_or(0);
             ManifestError { path: path.to_path_buf(), line, message: error.message().trim().to_string() }
@@ -204,7 +216,7 @@ impl Manifest {
                 message: format!("[{table}] {key}: {message}"),
             })?;
         }
-        let grants = resolve_grants(&file.capabilities, path).map_err(|(needle, message)| error(&needle, message))?;
+        let grants = resolve_grants(&file.capabilities, path, resolve).map_err(|(needle, message)| error(&needle, message))?;
         Ok(Self {
             version: file.version,
             defaults: file.defaults,
@@ -293,8 +305,18 @@ impl TaskOverrides {
 }
 
 /// Turns the `[capabilities]` table into grants; errors carry a needle to
-/// find their line by.
-fn resolve_grants(capabilities: &CapabilitiesFile, manifest: &Path) -> Result<Grants, (String, String)> {
+/// find their line by. Without `resolve`, only checks what it can without
+/// looking at this machine, and grants nothing.
+fn resolve_grants(capabilities: &CapabilitiesFile, manifest: &Path, resolve: bool) -> Result<Grants, (String, String)> {
+    if !resolve {
+        for entry in &capabilities.network {
+            let port = entry.rsplit_once(':').map(|(_, port)| port);
+            if port.and_then(|port| port.parse::<u16>().ok()).is_none() {
+                return Err((entry.clone(), format!("capabilities.network: {entry:?}: expected host:port")));
+            }
+        }
+        return Ok(Grants::default());
+    }
     let mut env = Vec::new();
     for name in &capabilities.env {
         match std::env::var(name) {

@@ -29,6 +29,7 @@
 mod job;
 mod plan;
 mod rate;
+mod report;
 
 pub use rate::parse_rate;
 
@@ -183,6 +184,7 @@ pub async fn run<B: Broker, R: ResultBackend>(
         rate_limits: rate::RateLimits::default(),
         started: Instant::now(),
     });
+    let mut report_connection = control.as_ref().map(|link| link.connection.clone());
     let control_task = match control {
         Some(mut link) => {
             match crate::control::load_revoked(&mut link.connection).await {
@@ -193,6 +195,7 @@ pub async fn run<B: Broker, R: ResultBackend>(
         }
         None => None,
     };
+    let reporter = report_connection.clone().map(|connection| tokio::spawn(report::report_loop(shared.clone(), connection)));
     tracing::info!(
         hostname = %shared.hostname,
         queues = ?shared.config.queues,
@@ -264,6 +267,12 @@ pub async fn run<B: Broker, R: ResultBackend>(
     sweeper.abort();
     if let Some(task) = control_task {
         task.abort();
+    }
+    if let Some(task) = reporter {
+        task.abort();
+    }
+    if let Some(connection) = report_connection.as_mut() {
+        report::withdraw(&shared.hostname, connection).await;
     }
     completer.abort();
     for executor in executors {

@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::config::{
+use crate::protocol::Routes;
+
+use crate::config::{CanvasConfig, CanvasKind, FileConfig, 
     CallConfig, ClientConfig, DeployConfig, GlobalConfig, PluginsListConfig, JobLimits, LogFormat, ResultConfig, RevokeConfig, SubmitConfig, TasksConfig,
     WorkerConfig,
 };
@@ -40,6 +42,12 @@ enum CommandArgs {
     Run(RunArgs),
     /// Send a task to the queue; prints its id (or, with --wait, its result).
     Submit(SubmitArgs),
+    /// Send a chain: each step gets the previous step's result as its first argument.
+    Chain(CanvasArgs),
+    /// Send a group: the steps run in parallel; --wait prints the list of results.
+    Group(CanvasArgs),
+    /// Send a chord: a group, then --body with the list of the group's results.
+    Chord(ChordArgs),
     /// Show a task's state and result.
     Result(ResultArgs),
     /// Revoke tasks on every worker (Chard and Celery): not started yet = skipped.
@@ -146,9 +154,64 @@ struct RunArgs {
     /// Per-worker rate limit for a task, Celery syntax; repeatable: --rate-limit math.add=10/s
     #[arg(long, value_name = "TASK=RATE")]
     rate_limit: Vec<String>,
+    /// Rate limit for a task shared by every worker on the broker (through Redis); repeatable: --global-rate-limit email.send=10/s
+    #[arg(long, value_name = "TASK=RATE")]
+    global_rate_limit: Vec<String>,
+    #[command(flatten)]
+    routing: RoutingArgs,
     /// Keep the plugin folder in sync with plugins published by `host deploy`.
     #[arg(long)]
     sync: bool,
+}
+
+/// Routing by task name, and the config file that can hold routes.
+#[derive(Debug, Args)]
+struct RoutingArgs {
+    /// Config file with [routes], [rate_limits] and [global_rate_limits] tables.
+    #[arg(long, env = "CHARD_CONFIG", value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Route tasks matching PATTERN (`*` globs) to QUEUE; repeatable: --route 'math.*=cpu'
+    #[arg(long, value_name = "PATTERN=QUEUE")]
+    route: Vec<String>,
+}
+
+impl RoutingArgs {
+    /// The config file (if any) with the --route flags applied over it.
+    fn load(&self) -> anyhow::Result<(FileConfig, Routes)> {
+        let file = match &self.config {
+            Some(path) => FileConfig::load(path)?,
+            None => FileConfig::default(),
+        };
+        let mut routes = Routes::new(file.routes.clone());
+        let mut flags = Vec::new();
+        for entry in &self.route {
+            let (pattern, queue) = entry
+                .split_once('=')
+                .filter(|(pattern, queue)| !pattern.trim().is_empty() && !queue.trim().is_empty())
+                .ok_or_else(|| anyhow::anyhow!("--route takes PATTERN=QUEUE, e.g. 'math.*=cpu', got {entry:?}"))?;
+            flags.push((pattern.trim().to_string(), queue.trim().to_string()));
+        }
+        routes.extend(flags);
+        Ok((file, routes))
+    }
+}
+
+/// `TASK=RATE` entries (flags) over `TASK = "RATE"` entries (config file).
+fn rate_limits(
+    flag: &str,
+    file: &std::collections::BTreeMap<String, String>,
+    entries: &[String],
+) -> anyhow::Result<std::collections::HashMap<String, Duration>> {
+    let mut limits = std::collections::HashMap::new();
+    let pairs = file.iter().map(|(task, rate)| Ok((task.as_str(), rate.as_str()))).chain(entries.iter().map(|entry| {
+        entry.split_once('=').ok_or_else(|| anyhow::anyhow!("{flag} takes TASK=RATE, e.g. math.add=10/s, got {entry:?}"))
+    }));
+    for pair in pairs {
+        let (task, rate) = pair?;
+        let interval = crate::protocol::parse_rate(rate).map_err(|error| anyhow::anyhow!("{flag} {task}: {error}"))?;
+        limits.insert(task.trim().to_string(), interval);
+    }
+    Ok(limits)
 }
 
 /// A task and its arguments, as `call` and `submit` take them.
@@ -170,9 +233,11 @@ struct SubmitArgs {
     call: TaskArgs,
     #[command(flatten)]
     connection: ConnectionArgs,
-    /// Queue to send to.
-    #[arg(short = 'Q', long, default_value = "celery")]
-    queue: String,
+    /// Queue to send to (default: the queue a --route or the config file gives the task, else `celery`).
+    #[arg(short = 'Q', long)]
+    queue: Option<String>,
+    #[command(flatten)]
+    routing: RoutingArgs,
     /// Priority 0-9 (lower runs first, as on Celery's Redis transport).
     #[arg(long, default_value_t = 0)]
     priority: u8,
@@ -182,12 +247,47 @@ struct SubmitArgs {
     /// Do not run if not started within this many seconds.
     #[arg(long, value_name = "SECONDS")]
     expires: Option<f64>,
+    /// Run this step with the task's result when it succeeds (Celery's link); repeatable.
+    #[arg(long, value_name = "STEP")]
+    link: Vec<String>,
+    /// Run this step with the task's id when it fails (Celery's link_error); repeatable.
+    #[arg(long, value_name = "STEP")]
+    link_error: Vec<String>,
     /// Wait for the result and print it (exit 1 if the task failed).
     #[arg(long)]
     wait: bool,
     /// Seconds to wait with --wait.
     #[arg(long, value_name = "SECONDS", default_value_t = 60.0)]
     timeout: f64,
+}
+
+#[derive(Debug, Args)]
+struct CanvasArgs {
+    /// Steps, each 'TASK', 'TASK [ARGS]' or 'TASK [ARGS] {KWARGS}', e.g. 'math.add [2, 2]' 'math.mul [10]'.
+    #[arg(required = true, value_name = "STEP")]
+    steps: Vec<String>,
+    #[command(flatten)]
+    connection: ConnectionArgs,
+    /// Queue for every step (default: routed by task name, else `celery`).
+    #[arg(short = 'Q', long)]
+    queue: Option<String>,
+    #[command(flatten)]
+    routing: RoutingArgs,
+    /// Wait for the result and print it (exit 1 if it failed).
+    #[arg(long)]
+    wait: bool,
+    /// Seconds to wait with --wait.
+    #[arg(long, value_name = "SECONDS", default_value_t = 60.0)]
+    timeout: f64,
+}
+
+#[derive(Debug, Args)]
+struct ChordArgs {
+    /// The step that gets the list of results, e.g. 'math.xsum'.
+    #[arg(long, value_name = "STEP")]
+    body: String,
+    #[command(flatten)]
+    canvas: CanvasArgs,
 }
 
 #[derive(Debug, Args)]
@@ -239,6 +339,7 @@ pub enum Command {
     Submit(SubmitConfig),
     Result(ResultConfig),
     Revoke(RevokeConfig),
+    Canvas(CanvasConfig),
     Deploy(DeployConfig),
     PluginsList(PluginsListConfig),
 }
@@ -271,6 +372,9 @@ pub fn parse() -> anyhow::Result<(GlobalConfig, Command)> {
                 args: args.call.args,
                 kwargs: args.call.kwargs,
                 queue: args.queue,
+                routes: args.routing.load()?.1,
+                links: args.link,
+                link_errors: args.link_error,
                 priority: args.priority,
                 countdown: args.countdown.map(|s| seconds("--countdown", s)).transpose()?.flatten(),
                 expires: args.expires.map(|s| seconds("--expires", s)).transpose()?.flatten(),
@@ -283,6 +387,9 @@ pub fn parse() -> anyhow::Result<(GlobalConfig, Command)> {
             task_ids: args.task_ids,
             terminate: args.terminate,
         }),
+        CommandArgs::Chain(args) => Command::Canvas(canvas_config(CanvasKind::Chain, args)?),
+        CommandArgs::Group(args) => Command::Canvas(canvas_config(CanvasKind::Group, args)?),
+        CommandArgs::Chord(args) => Command::Canvas(canvas_config(CanvasKind::Chord { body: args.body }, args.canvas)?),
         CommandArgs::Deploy(args) => Command::Deploy(DeployConfig {
             broker_url: args.broker,
             plugin: args.plugin,
@@ -301,6 +408,18 @@ pub fn parse() -> anyhow::Result<(GlobalConfig, Command)> {
         }),
     };
     Ok((global, command))
+}
+
+fn canvas_config(kind: CanvasKind, args: CanvasArgs) -> anyhow::Result<CanvasConfig> {
+    Ok(CanvasConfig {
+        client: args.connection.into_config(),
+        kind,
+        steps: args.steps,
+        queue: args.queue,
+        routes: args.routing.load()?.1,
+        wait: args.wait,
+        timeout: required_seconds("--timeout", args.timeout)?,
+    })
 }
 
 fn worker_config(args: RunArgs) -> anyhow::Result<WorkerConfig> {
@@ -329,13 +448,10 @@ fn worker_config(args: RunArgs) -> anyhow::Result<WorkerConfig> {
     config.drain_timeout = seconds("--drain-timeout", args.drain_timeout)?.unwrap_or_default();
     config.result_expires = required_seconds("--result-expires", args.result_expires)?;
     config.sync = args.sync;
-    for entry in &args.rate_limit {
-        let (task, rate) = entry
-            .split_once('=')
-            .ok_or_else(|| anyhow::anyhow!("--rate-limit takes TASK=RATE, e.g. math.add=10/s, got {entry:?}"))?;
-        let interval = crate::worker::parse_rate(rate).map_err(|error| anyhow::anyhow!("--rate-limit {task}: {error}"))?;
-        config.rate_limits.insert(task.trim().to_string(), interval);
-    }
+    let (file, routes) = args.routing.load()?;
+    config.routes = routes;
+    config.rate_limits = rate_limits("--rate-limit", &file.rate_limits, &args.rate_limit)?;
+    config.global_rate_limits = rate_limits("--global-rate-limit", &file.global_rate_limits, &args.global_rate_limit)?;
     Ok(config)
 }
 

@@ -2,8 +2,11 @@
 //! environment. Nothing below `cli` sees clap: tests and embedders build
 //! these structs directly.
 
-use std::path::PathBuf;
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
 use std::time::Duration;
+
+use crate::protocol::Routes;
 
 /// Logging output.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -78,7 +81,11 @@ pub struct WorkerConfig {
     /// Longest wait for new work on an idle worker before polling every list.
     pub poll_interval: Duration,
     /// Per-task rate limits (interval between jobs), overriding the plugins'.
-    pub rate_limits: std::collections::HashMap<String, Duration>,
+    pub rate_limits: HashMap<String, Duration>,
+    /// Per-task rate limits shared by every worker on the broker.
+    pub global_rate_limits: HashMap<String, Duration>,
+    /// Queues for follow-up messages (callbacks, chain links) by task name.
+    pub routes: Routes,
     /// Keep the plugin folder in sync with what `host deploy` published.
     pub sync: bool,
 }
@@ -100,6 +107,8 @@ impl WorkerConfig {
             result_expires: Duration::from_secs(86400),
             poll_interval: Duration::from_millis(100),
             rate_limits: Default::default(),
+            global_rate_limits: Default::default(),
+            routes: Routes::default(),
             sync: false,
         }
     }
@@ -119,12 +128,38 @@ pub struct SubmitConfig {
     pub task: String,
     pub args: String,
     pub kwargs: String,
-    pub queue: String,
+    /// `None`: routed by task name, else `celery`.
+    pub queue: Option<String>,
+    pub routes: Routes,
+    /// Steps (`TASK [ARGS] {KWARGS}`) to run with the result on success.
+    pub links: Vec<String>,
+    /// Steps to run with the task id on failure.
+    pub link_errors: Vec<String>,
     pub priority: u8,
     pub countdown: Option<Duration>,
     pub expires: Option<Duration>,
     pub wait: bool,
     pub timeout: Duration,
+}
+
+/// `host chain`, `host group`, `host chord`.
+#[derive(Debug, Clone)]
+pub struct CanvasConfig {
+    pub client: ClientConfig,
+    pub kind: CanvasKind,
+    /// Steps as the command line writes them: `TASK [ARGS] {KWARGS}`.
+    pub steps: Vec<String>,
+    pub queue: Option<String>,
+    pub routes: Routes,
+    pub wait: bool,
+    pub timeout: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum CanvasKind {
+    Chain,
+    Group,
+    Chord { body: String },
 }
 
 /// `host result`.
@@ -161,4 +196,46 @@ pub struct DeployConfig {
 #[derive(Debug, Clone)]
 pub struct PluginsListConfig {
     pub broker_url: String,
+}
+
+/// The optional config file (`--config FILE` or `CHARD_CONFIG`), for the
+/// settings that are tables rather than single flags. Flags given as well
+/// add to it and win on conflicts.
+///
+/// ```toml
+/// [routes]                 # task name (glob) -> queue
+/// "math.*" = "cpu"
+///
+/// [rate_limits]            # per worker, Celery syntax
+/// "math.add" = "100/s"
+///
+/// [global_rate_limits]     # shared by every worker through Redis
+/// "email.send" = "10/s"
+/// ```
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    #[serde(default)]
+    pub routes: BTreeMap<String, String>,
+    #[serde(default)]
+    pub rate_limits: BTreeMap<String, String>,
+    #[serde(default)]
+    pub global_rate_limits: BTreeMap<String, String>,
+}
+
+impl FileConfig {
+    /// Reads and checks the file; every error names the file and line.
+    pub fn load(path: &Path) -> anyhow::Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|error| anyhow::anyhow!("{}: {error}", path.display()))?;
+        let file: Self = crate::runtime::parse_toml(path, &text)?;
+        for (table, rates) in [("rate_limits", &file.rate_limits), ("global_rate_limits", &file.global_rate_limits)] {
+            for (task, rate) in rates {
+                crate::protocol::parse_rate(rate).map_err(|error| anyhow::anyhow!("{}: [{table}] {task:?}: {error}", path.display()))?;
+            }
+        }
+        for (pattern, queue) in &file.routes {
+            anyhow::ensure!(!queue.trim().is_empty(), "{}: [routes] {pattern:?}: the queue name is empty", path.display());
+        }
+        Ok(file)
+    }
 }

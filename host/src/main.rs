@@ -33,6 +33,7 @@ fn main() -> ExitCode {
         Command::Run(config) => tokio_runtime().block_on(chard::commands::run::run(config)).map(|()| ExitCode::SUCCESS),
         Command::Submit(config) => tokio_runtime().block_on(chard::commands::submit::submit(config)).map(ExitCode::from),
         Command::Revoke(config) => tokio_runtime().block_on(chard::commands::submit::revoke(config)).map(ExitCode::from),
+        Command::Canvas(config) => tokio_runtime().block_on(chard::commands::submit::canvas(config)).map(ExitCode::from),
         Command::Deploy(config) => tokio_runtime().block_on(chard::commands::deploy::deploy(config)).map(|()| ExitCode::SUCCESS),
         Command::PluginsList(config) => {
             tokio_runtime().block_on(chard::commands::deploy::list(config)).map(|()| ExitCode::SUCCESS)

@@ -125,3 +125,65 @@ fn celery_retries_countdown_eta_expires_and_limits() {
     assert_eq!(seen["expired"], json!({"type": "TaskRevokedError", "module": "celery.exceptions", "args": ["expired"]}));
     assert_eq!(seen["soft_limit_context"]["time_limit_ms"], json!(7000), "the message's timelimit header wins");
 }
+
+#[test]
+fn celery_builtin_canvas_tasks_run_on_host_worker() {
+    let redis = RedisServer::start();
+    let plugins = plugin_folder(&["math", "faults"]);
+    let _worker = Worker::start(plugins.path(), &redis.url(0), &["--result-backend", &redis.url(1)]);
+    let seen = run_python("celery_client.py", &["builtins", &redis.url(0), &redis.url(1)]);
+    assert_eq!(seen["starmap"], json!([3, 7, 11]));
+    assert_eq!(seen["map"], json!(["a", [1], {"k": 2}]));
+    assert_eq!(seen["chunks"], json!([[0, 2, 4], [6, 8, 10], [12, 14, 16], [18]]));
+    assert_eq!(seen["starmap_error"]["type"], json!("TypeError"), "{}", seen["starmap_error"]);
+    assert_eq!(seen["chunks_task"], json!([[2, 4], [6]]));
+    assert_eq!(seen["accumulate"], json!([1, 2, 3]));
+    assert_eq!(seen["accumulate_index"], json!(2));
+}
+
+/// The same canvas from `host chain`/`group`/`chord`/`submit --link`, run by
+/// a Chard worker and by a stock Python Celery worker: same results.
+#[test]
+fn host_canvas_runs_on_chard_and_on_python_celery_workers() {
+    for python_worker in [false, true] {
+        let redis = RedisServer::start();
+        let (broker, backend) = (redis.url(0), redis.url(1));
+        let plugins = plugin_folder(&["math", "faults"]);
+        let mut celery = None;
+        let mut _chard = None;
+        if python_worker {
+            celery = Some(
+                Command::new(python())
+                    .args(["-m", "celery", "-A", "celery_worker_app", "worker", "-P", "solo", "-c", "1", "--without-gossip", "--without-mingle", "-l", "warning"])
+                    .current_dir(python_script("celery_worker_app.py").parent().unwrap())
+                    .env("CHARD_TEST_BROKER", &broker)
+                    .env("CHARD_TEST_BACKEND", &backend)
+                    .stdout(std::process::Stdio::null())
+                    .stderr(std::process::Stdio::null())
+                    .spawn()
+                    .unwrap(),
+            );
+        } else {
+            _chard = Some(Worker::start(plugins.path(), &broker, &["--result-backend", &backend]));
+        }
+        let connection = ["--broker", broker.as_str(), "--result-backend", backend.as_str(), "--wait", "--timeout", "60"];
+        let run = |args: &[&str]| host(&[args, &connection[..]].concat());
+        let who = if python_worker { "python celery worker" } else { "chard worker" };
+        assert_eq!(run(&["chain", "math.add [2, 2]", "math.mul [10]", "math.add [1]"]).ok(), "41", "{who}");
+        assert_eq!(run(&["group", "math.add [1, 1]", "math.add [2, 2]", "math.mul [3, 3]"]).ok(), "[2,4,9]", "{who}");
+        assert_eq!(run(&["chord", "--body", "math.xsum", "math.add [1, 1]", "math.add [2, 2]", "math.add [3, 3]"]).ok(), "12.0", "{who}");
+        assert_eq!(run(&["submit", "faults.flaky", "[2]"]).ok(), "2", "{who}: retried twice, then succeeded");
+        // A link: the parent's result is the callback's first argument.
+        let parent = host(&["submit", "math.add", "[2, 3]", "--link", "math.mul [10]", "--broker", &broker, "--result-backend", &backend]).ok().to_string();
+        assert_eq!(host(&["result", &parent, "--broker", &broker, "--result-backend", &backend, "--wait"]).ok(), "SUCCESS 5");
+        let mut store = redis.connection(1);
+        let document: String = redis::Commands::get(&mut store, format!("celery-task-meta-{parent}")).unwrap();
+        let document: serde_json::Value = serde_json::from_str(&document).unwrap();
+        let child = document["children"][0][0][0].as_str().unwrap_or_else(|| panic!("{who}: no child in {document}")).to_string();
+        assert_eq!(host(&["result", &child, "--broker", &broker, "--result-backend", &backend, "--wait"]).ok(), "SUCCESS 50", "{who}");
+        if let Some(mut celery) = celery {
+            let _ = celery.kill();
+            let _ = celery.wait();
+        }
+    }
+}

@@ -10,4 +10,5 @@ mod fleet;
 mod languages;
 mod manifest;
 mod reload;
+mod routing;
 mod worker;

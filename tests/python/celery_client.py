@@ -83,6 +83,30 @@ def canvas(app):
     return out
 
 
+def builtins(app):
+    """Celery's built-in canvas tasks, sent as a Celery client sends them."""
+    from celery import signature
+    from celery.canvas import chunks, xmap, xstarmap
+
+    add = signature("math.add", app=app)
+    echo = signature("faults.echo", app=app)
+    out = {}
+    out["starmap"] = xstarmap(add, [(1, 2), (3, 4), (5, 6)], app=app).apply_async().get(timeout=30)
+    out["map"] = xmap(echo, ["a", [1], {"k": 2}], app=app).apply_async().get(timeout=30)
+    out["chunks"] = chunks(add, [(i, i) for i in range(10)], 3, app=app).apply_async().get(timeout=30)
+    out["starmap_error"] = error_of(
+        lambda: xstarmap(add, [(1, 2), (1, 2, 3)], app=app).apply_async().get(timeout=30))
+    # celery.chunks itself, as a worker receives it inside a canvas: it
+    # sends the starmap jobs as a group and returns that group.
+    sent = app.send_task("celery.chunks", kwargs={"task": dict(add), "it": [[1, 1], [2, 2], [3, 3]], "n": 2})
+    group_tuple = sent.get(timeout=30)
+    from celery.result import result_from_tuple
+    out["chunks_task"] = result_from_tuple(group_tuple, app=app).get(timeout=30)
+    out["accumulate"] = app.send_task("celery.accumulate", args=[1, 2, 3]).get(timeout=30)
+    out["accumulate_index"] = app.send_task("celery.accumulate", args=[1, 2, 3], kwargs={"index": 1}).get(timeout=30)
+    return out
+
+
 def semantics(app):
     import time
     from datetime import datetime, timedelta, timezone

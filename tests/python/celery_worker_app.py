@@ -17,3 +17,16 @@ def add(x, y):
 @app.task(name="math.mul")
 def mul(x, y):
     return x * y
+
+
+@app.task(name="math.xsum")
+def xsum(numbers):
+    return float(sum(numbers))
+
+
+@app.task(name="faults.flaky", bind=True, max_retries=5)
+def flaky(self, n):
+    """Retries (0.1 s countdown) until its retry count reaches n."""
+    if self.request.retries < n:
+        raise self.retry(countdown=0.1)
+    return n

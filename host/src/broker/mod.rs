@@ -40,4 +40,8 @@ pub trait Broker: Clone + Send + Sync + 'static {
     fn wait_for_work(&self, timeout: Duration) -> impl Future<Output = ()> + Send;
     /// Push envelopes to lists: `(list key, envelope)`.
     fn publish(&self, messages: &[(String, String)]) -> impl Future<Output = Result<(), BrokerError>> + Send;
+    /// Reserves the next slot of a rate limit shared by every worker of this
+    /// broker (one job per `interval` for `key`); returns how long to wait
+    /// before running the job.
+    fn reserve_rate(&self, key: &str, interval: Duration) -> impl Future<Output = Result<Duration, BrokerError>> + Send;
 }

@@ -2,15 +2,29 @@
 
 use anyhow::Context as _;
 
-use crate::client::{Client, TaskResult};
-use crate::config::{ResultConfig, RevokeConfig, SubmitConfig};
+use crate::client::{parse_step, Client, TaskResult};
+use crate::config::{CanvasConfig, CanvasKind, ResultConfig, RevokeConfig, SubmitConfig};
+use crate::protocol::Signature;
 
 /// Returns the process exit code: 0, or 1 when a waited-for task failed.
 pub async fn submit(config: SubmitConfig) -> anyhow::Result<u8> {
     let (args, kwargs) = super::parse_task_arguments(&config.args, &config.kwargs)?;
-    let client = Client::connect(&config.client.broker_url, &config.client.result_backend_url).await?;
+    let client = Client::connect(&config.client.broker_url, &config.client.result_backend_url)
+        .await?
+        .with_routes(config.routes.clone());
     let mut task = client.task(&config.task, args, kwargs)?;
-    task.queue = config.queue;
+    if let Some(queue) = &config.queue {
+        task.queue = queue.clone();
+    }
+    let steps = |texts: &[String]| texts.iter().map(|text| parse_step(text)).collect::<anyhow::Result<Vec<_>>>();
+    let links = steps(&config.links)?;
+    let link_errors = steps(&config.link_errors)?;
+    if !links.is_empty() {
+        task.embed.callbacks = Some(links);
+    }
+    if !link_errors.is_empty() {
+        task.embed.errbacks = Some(link_errors);
+    }
     task.priority = config.priority;
     let now = chrono::Utc::now();
     let iso = |offset: std::time::Duration| {
@@ -24,6 +38,64 @@ pub async fn submit(config: SubmitConfig) -> anyhow::Result<u8> {
     }
     let result = client.send_and_wait(task, config.timeout).await?;
     Ok(print_result(&result, false))
+}
+
+/// `host chain`, `host group`, `host chord`: without --wait prints the id to
+/// wait on (a group: one id per member); with it, the result.
+pub async fn canvas(config: CanvasConfig) -> anyhow::Result<u8> {
+    let client = Client::connect(&config.client.broker_url, &config.client.result_backend_url)
+        .await?
+        .with_routes(config.routes.clone());
+    let mut steps = config.steps.iter().map(|text| parse_step(text)).collect::<anyhow::Result<Vec<Signature>>>()?;
+    for step in &mut steps {
+        // Later steps are published by workers: they carry their queue.
+        let queue = config.queue.clone().or_else(|| config.routes.queue_for(&step.task).map(str::to_string));
+        if let Some(queue) = queue {
+            step.options.entry("queue").or_insert(serde_json::Value::String(queue));
+        }
+    }
+    let wait_for: Vec<String> = match &config.kind {
+        CanvasKind::Chain => {
+            let (first, ids) = client.chain(steps)?;
+            client.send(first).await?;
+            vec![ids.last().cloned().unwrap_or_default()]
+        }
+        CanvasKind::Group => {
+            let (_, members) = client.group(steps)?;
+            let ids = members.iter().map(|member| member.id.clone()).collect();
+            client.send_all(members).await?;
+            ids
+        }
+        CanvasKind::Chord { body } => {
+            let mut body = parse_step(body)?;
+            if let Some(queue) = config.queue.clone().or_else(|| config.routes.queue_for(&body.task).map(str::to_string)) {
+                body.options.insert("queue".into(), serde_json::Value::String(queue));
+            }
+            vec![client.send_chord(steps, body).await?]
+        }
+    };
+    if !config.wait {
+        for id in &wait_for {
+            println!("{id}");
+        }
+        return Ok(0);
+    }
+    let deadline = tokio::time::Instant::now() + config.timeout;
+    let mut results = Vec::new();
+    for id in &wait_for {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        results.push(client.wait(id, left).await?);
+    }
+    if config.kind != CanvasKind::Group {
+        return Ok(print_result(&results[0], false));
+    }
+    let mut code = 0;
+    for failed in results.iter().filter(|result| result.status != "SUCCESS") {
+        eprintln!("error: task {}: {}", failed.status.to_lowercase(), failed.error_line());
+        code = 1;
+    }
+    println!("{}", serde_json::Value::Array(results.into_iter().map(|result| result.value).collect()));
+    Ok(code)
 }
 
 pub async fn result(config: ResultConfig) -> anyhow::Result<u8> {

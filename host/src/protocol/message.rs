@@ -102,6 +102,21 @@ pub struct Signature {
     pub extra: Map<String, Value>,
 }
 
+impl Signature {
+    /// `task.s(*args, **kwargs)`.
+    pub fn new(task: &str, args: Vec<Value>, kwargs: Map<String, Value>) -> Self {
+        Self {
+            task: task.to_string(),
+            args,
+            kwargs,
+            options: Map::new(),
+            subtask_type: None,
+            immutable: false,
+            extra: Map::new(),
+        }
+    }
+}
+
 /// The third element of the body: callbacks, errbacks, chain, chord.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Embed {

@@ -8,10 +8,12 @@
 mod keys;
 mod message;
 mod rate;
+mod routes;
 pub mod result;
 
 pub use keys::{priority_bucket, queue_keys, queue_key_for, result_key, PRIORITY_STEPS};
 pub use rate::parse_rate;
+pub use routes::Routes;
 pub use message::{Embed, Headers, MessageError, OutgoingTask, Signature, TaskMessage};
 pub use result::{ExceptionInfo, ResultMeta, State};
 

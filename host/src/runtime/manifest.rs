@@ -198,10 +198,7 @@ impl Manifest {
     }
 
     fn parse_with(path: &Path, text: &str, resolve: bool) -> Result<Self, ManifestError> {
-        let file: File = toml::from_str(text).map_err(|error| {
-            let line = error.span().map(|span| line_at(text, span.start)).unwrap_or(0);
-            ManifestError { path: path.to_path_buf(), line, message: error.message().trim().to_string() }
-        })?;
+        let file: File = parse_toml(path, text)?;
         let error = |needle: &str, message: String| ManifestError {
             path: path.to_path_buf(),
             line: line_of(text, needle),
@@ -352,6 +349,15 @@ fn resolve_grants(capabilities: &CapabilitiesFile, manifest: &Path, resolve: boo
         network.extend(addresses);
     }
     Ok(Grants { env, dirs, network, wall_clock: capabilities.wall_clock, random: capabilities.random })
+}
+
+/// Deserialises TOML `text` (read from `path`); an error names the file and
+/// line. Shared with the worker's config file.
+pub fn parse_toml<T: serde::de::DeserializeOwned>(path: &Path, text: &str) -> Result<T, ManifestError> {
+    toml::from_str(text).map_err(|error| {
+        let line = error.span().map(|span| line_at(text, span.start)).unwrap_or(0);
+        ManifestError { path: path.to_path_buf(), line, message: error.message().trim().to_string() }
+    })
 }
 
 /// 1-based line of byte offset `at`.

@@ -33,7 +33,7 @@ pub use engine::{default_cache_dir, EngineOptions, Runtime, TICK};
 pub use job::unix_millis;
 pub use job::{Cancellation, JobRequest};
 pub use outcome::{Failure, Outcome, RetryRequest};
-pub use manifest::{DirGrant, DirMode, Grants, Manifest, ManifestError};
+pub use manifest::{parse_toml, DirGrant, DirMode, Grants, Manifest, ManifestError};
 pub use plugin::{LoadError, Plugin, TaskDefaults, TaskInfo};
 pub use registry::{Registry, ResolveError};
 pub use watch::{watch, SharedRegistry, WatchHandle};

@@ -26,6 +26,7 @@
 //!   have not started, let running ones finish until `drain_timeout`, then
 //!   stop them and hand them back too.
 
+mod builtins;
 mod job;
 mod plan;
 mod rate;
@@ -168,7 +169,11 @@ pub async fn run<B: Broker, R: ResultBackend>(
     let (jobs_tx, jobs_rx) = flume::unbounded::<Job>();
     let hostname: Arc<str> = config.hostname.clone().into();
     let shared = Arc::new(Shared {
-        settings: PlanSettings { hostname: config.hostname.clone(), result_expires: config.result_expires },
+        settings: PlanSettings {
+            hostname: config.hostname.clone(),
+            result_expires: config.result_expires,
+            routes: config.routes.clone(),
+        },
         slots: Semaphore::new(config.prefetch),
         config,
         broker,
@@ -385,33 +390,62 @@ fn dispatch<B: Broker>(shared: &Arc<Shared<B>>, delivery: Delivery, jobs: &flume
     let rate_wait = rate_interval(shared, &job.message.task)
         .map(|interval| shared.rate_limits.reserve(&job.message.task, interval))
         .unwrap_or_default();
-    match eta_wait.max(rate_wait) {
-        wait if !wait.is_zero() => {
-            // Held in memory with its lease renewed; its slot goes back so a
-            // worker full of ETA jobs still takes ready ones (as Celery).
-            shared.slots.add_permits(1);
-            let mut job = job;
-            job.holds_slot = false;
-            let jobs = jobs.clone();
-            let shared = shared.clone();
-            let mut stop = stop.clone();
-            tokio::spawn(async move {
-                let woke_for_stop = tokio::select! {
-                    () = tokio::time::sleep(wait) => false,
-                    _ = stop.wait_for(|stopping| *stopping) => true,
-                };
-                if woke_for_stop {
-                    let _ = shared.completions.send(Completion::Requeue { job });
-                } else if let Err(flume::SendError(job)) = jobs.send(job) {
-                    let _ = shared.completions.send(Completion::Requeue { job });
+    let global_rate = shared.config.global_rate_limits.get(&job.message.task).copied();
+    let wait = eta_wait.max(rate_wait);
+    if wait.is_zero() && global_rate.is_none() {
+        if let Err(flume::SendError(job)) = jobs.send(job) {
+            let _ = shared.completions.send(Completion::Requeue { job });
+        }
+        return;
+    }
+    // Held in memory with its lease renewed; its slot goes back so a worker
+    // full of ETA or rate-limited jobs still takes ready ones (as Celery).
+    shared.slots.add_permits(1);
+    let mut job = job;
+    job.holds_slot = false;
+    tokio::spawn(hold(shared.clone(), job, wait, global_rate, jobs.clone(), stop.clone()));
+}
+
+/// Waits out `wait` (ETA, per-worker rate limit), then a slot of the
+/// global rate limit if the task has one, then queues the job to run. On
+/// shutdown the job goes back to its queue instead.
+async fn hold<B: Broker>(
+    shared: Arc<Shared<B>>,
+    job: Job,
+    wait: Duration,
+    global_rate: Option<Duration>,
+    jobs: flume::Sender<Job>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let waited = async {
+        tokio::time::sleep(wait).await;
+        if let Some(interval) = global_rate {
+            // Reserved only once the ETA has come, so a far ETA does not
+            // hold a slot of the shared limit.
+            let mut failures = 0u32;
+            let slot = loop {
+                match shared.broker.reserve_rate(&job.message.task, interval).await {
+                    Ok(slot) => break slot,
+                    Err(error) => {
+                        failures += 1;
+                        if failures == 1 {
+                            tracing::warn!(%error, task = %job.message.task, "cannot reserve a global rate-limit slot; retrying");
+                        }
+                        tokio::time::sleep(Duration::from_millis(100u64 << failures.min(5))).await;
+                    }
                 }
-            });
+            };
+            tokio::time::sleep(slot).await;
         }
-        _ => {
-            if let Err(flume::SendError(job)) = jobs.send(job) {
-                let _ = shared.completions.send(Completion::Requeue { job });
-            }
-        }
+    };
+    let stopped = tokio::select! {
+        () = waited => false,
+        _ = stop.wait_for(|stopping| *stopping) => true,
+    };
+    if stopped {
+        let _ = shared.completions.send(Completion::Requeue { job });
+    } else if let Err(flume::SendError(job)) = jobs.send(job) {
+        let _ = shared.completions.send(Completion::Requeue { job });
     }
 }
 
@@ -480,6 +514,14 @@ fn execute<B: Broker>(shared: &Arc<Shared<B>>, job: Job) -> Completion {
     let message = &job.message;
     // The job keeps this snapshot: a hot reload during the run does not
     // change the plugin it runs on.
+    if let Some(builtin) = builtins::Builtin::lookup(&message.task) {
+        shared.running.lock().unwrap().insert(message.id.clone(), job.cancellation.clone());
+        let (outcome, publish) = builtins::run(shared, &job, builtin);
+        shared.running.lock().unwrap().remove(&message.id);
+        let mut plan = plan::plan(&job, &outcome, None, &shared.settings);
+        plan.publish.extend(publish);
+        return Completion::Finished { job, plan };
+    }
     let registry = current_registry(shared);
     let Some((plugin, task)) = registry.resolve(&message.task) else {
         let outcome = Outcome::UnknownTask { name: message.task.clone() };

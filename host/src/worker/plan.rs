@@ -25,6 +25,8 @@ const DEFAULT_BACKOFF_MAX: Duration = Duration::from_secs(600);
 pub struct PlanSettings {
     pub hostname: String,
     pub result_expires: Duration,
+    /// Queues for follow-ups whose signature names none.
+    pub routes: crate::protocol::Routes,
 }
 
 /// A finished chord header member: its join record and the body to fire.
@@ -289,7 +291,13 @@ fn from_signature(signature: &Signature, args: Vec<Value>, lineage: &Lineage, se
     task.reply_to = option("reply_to").and_then(Value::as_str).map(str::to_string);
     task.group = option("group_id").and_then(Value::as_str).map(str::to_string);
     task.group_index = option("group_index").and_then(Value::as_u64).map(|index| index as u32);
-    task.queue = option("queue").and_then(Value::as_str).unwrap_or(lineage.default_queue).to_string();
+    // The signature's own queue, else a route for its task, else the
+    // parent's queue.
+    task.queue = option("queue")
+        .and_then(Value::as_str)
+        .or_else(|| settings.routes.queue_for(&signature.task))
+        .unwrap_or(lineage.default_queue)
+        .to_string();
     task.priority = option("priority").and_then(Value::as_u64).map(|p| p.min(255) as u8).unwrap_or(0);
     if let Some(link) = option("link") {
         task.embed.callbacks = serde_json::from_value(as_list(link)).ok();

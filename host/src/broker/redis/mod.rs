@@ -40,6 +40,7 @@ pub struct RedisBroker {
     fetch_number: std::sync::Arc<std::sync::atomic::AtomicU64>,
     fetch_script: Script,
     restore_script: Script,
+    rate_script: Script,
 }
 
 impl RedisBroker {
@@ -61,6 +62,7 @@ impl RedisBroker {
             fetch_number: Default::default(),
             fetch_script: Script::new(include_str!("fetch.lua")),
             restore_script: Script::new(include_str!("restore.lua")),
+            rate_script: Script::new(include_str!("rate.lua")),
         })
     }
 
@@ -220,5 +222,15 @@ impl Broker for RedisBroker {
         }
         pipe.query_async::<()>(&mut self.connection.clone()).await?;
         Ok(())
+    }
+
+    async fn reserve_rate(&self, key: &str, interval: Duration) -> Result<Duration, BrokerError> {
+        let micros: i64 = self
+            .rate_script
+            .key(format!("chard:rate:{key}"))
+            .arg(interval.as_micros() as u64)
+            .invoke_async(&mut self.connection.clone())
+            .await?;
+        Ok(Duration::from_micros(micros.max(0) as u64))
     }
 }

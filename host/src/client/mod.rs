@@ -19,7 +19,11 @@ use futures_util::StreamExt;
 use redis::aio::ConnectionManager;
 use serde_json::Value;
 
-use crate::protocol::{queue_key_for, result_key, OutgoingTask};
+use crate::protocol::{queue_key_for, result_key, OutgoingTask, Routes};
+
+mod canvas;
+
+pub use canvas::parse_step;
 
 /// A connected client.
 pub struct Client {
@@ -27,6 +31,7 @@ pub struct Client {
     backend: ConnectionManager,
     backend_client: redis::Client,
     origin: String,
+    routes: Routes,
 }
 
 /// A task's state as stored by the worker.
@@ -74,32 +79,48 @@ impl Client {
         let backend = crate::broker::redis::connect_manager(backend_client.clone())
             .await
             .with_context(|| format!("connecting to result backend {}", redact(result_backend_url)))?;
-        Ok(Self { broker, backend, backend_client, origin: format!("chard-client{}@{}", std::process::id(), crate::hostname()) })
+        let origin = format!("chard-client{}@{}", std::process::id(), crate::hostname());
+        Ok(Self { broker, backend, backend_client, origin, routes: Routes::default() })
     }
 
-    /// A task message with defaults (queue `celery`, priority 0); adjust its
-    /// fields, then `send` it.
+    /// Routes tasks by name (`"math.*" = "cpu"`) when no queue is given.
+    pub fn with_routes(mut self, routes: Routes) -> Self {
+        self.routes = routes;
+        self
+    }
+
+    /// A task message with defaults (the routed queue, else `celery`;
+    /// priority 0); adjust its fields, then `send` it.
     pub fn task(&self, name: &str, args: Value, kwargs: Value) -> anyhow::Result<OutgoingTask> {
         anyhow::ensure!(args.is_array(), "args must be a JSON array");
         anyhow::ensure!(kwargs.is_object(), "kwargs must be a JSON object");
-        Ok(OutgoingTask::new(
+        let mut task = OutgoingTask::new(
             name,
             serde_json::value::to_raw_value(&args)?,
             serde_json::value::to_raw_value(&kwargs)?,
             self.origin.clone(),
-        ))
+        );
+        if let Some(queue) = self.routes.queue_for(name) {
+            task.queue = queue.to_string();
+        }
+        Ok(task)
     }
 
     /// Publishes the task; returns its id.
     pub async fn send(&self, task: OutgoingTask) -> anyhow::Result<String> {
-        let key = queue_key_for(&task.queue, task.priority);
-        redis::cmd("LPUSH")
-            .arg(&key)
-            .arg(task.to_envelope())
-            .query_async::<()>(&mut self.broker.clone())
-            .await
-            .context("publishing the task")?;
-        Ok(task.id)
+        let id = task.id.clone();
+        self.send_all(vec![task]).await?;
+        Ok(id)
+    }
+
+    /// Publishes several tasks in one round trip (a group's members).
+    pub async fn send_all(&self, tasks: Vec<OutgoingTask>) -> anyhow::Result<()> {
+        let mut pipe = redis::pipe();
+        for task in &tasks {
+            pipe.lpush(queue_key_for(&task.queue, task.priority), task.to_envelope()).ignore();
+        }
+        pipe.query_async::<()>(&mut self.broker.clone()).await.context("publishing the task")?;
+        Ok(())
     }
 
     /// Publishes the task and waits for its result (subscribing first, so

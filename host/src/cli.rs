@@ -8,7 +8,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::protocol::Routes;
 
-use crate::config::{CanvasConfig, CanvasKind, FileConfig, 
+use crate::config::{CanvasConfig, CanvasKind, FileConfig, SendConfig, 
     CallConfig, ClientConfig, DeployConfig, GlobalConfig, PluginsListConfig, JobLimits, LogFormat, ResultConfig, RevokeConfig, SubmitConfig, TasksConfig,
     WorkerConfig,
 };
@@ -175,6 +175,18 @@ struct RoutingArgs {
     route: Vec<String>,
 }
 
+impl SendArgs {
+    fn into_config(self) -> anyhow::Result<SendConfig> {
+        Ok(SendConfig {
+            routes: self.routing.load()?.1,
+            client: self.connection.into_config(),
+            queue: self.queue,
+            wait: self.wait,
+            timeout: required_seconds("--timeout", self.timeout)?,
+        })
+    }
+}
+
 impl RoutingArgs {
     /// The config file (if any) with the --route flags applied over it.
     fn load(&self) -> anyhow::Result<(FileConfig, Routes)> {
@@ -232,12 +244,7 @@ struct SubmitArgs {
     #[command(flatten)]
     call: TaskArgs,
     #[command(flatten)]
-    connection: ConnectionArgs,
-    /// Queue to send to (default: the queue a --route or the config file gives the task, else `celery`).
-    #[arg(short = 'Q', long)]
-    queue: Option<String>,
-    #[command(flatten)]
-    routing: RoutingArgs,
+    send: SendArgs,
     /// Priority 0-9 (lower runs first, as on Celery's Redis transport).
     #[arg(long, default_value_t = 0)]
     priority: u8,
@@ -253,7 +260,19 @@ struct SubmitArgs {
     /// Run this step with the task's id when it fails (Celery's link_error); repeatable.
     #[arg(long, value_name = "STEP")]
     link_error: Vec<String>,
-    /// Wait for the result and print it (exit 1 if the task failed).
+}
+
+/// Where and how `submit` and the canvas commands send, and whether they wait.
+#[derive(Debug, Args)]
+struct SendArgs {
+    #[command(flatten)]
+    connection: ConnectionArgs,
+    /// Queue to send to (default: the queue a --route or the config file gives the task, else `celery`).
+    #[arg(short = 'Q', long)]
+    queue: Option<String>,
+    #[command(flatten)]
+    routing: RoutingArgs,
+    /// Wait for the result and print it (exit 1 if it failed).
     #[arg(long)]
     wait: bool,
     /// Seconds to wait with --wait.
@@ -267,18 +286,7 @@ struct CanvasArgs {
     #[arg(required = true, value_name = "STEP")]
     steps: Vec<String>,
     #[command(flatten)]
-    connection: ConnectionArgs,
-    /// Queue for every step (default: routed by task name, else `celery`).
-    #[arg(short = 'Q', long)]
-    queue: Option<String>,
-    #[command(flatten)]
-    routing: RoutingArgs,
-    /// Wait for the result and print it (exit 1 if it failed).
-    #[arg(long)]
-    wait: bool,
-    /// Seconds to wait with --wait.
-    #[arg(long, value_name = "SECONDS", default_value_t = 60.0)]
-    timeout: f64,
+    send: SendArgs,
 }
 
 #[derive(Debug, Args)]
@@ -367,19 +375,15 @@ pub fn parse() -> anyhow::Result<(GlobalConfig, Command)> {
         CommandArgs::Submit(args) => {
             anyhow::ensure!(args.priority <= 9, "--priority must be 0-9, got {}", args.priority);
             Command::Submit(SubmitConfig {
-                client: args.connection.into_config(),
+                send: args.send.into_config()?,
                 task: args.call.task,
                 args: args.call.args,
                 kwargs: args.call.kwargs,
-                queue: args.queue,
-                routes: args.routing.load()?.1,
                 links: args.link,
                 link_errors: args.link_error,
                 priority: args.priority,
                 countdown: args.countdown.map(|s| seconds("--countdown", s)).transpose()?.flatten(),
                 expires: args.expires.map(|s| seconds("--expires", s)).transpose()?.flatten(),
-                wait: args.wait,
-                timeout: required_seconds("--timeout", args.timeout)?,
             })
         }
         CommandArgs::Revoke(args) => Command::Revoke(RevokeConfig {
@@ -411,15 +415,7 @@ pub fn parse() -> anyhow::Result<(GlobalConfig, Command)> {
 }
 
 fn canvas_config(kind: CanvasKind, args: CanvasArgs) -> anyhow::Result<CanvasConfig> {
-    Ok(CanvasConfig {
-        client: args.connection.into_config(),
-        kind,
-        steps: args.steps,
-        queue: args.queue,
-        routes: args.routing.load()?.1,
-        wait: args.wait,
-        timeout: required_seconds("--timeout", args.timeout)?,
-    })
+    Ok(CanvasConfig { send: args.send.into_config()?, kind, steps: args.steps })
 }
 
 fn worker_config(args: RunArgs) -> anyhow::Result<WorkerConfig> {

@@ -124,13 +124,10 @@ pub struct ClientConfig {
 /// `host submit`.
 #[derive(Debug, Clone)]
 pub struct SubmitConfig {
-    pub client: ClientConfig,
+    pub send: SendConfig,
     pub task: String,
     pub args: String,
     pub kwargs: String,
-    /// `None`: routed by task name, else `celery`.
-    pub queue: Option<String>,
-    pub routes: Routes,
     /// Steps (`TASK [ARGS] {KWARGS}`) to run with the result on success.
     pub links: Vec<String>,
     /// Steps to run with the task id on failure.
@@ -138,21 +135,33 @@ pub struct SubmitConfig {
     pub priority: u8,
     pub countdown: Option<Duration>,
     pub expires: Option<Duration>,
+}
+
+/// How `host submit` and the canvas commands send, and whether they wait.
+#[derive(Debug, Clone)]
+pub struct SendConfig {
+    pub client: ClientConfig,
+    /// `None`: routed by task name, else `celery`.
+    pub queue: Option<String>,
+    pub routes: Routes,
     pub wait: bool,
     pub timeout: Duration,
+}
+
+impl SendConfig {
+    /// The queue for `task`: the one given, else its route.
+    pub fn queue_for(&self, task: &str) -> Option<String> {
+        self.queue.clone().or_else(|| self.routes.queue_for(task).map(str::to_string))
+    }
 }
 
 /// `host chain`, `host group`, `host chord`.
 #[derive(Debug, Clone)]
 pub struct CanvasConfig {
-    pub client: ClientConfig,
+    pub send: SendConfig,
     pub kind: CanvasKind,
     /// Steps as the command line writes them: `TASK [ARGS] {KWARGS}`.
     pub steps: Vec<String>,
-    pub queue: Option<String>,
-    pub routes: Routes,
-    pub wait: bool,
-    pub timeout: Duration,
 }
 
 #[derive(Debug, Clone, PartialEq)]

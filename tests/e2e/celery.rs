@@ -1,11 +1,9 @@
 //! Compatibility with stock Celery 5.7 in both directions.
 
-use std::process::Command;
-use std::time::Duration;
 
 use serde_json::json;
 
-use crate::util::{host, plugin_folder, python, python_script, run_python, RedisServer, Worker};
+use crate::util::{host, plugin_folder, run_python, CeleryWorker, RedisServer, Worker};
 
 #[test]
 fn celery_client_against_host_worker() {
@@ -27,26 +25,6 @@ fn celery_client_against_host_worker() {
     let expected: Vec<i64> = (0..200).map(|i| i * 2).collect();
     assert_eq!(seen["many"], json!(expected));
     assert_eq!(seen["failed_state"], json!("FAILURE"));
-}
-
-#[test]
-fn host_submit_against_python_celery_worker() {
-    let redis = RedisServer::start();
-    let mut celery = Command::new(python())
-        .args(["-m", "celery", "-A", "celery_worker_app", "worker", "-P", "solo", "-c", "1", "--without-gossip", "--without-mingle", "-l", "warning"])
-        .current_dir(python_script("celery_worker_app.py").parent().unwrap())
-        .env("CHARD_TEST_BROKER", redis.url(0))
-        .env("CHARD_TEST_BACKEND", redis.url(1))
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let run = host(&["submit", "math.add", "[20, 22]", "--broker", &redis.url(0), "--result-backend", &redis.url(1), "--wait", "--timeout", "60"]);
-    let run2 = host(&["submit", "math.mul", "[6]", "--kwargs", r#"{"y": 7}"#, "--broker", &redis.url(0), "--result-backend", &redis.url(1), "--wait", "--timeout", "30"]);
-    let _ = celery.kill();
-    let _ = celery.wait();
-    assert_eq!(run.ok(), "42");
-    assert_eq!(run2.ok(), "42");
 }
 
 #[test]
@@ -149,23 +127,8 @@ fn host_canvas_runs_on_chard_and_on_python_celery_workers() {
         let redis = RedisServer::start();
         let (broker, backend) = (redis.url(0), redis.url(1));
         let plugins = plugin_folder(&["math", "faults"]);
-        let mut celery = None;
-        let mut _chard = None;
-        if python_worker {
-            celery = Some(
-                Command::new(python())
-                    .args(["-m", "celery", "-A", "celery_worker_app", "worker", "-P", "solo", "-c", "1", "--without-gossip", "--without-mingle", "-l", "warning"])
-                    .current_dir(python_script("celery_worker_app.py").parent().unwrap())
-                    .env("CHARD_TEST_BROKER", &broker)
-                    .env("CHARD_TEST_BACKEND", &backend)
-                    .stdout(std::process::Stdio::null())
-                    .stderr(std::process::Stdio::null())
-                    .spawn()
-                    .unwrap(),
-            );
-        } else {
-            _chard = Some(Worker::start(plugins.path(), &broker, &["--result-backend", &backend]));
-        }
+        let _python = python_worker.then(|| CeleryWorker::start(&broker, &backend));
+        let _chard = (!python_worker).then(|| Worker::start(plugins.path(), &broker, &["--result-backend", &backend]));
         let connection = ["--broker", broker.as_str(), "--result-backend", backend.as_str(), "--wait", "--timeout", "60"];
         let run = |args: &[&str]| host(&[args, &connection[..]].concat());
         let who = if python_worker { "python celery worker" } else { "chard worker" };
@@ -173,6 +136,7 @@ fn host_canvas_runs_on_chard_and_on_python_celery_workers() {
         assert_eq!(run(&["group", "math.add [1, 1]", "math.add [2, 2]", "math.mul [3, 3]"]).ok(), "[2,4,9]", "{who}");
         assert_eq!(run(&["chord", "--body", "math.xsum", "math.add [1, 1]", "math.add [2, 2]", "math.add [3, 3]"]).ok(), "12.0", "{who}");
         assert_eq!(run(&["submit", "faults.flaky", "[2]"]).ok(), "2", "{who}: retried twice, then succeeded");
+        assert_eq!(run(&["submit", "math.mul", "[6]", "--kwargs", r#"{"y": 7}"#]).ok(), "42", "{who}");
         // A link: the parent's result is the callback's first argument.
         let parent = host(&["submit", "math.add", "[2, 3]", "--link", "math.mul [10]", "--broker", &broker, "--result-backend", &backend]).ok().to_string();
         assert_eq!(host(&["result", &parent, "--broker", &broker, "--result-backend", &backend, "--wait"]).ok(), "SUCCESS 5");
@@ -181,9 +145,5 @@ fn host_canvas_runs_on_chard_and_on_python_celery_workers() {
         let document: serde_json::Value = serde_json::from_str(&document).unwrap();
         let child = document["children"][0][0][0].as_str().unwrap_or_else(|| panic!("{who}: no child in {document}")).to_string();
         assert_eq!(host(&["result", &child, "--broker", &broker, "--result-backend", &backend, "--wait"]).ok(), "SUCCESS 50", "{who}");
-        if let Some(mut celery) = celery {
-            let _ = celery.kill();
-            let _ = celery.wait();
-        }
     }
 }

@@ -257,3 +257,29 @@ pub fn eventually<T>(timeout: std::time::Duration, what: &str, mut check: impl F
         std::thread::sleep(std::time::Duration::from_millis(25));
     }
 }
+
+/// A stock Python Celery worker running `tests/python/celery_worker_app.py`
+/// (Python versions of the `math` tasks); killed on drop.
+pub struct CeleryWorker(std::process::Child);
+
+impl CeleryWorker {
+    pub fn start(broker: &str, backend: &str) -> Self {
+        let child = Command::new(python())
+            .args(["-m", "celery", "-A", "celery_worker_app", "worker", "-P", "solo", "-c", "1", "--without-gossip", "--without-mingle", "-l", "warning"])
+            .current_dir(python_script("celery_worker_app.py").parent().unwrap())
+            .env("CHARD_TEST_BROKER", broker)
+            .env("CHARD_TEST_BACKEND", backend)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("starting a Python Celery worker");
+        Self(child)
+    }
+}
+
+impl Drop for CeleryWorker {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}

@@ -3,17 +3,16 @@
 use anyhow::Context as _;
 
 use crate::client::{parse_step, Client, TaskResult};
-use crate::config::{CanvasConfig, CanvasKind, ResultConfig, RevokeConfig, SubmitConfig};
+use crate::config::{CanvasConfig, CanvasKind, ResultConfig, RevokeConfig, SendConfig, SubmitConfig};
 use crate::protocol::Signature;
 
 /// Returns the process exit code: 0, or 1 when a waited-for task failed.
 pub async fn submit(config: SubmitConfig) -> anyhow::Result<u8> {
     let (args, kwargs) = super::parse_task_arguments(&config.args, &config.kwargs)?;
-    let client = Client::connect(&config.client.broker_url, &config.client.result_backend_url)
-        .await?
-        .with_routes(config.routes.clone());
+    let send = &config.send;
+    let client = connect(send).await?;
     let mut task = client.task(&config.task, args, kwargs)?;
-    if let Some(queue) = &config.queue {
+    if let Some(queue) = &send.queue {
         task.queue = queue.clone();
     }
     let steps = |texts: &[String]| texts.iter().map(|text| parse_step(text)).collect::<anyhow::Result<Vec<_>>>();
@@ -32,25 +31,23 @@ pub async fn submit(config: SubmitConfig) -> anyhow::Result<u8> {
     };
     task.eta = config.countdown.map(iso);
     task.expires = config.expires.map(iso);
-    if !config.wait {
+    if !send.wait {
         println!("{}", client.send(task).await?);
         return Ok(0);
     }
-    let result = client.send_and_wait(task, config.timeout).await?;
+    let result = client.send_and_wait(task, send.timeout).await?;
     Ok(print_result(&result, false))
 }
 
 /// `host chain`, `host group`, `host chord`: without --wait prints the id to
 /// wait on (a group: one id per member); with it, the result.
 pub async fn canvas(config: CanvasConfig) -> anyhow::Result<u8> {
-    let client = Client::connect(&config.client.broker_url, &config.client.result_backend_url)
-        .await?
-        .with_routes(config.routes.clone());
+    let send = &config.send;
+    let client = connect(send).await?;
     let mut steps = config.steps.iter().map(|text| parse_step(text)).collect::<anyhow::Result<Vec<Signature>>>()?;
     for step in &mut steps {
         // Later steps are published by workers: they carry their queue.
-        let queue = config.queue.clone().or_else(|| config.routes.queue_for(&step.task).map(str::to_string));
-        if let Some(queue) = queue {
+        if let Some(queue) = send.queue_for(&step.task) {
             step.options.entry("queue").or_insert(serde_json::Value::String(queue));
         }
     }
@@ -68,19 +65,19 @@ pub async fn canvas(config: CanvasConfig) -> anyhow::Result<u8> {
         }
         CanvasKind::Chord { body } => {
             let mut body = parse_step(body)?;
-            if let Some(queue) = config.queue.clone().or_else(|| config.routes.queue_for(&body.task).map(str::to_string)) {
+            if let Some(queue) = send.queue_for(&body.task) {
                 body.options.insert("queue".into(), serde_json::Value::String(queue));
             }
             vec![client.send_chord(steps, body).await?]
         }
     };
-    if !config.wait {
+    if !send.wait {
         for id in &wait_for {
             println!("{id}");
         }
         return Ok(0);
     }
-    let deadline = tokio::time::Instant::now() + config.timeout;
+    let deadline = tokio::time::Instant::now() + send.timeout;
     let mut results = Vec::new();
     for id in &wait_for {
         let left = deadline.saturating_duration_since(tokio::time::Instant::now());
@@ -96,6 +93,10 @@ pub async fn canvas(config: CanvasConfig) -> anyhow::Result<u8> {
     }
     println!("{}", serde_json::Value::Array(results.into_iter().map(|result| result.value).collect()));
     Ok(code)
+}
+
+async fn connect(send: &SendConfig) -> anyhow::Result<Client> {
+    Ok(Client::connect(&send.client.broker_url, &send.client.result_backend_url).await?.with_routes(send.routes.clone()))
 }
 
 pub async fn result(config: ResultConfig) -> anyhow::Result<u8> {

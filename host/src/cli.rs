@@ -8,7 +8,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::protocol::Routes;
 
-use crate::config::{CanvasConfig, CanvasKind, FileConfig, SendConfig, 
+use crate::config::{BeatConfig, CanvasConfig, CanvasKind, FileConfig, SendConfig, 
     CallConfig, ClientConfig, DeployConfig, GlobalConfig, PluginsListConfig, JobLimits, LogFormat, ResultConfig, RevokeConfig, SubmitConfig, TasksConfig,
     WorkerConfig,
 };
@@ -52,10 +52,24 @@ enum CommandArgs {
     Result(ResultArgs),
     /// Revoke tasks on every worker (Chard and Celery): not started yet = skipped.
     Revoke(RevokeArgs),
+    /// Send periodic tasks from a schedule file (interval and crontab); run two for high availability.
+    Beat(BeatArgs),
     /// Publish a plugin to every worker started with --sync (no restart).
     Deploy(DeployArgs),
     /// Deployed plugins and the version each live worker runs.
     Plugins(PluginsArgs),
+}
+
+#[derive(Debug, Args)]
+struct BeatArgs {
+    /// Schedule file with [entries.<name>] tables (see the README).
+    #[arg(long, env = "CHARD_SCHEDULE", value_name = "FILE")]
+    schedule: PathBuf,
+    /// Broker URL.
+    #[arg(long, env = "CHARD_BROKER_URL", default_value = "redis://127.0.0.1:6379/0")]
+    broker: String,
+    #[command(flatten)]
+    routing: RoutingArgs,
 }
 
 #[derive(Debug, Args)]
@@ -348,6 +362,7 @@ pub enum Command {
     Result(ResultConfig),
     Revoke(RevokeConfig),
     Canvas(CanvasConfig),
+    Beat(BeatConfig),
     Deploy(DeployConfig),
     PluginsList(PluginsListConfig),
 }
@@ -394,6 +409,9 @@ pub fn parse() -> anyhow::Result<(GlobalConfig, Command)> {
         CommandArgs::Chain(args) => Command::Canvas(canvas_config(CanvasKind::Chain, args)?),
         CommandArgs::Group(args) => Command::Canvas(canvas_config(CanvasKind::Group, args)?),
         CommandArgs::Chord(args) => Command::Canvas(canvas_config(CanvasKind::Chord { body: args.body }, args.canvas)?),
+        CommandArgs::Beat(args) => {
+            Command::Beat(BeatConfig { broker_url: args.broker, schedule: args.schedule, routes: args.routing.load()?.1 })
+        }
         CommandArgs::Deploy(args) => Command::Deploy(DeployConfig {
             broker_url: args.broker,
             plugin: args.plugin,

@@ -248,3 +248,13 @@ impl FileConfig {
         Ok(file)
     }
 }
+
+/// `host beat`.
+#[derive(Debug, Clone)]
+pub struct BeatConfig {
+    pub broker_url: String,
+    /// The schedule file (`[entries.<name>]` tables).
+    pub schedule: PathBuf,
+    /// Queues for entries that name none.
+    pub routes: Routes,
+}

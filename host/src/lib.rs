@@ -16,6 +16,7 @@ pub mod fleet;
 pub mod logging;
 pub mod protocol;
 pub mod runtime;
+pub mod schedule;
 pub mod worker;
 
 /// This machine's host name, for node names like `chard@host1`.

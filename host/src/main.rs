@@ -34,6 +34,7 @@ fn main() -> ExitCode {
         Command::Submit(config) => tokio_runtime().block_on(chard::commands::submit::submit(config)).map(ExitCode::from),
         Command::Revoke(config) => tokio_runtime().block_on(chard::commands::submit::revoke(config)).map(ExitCode::from),
         Command::Canvas(config) => tokio_runtime().block_on(chard::commands::submit::canvas(config)).map(ExitCode::from),
+        Command::Beat(config) => tokio_runtime().block_on(chard::commands::beat::run(config)).map(|()| ExitCode::SUCCESS),
         Command::Deploy(config) => tokio_runtime().block_on(chard::commands::deploy::deploy(config)).map(|()| ExitCode::SUCCESS),
         Command::PluginsList(config) => {
             tokio_runtime().block_on(chard::commands::deploy::list(config)).map(|()| ExitCode::SUCCESS)

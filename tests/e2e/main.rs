@@ -4,6 +4,7 @@
 
 mod util;
 
+mod beat;
 mod call;
 mod celery;
 mod fleet;

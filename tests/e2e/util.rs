@@ -155,20 +155,26 @@ impl Worker {
     /// Starts `host run --plugins DIR --broker URL ARGS...` and waits until
     /// it logs "worker ready".
     pub fn start(plugins: &std::path::Path, broker: &str, args: &[&str]) -> Self {
+        let base = ["run", "--plugins", plugins.to_str().unwrap(), "--broker", broker];
+        Self::spawn(&[&base[..], args].concat(), "worker ready")
+    }
+
+    /// Starts `host ARGS...` (any long-running command) and waits until it
+    /// logs `ready`.
+    pub fn spawn(args: &[&str], ready: &str) -> Self {
         let log_dir = tempfile::tempdir().unwrap();
         let log = log_dir.path().join("worker.log");
         let file = std::fs::File::create(&log).unwrap();
         let child = Command::new(host_bin())
-            .args(["run", "--plugins", plugins.to_str().unwrap(), "--broker", broker])
             .args(args)
             .env("NO_COLOR", "1")
             .env("CHARD_CACHE_DIR", cache_dir())
             .stdout(file.try_clone().unwrap())
             .stderr(file)
             .spawn()
-            .expect("starting host run");
+            .expect("starting host");
         let worker = Self { child: Some(child), log, _log_dir: log_dir };
-        worker.wait_for_log("worker ready", std::time::Duration::from_secs(60));
+        worker.wait_for_log(ready, std::time::Duration::from_secs(60));
         worker
     }
 

@@ -1,6 +1,7 @@
 //! One module per subcommand: each takes its `config` value and does the
 //! work. Errors are returned with context; `main` prints them as one line.
 
+pub mod beat;
 pub mod call;
 pub mod deploy;
 pub mod run;

@@ -46,7 +46,7 @@ pub async fn run(config: WorkerConfig) -> anyhow::Result<()> {
 }
 
 /// Resolves on the first SIGTERM or SIGINT; a second one exits the process.
-async fn shutdown_signal() {
+pub(crate) async fn shutdown_signal() {
     use tokio::signal::unix::{signal, SignalKind};
     let mut terminate = signal(SignalKind::terminate()).expect("installing a SIGTERM handler");
     let mut interrupt = signal(SignalKind::interrupt()).expect("installing a SIGINT handler");

@@ -24,6 +24,21 @@ const UNACKED_MUTEX: &str = "unacked_mutex";
 /// Entries one restore sweep handles, to keep each script short.
 const RESTORE_BATCH: usize = 1000;
 
+/// Pushes `envelope` to `list` unless `marker` exists; sets the marker
+/// (expiring after `ttl`) in the same atomic step. True if it pushed.
+pub async fn publish_once(
+    connection: &mut ConnectionManager,
+    marker: &str,
+    list: &str,
+    envelope: &str,
+    ttl: Duration,
+) -> Result<bool, BrokerError> {
+    static SCRIPT: std::sync::LazyLock<Script> = std::sync::LazyLock::new(|| Script::new(include_str!("publish_once.lua")));
+    let pushed: i64 =
+        SCRIPT.key(marker).key(list).arg(envelope).arg(ttl.as_secs().max(1)).invoke_async(connection).await?;
+    Ok(pushed == 1)
+}
+
 #[derive(Clone)]
 pub struct RedisBroker {
     client: redis::Client,

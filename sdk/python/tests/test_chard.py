@@ -74,6 +74,12 @@ class DispatchTest(unittest.TestCase):
         self.assertEqual(dispatch("add", "[1,2]", "[]")[:2], ("failed", "TypeError"))
         self.assertEqual(dispatch("add", "[1,2]", "null"), ("ok", "3"))
 
+    def test_warm_up_runs_no_task(self):
+        before = list(chard.tasks())
+        chard._warm_up()
+        self.assertEqual(chard.tasks(), before)
+        self.assertIsNone(chard.context())
+
     def test_failures(self):
         self.assertEqual(dispatch("charge", '["c",0]', "{}"), ("failed", "test_chard.CardDeclined", "nothing to charge"))
         self.assertEqual(dispatch("add", '[1,"a"]', "{}")[:2], ("failed", "TypeError"))

@@ -1,6 +1,13 @@
 //! Per-job cost of the sandbox: `math.add` in a fresh instance per job, on
 //! one thread and on every core. Prints figures; asserts nothing.
 //!
+//! Besides wall-clock time per job it prints the thread's CPU time and minor
+//! page faults per job (Linux, from `/proc/thread-self`): on a machine shared
+//! with other work the CPU time moves far less than the wall clock, and the
+//! faults count the snapshot pages a job copies on write, a large part of a
+//! Python or JavaScript job's cost and the reason it scales badly across
+//! threads (each copy flushes the TLB of every core running the process).
+//!
 //! Run with `make bench` (needs `make plugins`).
 
 use std::path::PathBuf;
@@ -16,7 +23,10 @@ fn main() {
         .split(',')
         .map(str::to_string)
         .collect();
-    println!("{:<8} {:>12} {:>14} {:>16} {:>14}", "plugin", "load (ms)", "1 thread (µs)", "all cores (j/s)", "threads");
+    println!(
+        "{:<8} {:>10} {:>14} {:>10} {:>11} {:>16} {:>8}",
+        "plugin", "load (ms)", "1 thread (µs)", "cpu (µs)", "faults/job", "all cores (j/s)", "threads"
+    );
     for name in names {
         let path = dir.join(format!("{name}.wasm"));
         if !path.is_file() {
@@ -28,17 +38,19 @@ fn main() {
         let load = started.elapsed();
         let budget = if name == "math" || name == "cmath" { Duration::from_secs(2) } else { Duration::from_secs(3) };
         let single = per_job(&plugin, budget);
+        let (cpu, faults) = match single.usage {
+            Some(usage) => (format!("{:.1}", usage.cpu.as_secs_f64() * 1e6), format!("{:.0}", usage.faults)),
+            None => ("-".into(), "-".into()),
+        };
         let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
         let rate = std::thread::scope(|scope| {
             let handles: Vec<_> = (0..threads).map(|_| scope.spawn(|| jobs_in(&plugin, budget))).collect();
             handles.into_iter().map(|handle| handle.join().unwrap()).sum::<u64>() as f64 / budget.as_secs_f64()
         });
         println!(
-            "{name:<8} {:>12.1} {:>14.1} {:>16.0} {:>14}",
+            "{name:<8} {:>10.1} {:>14.1} {cpu:>10} {faults:>11} {rate:>16.0} {threads:>8}",
             load.as_secs_f64() * 1e3,
-            single.as_secs_f64() * 1e6,
-            rate,
-            threads
+            single.wall.as_secs_f64() * 1e6,
         );
     }
 }
@@ -56,12 +68,44 @@ fn run_once(plugin: &Plugin) {
     assert!(matches!(&outcome, Outcome::Succeeded { json } if json == "5"), "{outcome:?}");
 }
 
-fn per_job(plugin: &Plugin, budget: Duration) -> Duration {
+/// Cost of one job on this thread.
+struct PerJob {
+    wall: Duration,
+    usage: Option<Usage>,
+}
+
+/// This thread's CPU time and minor page faults (per job, once divided).
+#[derive(Clone, Copy)]
+struct Usage {
+    cpu: Duration,
+    faults: f64,
+}
+
+fn per_job(plugin: &Plugin, budget: Duration) -> PerJob {
     for _ in 0..100 {
         run_once(plugin);
     }
+    let before = thread_usage();
+    let started = Instant::now();
     let jobs = jobs_in(plugin, budget);
-    budget / jobs as u32
+    let wall = started.elapsed() / jobs as u32;
+    let usage = before.zip(thread_usage()).map(|(before, after)| Usage {
+        cpu: (after.cpu - before.cpu) / jobs as u32,
+        faults: (after.faults - before.faults) / jobs as f64,
+    });
+    PerJob { wall, usage }
+}
+
+/// CPU time from `/proc/thread-self/schedstat` (nanoseconds on a CPU) and
+/// minor faults from `/proc/thread-self/stat` (its 10th field); `None` where
+/// there is no such file.
+fn thread_usage() -> Option<Usage> {
+    let schedstat = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
+    let cpu = Duration::from_nanos(schedstat.split_whitespace().next()?.parse().ok()?);
+    let stat = std::fs::read_to_string("/proc/thread-self/stat").ok()?;
+    // Fields after the parenthesised command name start at field 3.
+    let faults = stat.rsplit_once(')')?.1.split_whitespace().nth(10 - 3)?.parse().ok()?;
+    Some(Usage { cpu, faults })
 }
 
 fn jobs_in(plugin: &Plugin, budget: Duration) -> u64 {

@@ -29,7 +29,51 @@ const host = { log: hostLog, nowMs: hostNowMs };
 
 /** The `chard:task/tasks` export for a module namespace (used by the build). */
 export function exportTasks(namespace) {
-  return core.exportTasks(namespace, host);
+  const tasks = core.exportTasks(namespace, host);
+  warmUp();
+  return tasks;
+}
+
+// Run in the plugin's realm and in the realm of componentize-js's generated
+// bindings (which lift and lower every call): touch every standard class and
+// what the bindings use per call, so that the snapshot holds them set up.
+const WARM_UP = `
+  for (const name of Object.getOwnPropertyNames(globalThis)) {
+    try { void globalThis[name]; } catch {}
+  }
+  const bytes = new Uint8Array(new ArrayBuffer(16), 0, 16);
+  const view = new DataView(bytes.buffer);
+  view.setBigInt64(0, BigInt.asUintN(64, BigInt(1)), true);
+  view.setUint32(8, view.getUint32(0, true) >>> 0, true);
+  view.setInt8(12, view.getUint8(12, true), true);
+  view.getInt32(8, true);
+  view.getBigInt64(0, true);
+  const codecs = globalThis.contentGlobal ?? globalThis;
+  let text = 'warm';
+  if (codecs.TextDecoder) text = new codecs.TextDecoder().decode(new Uint8Array(bytes.buffer, 4, 4));
+  if (codecs.TextEncoder) new codecs.TextEncoder().encodeInto('warm\u00e9', bytes);
+  for (let i = 0; i < text.length; i++) text.charCodeAt(i);
+  JSON.parse(JSON.stringify({ list: [1, 'x', null, true, 1.5], text }));
+  Object.entries({ key: 1 });
+  (async () => { await null; })();
+`;
+
+/**
+ * Each job runs in a fresh instance of the snapshot componentize-js takes
+ * after the plugin's module ran, and SpiderMonkey sets up standard classes
+ * (Promise, String's methods, typed arrays...) and self-hosted builtins
+ * lazily, per realm, on first use: left alone, every job set them up again,
+ * which was most of a JS job's cost. The bindings live in a realm of their
+ * own, reached through the Function constructor of an imported host function.
+ */
+function warmUp() {
+  core.warmUp();
+  new Function(WARM_UP)();
+  try {
+    Object.getPrototypeOf(hostLog).constructor(WARM_UP)();
+  } catch {
+    // a componentize-js without a separate bindings realm, or without eval
+  }
 }
 
 /** Wall-clock time as Unix milliseconds, as the worker sees it. */

@@ -398,18 +398,6 @@ function parseJson(text, what, name, isValid, fallback) {
 export function exportTasks(namespace, host) {
   state.host = host;
   const registry = collectTasks(namespace);
-  const fail = (error) => {
-    const taskError = toTaskError(error);
-    if (taskError.tag === 'failed' && !(error instanceof Failure) && state.host) {
-      try {
-        const stack = error instanceof Error && error.stack ? String(error.stack) : '';
-        state.host.log('debug', 'task threw', [['exception', taskError.val.exceptionType], ['stack', stack]]);
-      } catch {
-        // logging is best effort
-      }
-    }
-    throw taskError;
-  };
   return {
     listTasks() {
       return [...registry.values()].map((t) => ({
@@ -429,41 +417,97 @@ export function exportTasks(namespace, host) {
     run(name, argsJson, kwargsJson, jobContext) {
       const t = registry.get(name);
       if (!t) throw toTaskError(new Failure(name, 'NotRegistered'));
-      let value;
-      try {
-        const args = parseJson(argsJson, 'args', name, Array.isArray, []);
-        const kwargs = parseJson(kwargsJson, 'kwargs', name, (v) => v !== null && typeof v === 'object' && !Array.isArray(v), {});
-        const bound = t.bind(args, kwargs);
-        state.context = plainContext(jobContext);
-        value = t.fn(...bound);
-      } catch (error) {
-        state.context = undefined;
-        fail(error);
-      }
-      if (value && typeof value.then === 'function') {
-        return value.then(
-          (resolved) => {
-            state.context = undefined;
-            try {
-              return ok(resolved, name);
-            } catch (error) {
-              return fail(error);
-            }
-          },
-          (error) => {
-            state.context = undefined;
-            return fail(error);
-          },
-        );
-      }
-      state.context = undefined;
-      try {
-        return ok(value, name);
-      } catch (error) {
-        return fail(error);
-      }
+      return runTask(t, argsJson, kwargsJson, jobContext);
     },
   };
+}
+
+/** Throws `error` as a task error, logging the stack of an unexpected one. */
+function fail(error) {
+  const taskError = toTaskError(error);
+  if (taskError.tag === 'failed' && !(error instanceof Failure) && state.host) {
+    try {
+      const stack = error instanceof Error && error.stack ? String(error.stack) : '';
+      state.host.log('debug', 'task threw', [['exception', taskError.val.exceptionType], ['stack', stack]]);
+    } catch {
+      // logging is best effort
+    }
+  }
+  throw taskError;
+}
+
+function runTask(t, argsJson, kwargsJson, jobContext) {
+  const name = t.name;
+  let value;
+  try {
+    const args = parseJson(argsJson, 'args', name, Array.isArray, []);
+    const kwargs = parseJson(kwargsJson, 'kwargs', name, (v) => v !== null && typeof v === 'object' && !Array.isArray(v), {});
+    const bound = t.bind(args, kwargs);
+    state.context = plainContext(jobContext);
+    value = t.fn(...bound);
+  } catch (error) {
+    state.context = undefined;
+    fail(error);
+  }
+  if (value && typeof value.then === 'function') {
+    return value.then(
+      (resolved) => {
+        state.context = undefined;
+        try {
+          return ok(resolved, name);
+        } catch (error) {
+          return fail(error);
+        }
+      },
+      (error) => {
+        state.context = undefined;
+        return fail(error);
+      },
+    );
+  }
+  state.context = undefined;
+  try {
+    return ok(value, name);
+  } catch (error) {
+    return fail(error);
+  }
+}
+
+/**
+ * Runs private tasks through `run`'s whole path, a few times, calling no
+ * plugin code and not the host. Each job runs in a fresh instance of the
+ * snapshot componentize-js takes after the plugin's module ran, so whatever
+ * the engine sets up on first use (standard classes, self-hosted builtins,
+ * property caches) would otherwise be set up again by every job.
+ */
+export function warmUp() {
+  const host = state.host;
+  state.host = undefined;
+  const plain = new Task('plain', (x, y) => [x, y]);
+  const rest = new Task('rest', (x, y = null, ...more) => ({ x, y, more, values: [1.5, null, true, '\u00e9'] }));
+  const thrower = new Task('thrower', (message) => {
+    throw new RangeError(message);
+  });
+  const context = { taskId: 'warm-up', taskName: 'warm-up', retries: 0, priority: 0, hostname: '', headers: '{}', timeLimitMs: 1n };
+  const attempt = (call) => {
+    try {
+      call();
+    } catch {
+      // failures are part of the path being warmed
+    }
+  };
+  try {
+    for (let round = 0; round < 3; round++) {
+      attempt(() => runTask(plain, '[1, "two"]', '{}', context));
+      attempt(() => runTask(rest, '[1, 2, 3]', '{"y": {"nested": [false, null]}}', context));
+      attempt(() => runTask(thrower, '["warm-up"]', '', undefined));
+      attempt(() => runTask(plain, '[', '', undefined));
+      attempt(() => runTask(plain, '[]', '{"z": 1}', undefined));
+      attempt(() => runTask(new Task('later', async (x) => x), '[1]', '{}', context).then(() => undefined));
+    }
+  } finally {
+    state.host = host;
+  }
 }
 
 export function hostState() {

@@ -2,7 +2,7 @@
 // `node --test sdk/js/test/` from the repo root.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { exportTasks, parseParams, task, retry, Retry, Failure, context } from '../core.js';
+import { exportTasks, parseParams, task, retry, Retry, Failure, context, warmUp, hostState } from '../core.js';
 
 class CardDeclined extends Error {}
 
@@ -82,4 +82,19 @@ test('parameter names from source', () => {
   assert.deepEqual(names(async x => x), [['x', false, false]]);
   assert.deepEqual(names((a, { b, c } = {}, ...d) => 0), [['a', false, false], [null, true, false], ['d', true, true]]);
   assert.deepEqual(names({ m(p = (1, 2), q) {} }.m), [['p', true, false], ['q', false, false]]);
+});
+
+test('warm-up runs no plugin code and leaves no trace', async () => {
+  const logged = [];
+  const before = hostState().host;
+  hostState().host = { log: (...line) => logged.push(line), nowMs: () => 0n };
+  try {
+    warmUp();
+    await null;
+    assert.deepEqual(logged, []);
+    assert.equal(context(), undefined);
+    assert.deepEqual(run('add', '[2,3]'), ['ok', '5']);
+  } finally {
+    hostState().host = before;
+  }
 });

@@ -55,6 +55,11 @@ def not_json():
     return {1, 2}
 
 
+@task
+def scale(x, factor=2, /):
+    return x * factor
+
+
 class DispatchTest(unittest.TestCase):
     def test_ok(self):
         self.assertEqual(dispatch("add", "[2,3]", "{}"), ("ok", "5"))
@@ -73,6 +78,24 @@ class DispatchTest(unittest.TestCase):
         self.assertEqual(dispatch("add", "[1", "{}")[:2], ("failed", "TypeError"))
         self.assertEqual(dispatch("add", "[1,2]", "[]")[:2], ("failed", "TypeError"))
         self.assertEqual(dispatch("add", "[1,2]", "null"), ("ok", "3"))
+
+    def test_positional_calls(self):
+        # Positional arguments alone that fit take a shorter path than binding.
+        self.assertEqual(dispatch("scale", "[3]", "{}"), ("ok", "6"))
+        self.assertEqual(dispatch("scale", "[3, 4]", ""), ("ok", "12"))
+        self.assertEqual(dispatch("scale", "[]", "{}"), ("failed", "TypeError", "scale: missing required argument 'x'"))
+        self.assertEqual(dispatch("scale", "[1,2,3]", "{}"),
+                         ("failed", "TypeError", "scale: expected 2 arguments (x, factor), got 3"))
+        self.assertEqual(dispatch("scale", "[3]", '{"factor":4}')[:2], ("failed", "TypeError"))  # positional-only
+        self.assertEqual(dispatch("add", " \n[2, 3]\t", " {} "), ("ok", "5"))
+        self.assertEqual(dispatch("add", "[2, 3] x", "{}")[:2], ("failed", "TypeError"))
+        self.assertEqual(dispatch("add", "[2, 3]", "{} {}")[:2], ("failed", "TypeError"))
+
+    def test_warm_up_runs_no_task(self):
+        before = list(chard.tasks())
+        chard._warm_up()
+        self.assertEqual(chard.tasks(), before)
+        self.assertIsNone(chard.context())
 
     def test_failures(self):
         self.assertEqual(dispatch("charge", '["c",0]', "{}"), ("failed", "test_chard.CardDeclined", "nothing to charge"))

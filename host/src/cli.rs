@@ -108,6 +108,9 @@ struct RunArgs {
     /// Per-worker rate limit for a task, Celery syntax; repeatable: --rate-limit math.add=10/s
     #[arg(long, value_name = "TASK=RATE")]
     rate_limit: Vec<String>,
+    /// Send task events for Flower and `celery events` from the start (Celery's -E); monitors can also switch them on.
+    #[arg(short = 'E', long = "events", visible_alias = "task-events")]
+    task_events: bool,
 }
 
 /// A task and its arguments, as `call` and `submit` take them.
@@ -275,6 +278,7 @@ fn worker_config(args: RunArgs) -> anyhow::Result<WorkerConfig> {
     config.visibility_timeout = required_seconds("--visibility-timeout", args.visibility_timeout)?;
     config.drain_timeout = seconds("--drain-timeout", args.drain_timeout)?.unwrap_or_default();
     config.result_expires = required_seconds("--result-expires", args.result_expires)?;
+    config.task_events = args.task_events;
     for entry in &args.rate_limit {
         let (task, rate) = entry
             .split_once('=')

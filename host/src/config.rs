@@ -79,6 +79,10 @@ pub struct WorkerConfig {
     pub poll_interval: Duration,
     /// Per-task rate limits (interval between jobs), overriding the plugins'.
     pub rate_limits: std::collections::HashMap<String, Duration>,
+    /// Send task events from the start (`-E`); remote control can still
+    /// switch them (`enable_events`/`disable_events`). Worker events
+    /// (online, heartbeat, offline) are always sent.
+    pub task_events: bool,
 }
 
 impl WorkerConfig {
@@ -98,6 +102,7 @@ impl WorkerConfig {
             result_expires: Duration::from_secs(86400),
             poll_interval: Duration::from_millis(100),
             rate_limits: Default::default(),
+            task_events: false,
         }
     }
 }

@@ -12,6 +12,7 @@ pub mod client;
 pub mod commands;
 pub mod config;
 pub mod control;
+pub mod events;
 pub mod logging;
 pub mod protocol;
 pub mod runtime;

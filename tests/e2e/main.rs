@@ -6,6 +6,7 @@ mod util;
 
 mod call;
 mod celery;
+mod events;
 mod languages;
 mod reload;
 mod worker;

@@ -196,14 +196,21 @@ fn handle<N: Node>(node: &N, request: &Request) -> Value {
         "stats" => node.stats(),
         "conf" => node.conf(),
         "clock" => json!({"clock": node.events().clock().value()}),
+        // kombu's `Queue.as_dict(recurse=True)`, every key of the capture:
+        // Flower's worker page reads `alias` and others and fails without them.
         "active_queues" => json!(node
             .queues()
             .iter()
             .map(|queue| json!({
-                "name": queue, "exchange": {"name": queue, "type": "direct", "durable": true, "auto_delete": false},
-                "routing_key": queue, "durable": true, "exclusive": false, "auto_delete": false, "no_ack": false,
-                "queue_arguments": null, "binding_arguments": null, "consumer_arguments": null,
-                "expires": null, "message_ttl": null, "max_length": null, "max_length_bytes": null, "max_priority": null,
+                "name": queue,
+                "exchange": {
+                    "name": queue, "type": "direct", "arguments": null, "durable": true, "passive": false,
+                    "auto_delete": false, "delivery_mode": null, "no_declare": false,
+                },
+                "routing_key": queue, "queue_arguments": null, "binding_arguments": null, "consumer_arguments": null,
+                "durable": true, "exclusive": false, "auto_delete": false, "no_ack": false, "alias": null,
+                "bindings": [], "no_declare": null, "expires": null, "message_ttl": null, "max_length": null,
+                "max_length_bytes": null, "max_priority": null,
             }))
             .collect::<Vec<_>>()),
         "active" => node.events().jobs.active(arguments.get("safe").and_then(Value::as_bool).unwrap_or(false)),

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use crate::util::{free_port, plugin_folder, python, python_script, run_python, RedisServer, Worker};
+use crate::util::{eventually, free_port, host, plugin_folder, python, python_script, run_python, RedisServer, Worker};
 
 /// A Python script that talks with the test line by line on its stdout;
 /// killed on drop, its stderr kept for the failure message.
@@ -264,4 +264,28 @@ fn events_flower_shows_the_worker_online_and_its_tasks() {
     let dashboard = seen["dashboard"].as_array().unwrap();
     assert!(dashboard.iter().any(|row| row["hostname"] == host && row["status"] == true && row["sw_ident"] == "chard"), "{dashboard:?}");
     assert_eq!(seen["worker_page"], json!({"code": 200, "has_name": true, "has_total": true}));
+}
+
+#[test]
+fn events_publish_failures_are_logged_once_and_jobs_go_on() {
+    let mut redis = RedisServer::start();
+    let plugins = plugin_folder(&["math"]);
+    let worker = Worker::start(plugins.path(), &redis.url(0), &["-E"]);
+    let url = redis.url(0);
+    assert_eq!(host(&["submit", "math.add", "[1, 1]", "--broker", &url, "--wait", "--timeout", "20"]).ok(), "2");
+    redis.stop();
+    // Several heartbeats fail while Redis is away.
+    std::thread::sleep(Duration::from_secs(5));
+    redis.restart();
+    assert_eq!(host(&["submit", "math.add", "[2, 2]", "--broker", &url, "--wait", "--timeout", "30"]).ok(), "4", "{}", worker.log());
+    eventually(Duration::from_secs(15), "events published again", || worker.log().contains("monitoring events are published again").then_some(()));
+    // Once the events flow again, a subscriber gets them.
+    let mut subscriber = redis.connection(0);
+    let mut pubsub = subscriber.as_pubsub();
+    pubsub.psubscribe("/0.celeryev/*").unwrap();
+    pubsub.set_read_timeout(Some(Duration::from_secs(6))).unwrap();
+    let channel = pubsub.get_message().expect("a heartbeat within 6 s").get_channel_name().to_string();
+    assert_eq!(channel, "/0.celeryev/worker.heartbeat");
+    let log = worker.log();
+    assert_eq!(log.matches("cannot publish monitoring events").count(), 1, "logged once per outage:\n{log}");
 }

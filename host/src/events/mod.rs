@@ -17,6 +17,8 @@
 //! rendered later. A publisher task drains the buffer every 100 ms (sooner
 //! when it fills) and sends it as JSON lists under the routing key
 //! `task.multi`, as the real worker does, several lists in one pipeline.
+//! So a task's end event can reach Redis a few milliseconds before the
+//! completer has stored its result; monitors show the event's own `result`.
 //!
 //! Monitoring never stops the work: a failed publish is logged once (and
 //! again only after a success in between) and that flush is dropped; the

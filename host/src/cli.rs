@@ -176,6 +176,9 @@ struct RunArgs {
     /// Keep the plugin folder in sync with plugins published by `host deploy`.
     #[arg(long)]
     sync: bool,
+    /// Send task events for Flower and `celery events` from the start (Celery's -E); monitors can also switch them on.
+    #[arg(short = 'E', long = "events", visible_alias = "task-events")]
+    task_events: bool,
 }
 
 /// Routing by task name, and the config file that can hold routes.
@@ -466,6 +469,7 @@ fn worker_config(args: RunArgs) -> anyhow::Result<WorkerConfig> {
     config.routes = routes;
     config.rate_limits = rate_limits("--rate-limit", &file.rate_limits, &args.rate_limit)?;
     config.global_rate_limits = rate_limits("--global-rate-limit", &file.global_rate_limits, &args.global_rate_limit)?;
+    config.task_events = args.task_events;
     Ok(config)
 }
 

@@ -88,6 +88,10 @@ pub struct WorkerConfig {
     pub routes: Routes,
     /// Keep the plugin folder in sync with what `host deploy` published.
     pub sync: bool,
+    /// Send task events from the start (`-E`); remote control can still
+    /// switch them (`enable_events`/`disable_events`). Worker events
+    /// (online, heartbeat, offline) are always sent.
+    pub task_events: bool,
 }
 
 impl WorkerConfig {
@@ -110,6 +114,7 @@ impl WorkerConfig {
             global_rate_limits: Default::default(),
             routes: Routes::default(),
             sync: false,
+            task_events: false,
         }
     }
 }

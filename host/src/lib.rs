@@ -13,6 +13,7 @@ pub mod commands;
 pub mod config;
 pub mod control;
 pub mod fleet;
+pub mod events;
 pub mod logging;
 pub mod protocol;
 pub mod runtime;

@@ -8,6 +8,7 @@ mod beat;
 mod call;
 mod celery;
 mod fleet;
+mod events;
 mod languages;
 mod manifest;
 mod reload;

@@ -9,6 +9,12 @@
 //! Revoked ids are kept in Redis too (`chard:revoked`, a zset scored by
 //! expiry), not only in memory as Celery does: a worker started after the
 //! revoke loads them and honours it.
+//!
+//! Replies carry the worker's Lamport clock (the one its events use), moved
+//! past the clock of each request as kombu's pidbox does. The commands a
+//! monitor polls (`stats`, `active`, `reserved`, `scheduled`, `query_task`,
+//! `conf`) answer from what the worker really holds; `enable_events`,
+//! `disable_events` and `heartbeat` drive its events (see `events`).
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
@@ -17,6 +23,8 @@ use std::time::Duration;
 use base64::Engine as _;
 use futures_util::StreamExt;
 use serde_json::{json, Value};
+
+use crate::protocol::envelope;
 
 /// Where revoked ids are kept, with their expiry as score.
 pub const REVOKED_KEY: &str = "chard:revoked";
@@ -69,24 +77,6 @@ pub async fn load_revoked(connection: &mut redis::aio::ConnectionManager) -> red
     redis::cmd("ZRANGEBYSCORE").arg(REVOKED_KEY).arg(now()).arg("+inf").query_async(connection).await
 }
 
-/// A kombu envelope around a JSON body (control requests and replies).
-pub fn envelope(body: &Value, headers: Value, exchange: &str, routing_key: &str) -> String {
-    json!({
-        "body": base64::engine::general_purpose::STANDARD.encode(body.to_string()),
-        "content-encoding": "utf-8",
-        "content-type": "application/json",
-        "headers": headers,
-        "properties": {
-            "delivery_mode": 1,
-            "delivery_info": {"exchange": exchange, "routing_key": routing_key},
-            "priority": 0,
-            "body_encoding": "base64",
-            "delivery_tag": uuid::Uuid::new_v4().to_string(),
-        },
-    })
-    .to_string()
-}
-
 /// A decoded control request.
 #[derive(Debug)]
 pub struct Request {
@@ -95,6 +85,8 @@ pub struct Request {
     pub destination: Option<Vec<String>>,
     pub reply_to: Option<(String, String)>,
     pub ticket: Option<String>,
+    /// The sender's Lamport clock (`headers.clock`).
+    pub clock: Option<u64>,
 }
 
 pub fn parse_request(payload: &[u8]) -> Option<Request> {
@@ -110,6 +102,7 @@ pub fn parse_request(payload: &[u8]) -> Option<Request> {
         destination: body.get("destination").and_then(|d| serde_json::from_value(d.clone()).ok()),
         reply_to,
         ticket: body.get("ticket").and_then(Value::as_str).map(str::to_string),
+        clock: envelope.get("headers").and_then(|headers| headers.get("clock")).and_then(Value::as_u64),
     })
 }
 
@@ -119,9 +112,13 @@ pub trait Node: Send + Sync + 'static {
     fn registered(&self) -> Vec<String>;
     fn queues(&self) -> Vec<String>;
     fn stats(&self) -> Value;
+    /// `conf`: the worker's settings, under Celery's names where they have one.
+    fn conf(&self) -> Value;
     /// Revoke ids; `terminate` also stops them if running. Returns the ids.
     fn revoke(&self, ids: Vec<String>, terminate: bool);
     fn revoked(&self) -> Vec<String>;
+    /// The worker's monitoring: clock, task-event switch, held jobs.
+    fn events(&self) -> &crate::events::Events;
 }
 
 /// Serves control requests until the connection cannot be re-established
@@ -161,6 +158,9 @@ pub async fn serve<N: Node>(client: redis::Client, mut connection: redis::aio::C
                     continue;
                 }
             }
+            if let Some(clock) = request.clock {
+                node.events().clock().adjust(clock);
+            }
             let result = handle(&*node, &request);
             if request.method == "revoke" {
                 // Celery keeps revokes in memory only; keeping them in Redis
@@ -194,20 +194,50 @@ fn handle<N: Node>(node: &N, request: &Request) -> Value {
         "registered" => json!(node.registered()),
         "revoked" => json!(node.revoked()),
         "stats" => node.stats(),
+        "conf" => node.conf(),
+        "clock" => json!({"clock": node.events().clock().value()}),
+        // kombu's `Queue.as_dict(recurse=True)`, every key of the capture:
+        // Flower's worker page reads `alias` and others and fails without them.
         "active_queues" => json!(node
             .queues()
             .iter()
             .map(|queue| json!({
-                "name": queue, "exchange": {"name": queue, "type": "direct", "durable": true, "auto_delete": false},
-                "routing_key": queue, "durable": true, "exclusive": false, "auto_delete": false, "no_ack": false,
-                "queue_arguments": null, "binding_arguments": null, "consumer_arguments": null,
-                "expires": null, "message_ttl": null, "max_length": null, "max_length_bytes": null, "max_priority": null,
+                "name": queue,
+                "exchange": {
+                    "name": queue, "type": "direct", "arguments": null, "durable": true, "passive": false,
+                    "auto_delete": false, "delivery_mode": null, "no_declare": false,
+                },
+                "routing_key": queue, "queue_arguments": null, "binding_arguments": null, "consumer_arguments": null,
+                "durable": true, "exclusive": false, "auto_delete": false, "no_ack": false, "alias": null,
+                "bindings": [], "no_declare": null, "expires": null, "message_ttl": null, "max_length": null,
+                "max_length_bytes": null, "max_priority": null,
             }))
             .collect::<Vec<_>>()),
-        "active" | "scheduled" | "reserved" => json!([]),
-        "conf" => json!({}),
-        "enable_events" | "disable_events" => json!({"ok": "events not supported yet"}),
-        "heartbeat" | "hello" => json!({"ok": "ok"}),
+        "active" => node.events().jobs.active(arguments.get("safe").and_then(Value::as_bool).unwrap_or(false)),
+        "reserved" => node.events().jobs.reserved(),
+        "scheduled" => node.events().jobs.scheduled(),
+        "query_task" => {
+            let ids: Vec<String> = match arguments.get("ids") {
+                Some(Value::String(id)) => vec![id.clone()],
+                Some(ids) => serde_json::from_value(ids.clone()).unwrap_or_default(),
+                None => Vec::new(),
+            };
+            node.events().jobs.query(&ids)
+        }
+        // The real worker's words, so a monitor sees the same answers.
+        "enable_events" => match node.events().set_task_events(true) {
+            true => json!({"ok": "task events enabled"}),
+            false => json!({"ok": "task events already enabled"}),
+        },
+        "disable_events" => match node.events().set_task_events(false) {
+            true => json!({"ok": "task events disabled"}),
+            false => json!({"ok": "task events already disabled"}),
+        },
+        "heartbeat" => {
+            node.events().request_heartbeat();
+            Value::Null
+        }
+        "hello" => json!({"ok": "ok"}),
         other => json!({"error": format!("KeyError('{other}')")}),
     }
 }
@@ -237,7 +267,8 @@ async fn reply<N: Node>(
 ) -> redis::RedisResult<()> {
     let members: Vec<String> = redis::cmd("SMEMBERS").arg(format!("_kombu.binding.{exchange}")).query_async(connection).await?;
     let body = json!({ node.hostname(): result });
-    let message = envelope(&body, json!({"ticket": ticket, "clock": 1}), exchange, routing_key);
+    let clock = node.events().clock().forward();
+    let message = envelope(&body, json!({"ticket": ticket, "clock": clock}), exchange, routing_key);
     for member in members {
         let mut parts = member.split("\x06\x16");
         if parts.next() == Some(routing_key) {

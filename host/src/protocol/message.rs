@@ -272,8 +272,9 @@ impl OutgoingTask {
         put("timelimit", serde_json::json!([self.timelimit.0, self.timelimit.1]));
         put("root_id", self.root_id.clone().unwrap_or_else(|| self.id.clone()).into());
         put("parent_id", self.parent_id.clone().into());
-        put("argsrepr", self.args.get().into());
-        put("kwargsrepr", self.kwargs.get().into());
+        // Display strings, as Python's repr (a Celery client's saferepr).
+        put("argsrepr", super::repr::python_repr(self.args.get(), super::repr::REPR_LIMIT).into());
+        put("kwargsrepr", super::repr::python_repr(self.kwargs.get(), super::repr::REPR_LIMIT).into());
         put("origin", self.origin.clone().into());
         put("ignore_result", self.ignore_result.into());
         put("replaced_task_nesting", 0.into());
@@ -329,6 +330,16 @@ mod tests {
         assert_eq!(message.kwargs.get(), r#"{"z":3}"#);
         assert_eq!(message.priority(), 6);
         assert_eq!(message.properties.delivery_info.routing_key, "cpu");
+    }
+
+    #[test]
+    fn argsrepr_is_what_a_python_client_would_show() {
+        let args = serde_json::value::to_raw_value(&serde_json::json!(["héllo", true, null])).unwrap();
+        let kwargs = serde_json::value::to_raw_value(&serde_json::json!({"z": 1.5})).unwrap();
+        let task = OutgoingTask::new("faults.echo", args, kwargs, "me@here".into());
+        let message = TaskMessage::parse(task.to_envelope().as_bytes()).unwrap();
+        assert_eq!(message.headers.argsrepr.as_deref(), Some("['héllo', True, None]"));
+        assert_eq!(message.headers.kwargsrepr.as_deref(), Some("{'z': 1.5}"));
     }
 
     #[test]

@@ -9,6 +9,7 @@ mod keys;
 mod message;
 mod rate;
 mod routes;
+pub mod repr;
 pub mod result;
 
 pub use keys::{priority_bucket, queue_keys, queue_key_for, result_key, PRIORITY_STEPS};
@@ -31,4 +32,26 @@ pub fn parse_time(text: &str) -> Option<chrono::DateTime<chrono::Utc>> {
     chrono::NaiveDateTime::parse_from_str(text, "%Y-%m-%dT%H:%M:%S%.f")
         .ok()
         .map(|naive| naive.and_utc())
+}
+
+/// A kombu envelope around a JSON body, as control requests, control
+/// replies and events travel (`delivery_mode` 1: kombu's transient, which
+/// is what the captures show for replies and events).
+pub fn envelope(body: &impl serde::Serialize, headers: serde_json::Value, exchange: &str, routing_key: &str) -> String {
+    use base64::Engine as _;
+    let body = serde_json::to_vec(body).expect("a JSON body serialises");
+    serde_json::json!({
+        "body": base64::engine::general_purpose::STANDARD.encode(body),
+        "content-encoding": "utf-8",
+        "content-type": "application/json",
+        "headers": headers,
+        "properties": {
+            "delivery_mode": 1,
+            "delivery_info": {"exchange": exchange, "routing_key": routing_key},
+            "priority": 0,
+            "body_encoding": "base64",
+            "delivery_tag": uuid::Uuid::new_v4().to_string(),
+        },
+    })
+    .to_string()
 }

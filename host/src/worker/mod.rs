@@ -25,6 +25,10 @@
 //! - Shutdown is a future passed in: stop fetching, hand back jobs that
 //!   have not started, let running ones finish until `drain_timeout`, then
 //!   stop them and hand them back too.
+//! - Monitoring (`events`) is told of each job at four points: received
+//!   (dispatch), started and ended (executor), and acked or requeued
+//!   (completer). Each is an in-memory record; events reach Redis from the
+//!   events publisher, never from the job path.
 
 mod builtins;
 mod job;
@@ -86,6 +90,7 @@ struct Shared<B> {
     revoked: crate::control::Revoked,
     rate_limits: rate::RateLimits,
     started: Instant,
+    events: Arc<crate::events::Events>,
 }
 
 impl<B: Broker> crate::control::Node for Shared<B> {
@@ -102,16 +107,48 @@ impl<B: Broker> crate::control::Node for Shared<B> {
     }
 
     fn stats(&self) -> serde_json::Value {
+        let pid = std::process::id();
+        let broker = crate::client::open(&self.config.broker_url)
+            .map(|client| crate::events::system::broker_description(client.get_connection_info()))
+            .unwrap_or_default();
+        let hard_limit = self.config.limits.time_limit.map(|limit| limit.as_secs_f64()).unwrap_or(0.0);
         serde_json::json!({
-            "total": {},
-            "processed": self.processed.load(Ordering::Relaxed),
-            "pid": std::process::id(),
+            "total": self.events.jobs.totals(),
+            "pid": pid,
+            "clock": self.events.clock().value().to_string(),
             "uptime": self.started.elapsed().as_secs(),
-            "pool": {"implementation": "chard", "max-concurrency": self.config.concurrency},
+            // Jobs run on threads of this one process.
+            "pool": {
+                "implementation": "chard", "max-concurrency": self.config.concurrency, "processes": [pid],
+                "max-tasks-per-child": "N/A", "put-guarded-by-semaphore": false, "timeouts": [0, hard_limit],
+            },
+            "broker": broker,
             "prefetch_count": self.config.prefetch,
+            "rusage": crate::events::system::rusage(),
+            "processed": self.processed.load(Ordering::Relaxed),
             "sw_ident": "chard",
             "sw_ver": env!("CARGO_PKG_VERSION"),
         })
+    }
+
+    fn conf(&self) -> serde_json::Value {
+        let config = &self.config;
+        serde_json::json!({
+            "broker_url": crate::client::redact(&config.broker_url),
+            "result_backend": crate::client::redact(&config.result_backend_url),
+            "task_serializer": "json",
+            "result_serializer": "json",
+            "accept_content": ["json"],
+            "worker_concurrency": config.concurrency,
+            "worker_send_task_events": self.events.task_events(),
+            "task_time_limit": config.limits.time_limit.map(|limit| limit.as_secs_f64()),
+            "result_expires": config.result_expires.as_secs_f64(),
+            "broker_transport_options": {"visibility_timeout": config.visibility_timeout.as_secs_f64()},
+        })
+    }
+
+    fn events(&self) -> &crate::events::Events {
+        &self.events
     }
 
     fn revoke(&self, ids: Vec<String>, terminate: bool) {
@@ -168,6 +205,7 @@ pub async fn run<B: Broker, R: ResultBackend>(
     let (completions_tx, completions_rx) = flume::unbounded();
     let (jobs_tx, jobs_rx) = flume::unbounded::<Job>();
     let hostname: Arc<str> = config.hostname.clone().into();
+    let events = Arc::new(crate::events::Events::new(&config.hostname, config.task_events));
     let shared = Arc::new(Shared {
         settings: PlanSettings {
             hostname: config.hostname.clone(),
@@ -188,8 +226,10 @@ pub async fn run<B: Broker, R: ResultBackend>(
         revoked: crate::control::Revoked::default(),
         rate_limits: rate::RateLimits::default(),
         started: Instant::now(),
+        events,
     });
     let mut report_connection = control.as_ref().map(|link| link.connection.clone());
+    let publisher = control.as_ref().map(|link| crate::events::Publisher::start(shared.events.clone(), link.connection.clone(), link.db));
     let control_task = match control {
         Some(mut link) => {
             match crate::control::load_revoked(&mut link.connection).await {
@@ -267,6 +307,9 @@ pub async fn run<B: Broker, R: ResultBackend>(
             Ok(count) => tracing::info!(count, "requeued unfinished messages"),
             Err(error) => tracing::error!(%error, "could not requeue unfinished messages; they return after the visibility timeout"),
         }
+    }
+    if let Some(publisher) = publisher {
+        publisher.stop().await;
     }
     keeper.abort();
     sweeper.abort();
@@ -379,6 +422,7 @@ fn dispatch<B: Broker>(shared: &Arc<Shared<B>>, delivery: Delivery, jobs: &flume
         finish_without_running(shared, job, |job, settings| plan::expired(job, settings));
         return;
     }
+    shared.events.received(job.tag.as_deref(), &job.message);
     let eta_wait = job
         .message
         .headers
@@ -487,6 +531,7 @@ fn malformed<B: Broker>(shared: &Arc<Shared<B>>, tag: Option<String>, error: cra
 
 fn finish_without_running<B: Broker>(shared: &Arc<Shared<B>>, job: Job, make: impl FnOnce(&Job, &PlanSettings) -> Plan) {
     let plan = make(&job, &shared.settings);
+    report_end(shared, &job, &plan, None, Duration::ZERO);
     let _ = shared.completions.send(Completion::Finished { job, plan });
 }
 
@@ -512,25 +557,33 @@ fn execute_loop<B: Broker>(shared: &Arc<Shared<B>>, jobs: &flume::Receiver<Job>)
 
 fn execute<B: Broker>(shared: &Arc<Shared<B>>, job: Job) -> Completion {
     let message = &job.message;
-    // The job keeps this snapshot: a hot reload during the run does not
-    // change the plugin it runs on.
     if let Some(builtin) = builtins::Builtin::lookup(&message.task) {
+        shared.events.started(job.tag.as_deref(), &message.id);
         shared.running.lock().unwrap().insert(message.id.clone(), job.cancellation.clone());
+        let started = Instant::now();
         let (outcome, publish) = builtins::run(shared, &job, builtin);
         shared.running.lock().unwrap().remove(&message.id);
+        if outcome == Outcome::Terminated && shared.forced.load(Ordering::SeqCst) {
+            return Completion::Requeue { job };
+        }
         let mut plan = plan::plan(&job, &outcome, None, &shared.settings);
         plan.publish.extend(publish);
+        report_end(shared, &job, &plan, Some(&outcome), started.elapsed());
         return Completion::Finished { job, plan };
     }
+    // The job keeps this snapshot: a hot reload during the run does not
+    // change the plugin it runs on.
     let registry = current_registry(shared);
     let Some((plugin, task)) = registry.resolve(&message.task) else {
         let outcome = Outcome::UnknownTask { name: message.task.clone() };
         tracing::warn!(id = %message.id, "{}", outcome.describe());
         let plan = plan::plan(&job, &outcome, None, &shared.settings);
+        report_end(shared, &job, &plan, None, Duration::ZERO);
         return Completion::Finished { job, plan };
     };
     let limits = job::limits_for(message, task, &shared.config.limits);
     let context = job::context_for(message, task, &limits, &shared.hostname);
+    shared.events.started(job.tag.as_deref(), &message.id);
     shared.running.lock().unwrap().insert(message.id.clone(), job.cancellation.clone());
     let started = Instant::now();
     let outcome = plugin.run(JobRequest {
@@ -546,13 +599,26 @@ fn execute<B: Broker>(shared: &Arc<Shared<B>>, job: Job) -> Completion {
     if outcome == Outcome::Terminated && shared.forced.load(Ordering::SeqCst) {
         return Completion::Requeue { job };
     }
+    let runtime = started.elapsed();
     let plan = plan::plan(&job, &outcome, Some(task), &shared.settings);
+    report_end(shared, &job, &plan, Some(&outcome), runtime);
     if let Some(note) = &plan.note {
         tracing::info!(id = %message.id, task = %message.task, elapsed_ms = started.elapsed().as_millis() as u64, "{note}");
     } else {
         tracing::debug!(id = %message.id, task = %message.task, elapsed_us = started.elapsed().as_micros() as u64, "succeeded");
     }
     Completion::Finished { job, plan }
+}
+
+/// Tells the monitoring how a job ended (a no-op while task events are off).
+fn report_end<B>(shared: &Shared<B>, job: &Job, plan: &Plan, outcome: Option<&Outcome>, runtime: Duration) {
+    if let Some(ending) = &plan.ending {
+        let result = match outcome {
+            Some(Outcome::Succeeded { json }) => Some(json.as_str()),
+            _ => None,
+        };
+        shared.events.ended(&job.message.id, ending, result, runtime);
+    }
 }
 
 /// Writes finished jobs in batches: follow-ups, then results, then acks.
@@ -607,6 +673,8 @@ async fn complete_loop<B: Broker, R: ResultBackend>(shared: Arc<Shared<B>>, back
                 held.remove(tag);
             }
         }
+        shared.events.jobs.finished(&acks);
+        shared.events.jobs.forget(&requeue);
         shared.processed.fetch_add(finished, Ordering::Relaxed);
         shared.slots.add_permits(slots);
     }

@@ -11,6 +11,7 @@ use serde_json::{json, Value};
 
 use super::job::Job;
 use crate::backend::{ChordPart, ResultWrite};
+use crate::events::Ending;
 use crate::protocol::{queue_key_for, result_key, ExceptionInfo, OutgoingTask, ResultMeta, Signature, State, TaskMessage};
 use crate::protocol::result::ResultValue;
 use crate::runtime::{Failure, Outcome, RetryRequest, TaskInfo};
@@ -46,6 +47,9 @@ pub struct Plan {
     pub publish: Vec<(String, String)>,
     /// Log line for anything that is not a plain success.
     pub note: Option<String>,
+    /// The state the job ended in, for monitoring events (`None` only for a
+    /// plan made without `finish`, which none is).
+    pub ending: Option<Ending>,
 }
 
 pub fn plan(job: &Job, outcome: &Outcome, task: Option<&TaskInfo>, settings: &PlanSettings) -> Plan {
@@ -121,6 +125,11 @@ fn finish(
     children: Vec<Value>,
     settings: &PlanSettings,
 ) -> Plan {
+    let exception = match &result {
+        ResultValue::Exception(exception) => Some(exception.clone()),
+        ResultValue::Value(_) => None,
+    };
+    plan.ending = Some(Ending { state, exception });
     if message.headers.ignore_result == Some(true) && state != State::Retry {
         return plan;
     }

@@ -13,6 +13,7 @@ use super::job::Job;
 use crate::backend::{ChordPart, ResultWrite};
 use crate::events::Ending;
 use crate::protocol::{queue_key_for, result_key, ExceptionInfo, OutgoingTask, ResultMeta, Signature, State, TaskMessage};
+use crate::protocol::repr::value_repr;
 use crate::protocol::result::ResultValue;
 use crate::runtime::{Failure, Outcome, RetryRequest, TaskInfo};
 
@@ -382,8 +383,8 @@ pub fn fire_chord(member: &ChordMember, entries: &[String], settings: &PlanSetti
             let exc_type = result["exc_type"].as_str().unwrap_or("Exception");
             // Python's repr of the exception's args: ValueError('bad value 9').
             let exc_message = match &result["exc_message"] {
-                Value::Array(parts) => parts.iter().map(python_repr).collect::<Vec<_>>().join(", "),
-                other => python_repr(other),
+                Value::Array(parts) => parts.iter().map(value_repr).collect::<Vec<_>>().join(", "),
+                other => value_repr(other),
             };
             let text = format!("Dependency {} raised {exc_type}({exc_message})", id.as_str().unwrap_or("?"));
             let Some(body_id) = &body_id else { return (Vec::new(), Vec::new()) };
@@ -401,11 +402,4 @@ pub fn fire_chord(member: &ChordMember, entries: &[String], settings: &PlanSetti
         task.reply_to = member.reply_to.clone();
     }
     (vec![(queue_key_for(&task.queue, task.priority), task.to_envelope())], Vec::new())
-}
-
-fn python_repr(value: &Value) -> String {
-    match value {
-        Value::String(text) => format!("'{}'", text.replace('\\', "\\\\").replace('\'', "\\'")),
-        other => other.to_string(),
-    }
 }

@@ -47,6 +47,13 @@ pub struct Manifest {
     source: Option<(PathBuf, String)>,
 }
 
+impl Manifest {
+    /// The text this manifest was parsed from (`None` without a file).
+    pub fn text(&self) -> Option<&str> {
+        self.source.as_ref().map(|(_, text)| text.as_str())
+    }
+}
+
 /// What a plugin may reach beyond its own memory. `Default` grants nothing.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Grants {
@@ -305,12 +312,10 @@ impl TaskOverrides {
 /// find their line by. Without `resolve`, only checks what it can without
 /// looking at this machine, and grants nothing.
 fn resolve_grants(capabilities: &CapabilitiesFile, manifest: &Path, resolve: bool) -> Result<Grants, (String, String)> {
+    let bad = |entry: &String, why: String| (entry.clone(), format!("capabilities.network: {entry:?}: {why}"));
     if !resolve {
         for entry in &capabilities.network {
-            let port = entry.rsplit_once(':').map(|(_, port)| port);
-            if port.and_then(|port| port.parse::<u16>().ok()).is_none() {
-                return Err((entry.clone(), format!("capabilities.network: {entry:?}: expected host:port")));
-            }
+            host_and_port(entry).map_err(|why| bad(entry, why))?;
         }
         return Ok(Grants::default());
     }
@@ -339,16 +344,18 @@ fn resolve_grants(capabilities: &CapabilitiesFile, manifest: &Path, resolve: boo
     }
     let mut network = Vec::new();
     for entry in &capabilities.network {
-        let bad = |why: String| (entry.clone(), format!("capabilities.network: {entry:?}: {why}"));
-        let Some((host, port)) = entry.rsplit_once(':') else {
-            return Err(bad("expected host:port".into()));
-        };
-        let port: u16 = port.parse().map_err(|_| bad("the port must be a number".into()))?;
-        let host = host.trim_start_matches('[').trim_end_matches(']');
-        let addresses = (host, port).to_socket_addrs().map_err(|error| bad(format!("cannot resolve: {error}")))?;
+        let (host, port) = host_and_port(entry).map_err(|why| bad(entry, why))?;
+        let addresses = (host, port).to_socket_addrs().map_err(|error| bad(entry, format!("cannot resolve: {error}")))?;
         network.extend(addresses);
     }
     Ok(Grants { env, dirs, network, wall_clock: capabilities.wall_clock, random: capabilities.random })
+}
+
+/// `host:port` or `[v6]:port`, split.
+fn host_and_port(entry: &str) -> Result<(&str, u16), String> {
+    let (host, port) = entry.rsplit_once(':').ok_or("expected host:port")?;
+    let port = port.parse().map_err(|_| "the port must be a number".to_string())?;
+    Ok((host.trim_start_matches('[').trim_end_matches(']'), port))
 }
 
 /// Deserialises TOML `text` (read from `path`); an error names the file and

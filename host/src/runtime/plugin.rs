@@ -77,7 +77,7 @@ impl Plugin {
     /// beside it (`<name>.toml`, if any), then asks it for its tasks.
     pub fn load(runtime: &Runtime, path: &Path) -> Result<Self, LoadError> {
         let manifest = Manifest::load_for(path)?;
-        let manifest_hash = std::fs::read(Manifest::path_for(path)).ok().map(|text| content_hash(&text));
+        let manifest_hash = manifest.text().map(|text| content_hash(text.as_bytes()));
         let bytes = std::fs::read(path).map_err(|source| LoadError::Read { path: path.to_path_buf(), source })?;
         let mut plugin = Self::from_bytes(runtime, path, &bytes, manifest)?;
         plugin.manifest_hash = manifest_hash;

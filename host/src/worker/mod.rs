@@ -555,57 +555,62 @@ fn execute_loop<B: Broker>(shared: &Arc<Shared<B>>, jobs: &flume::Receiver<Job>)
     }
 }
 
+/// What runs a job: one of Celery's built-in tasks, or a plugin's task.
+enum Work<'a> {
+    Builtin(builtins::Builtin),
+    Plugin(&'a Arc<crate::runtime::Plugin>, &'a crate::runtime::TaskInfo),
+}
+
 fn execute<B: Broker>(shared: &Arc<Shared<B>>, job: Job) -> Completion {
     let message = &job.message;
-    if let Some(builtin) = builtins::Builtin::lookup(&message.task) {
-        shared.events.started(job.tag.as_deref(), &message.id);
-        shared.running.lock().unwrap().insert(message.id.clone(), job.cancellation.clone());
-        let started = Instant::now();
-        let (outcome, publish) = builtins::run(shared, &job, builtin);
-        shared.running.lock().unwrap().remove(&message.id);
-        if outcome == Outcome::Terminated && shared.forced.load(Ordering::SeqCst) {
-            return Completion::Requeue { job };
-        }
-        let mut plan = plan::plan(&job, &outcome, None, &shared.settings);
-        plan.publish.extend(publish);
-        report_end(shared, &job, &plan, Some(&outcome), started.elapsed());
-        return Completion::Finished { job, plan };
-    }
     // The job keeps this snapshot: a hot reload during the run does not
     // change the plugin it runs on.
     let registry = current_registry(shared);
-    let Some((plugin, task)) = registry.resolve(&message.task) else {
-        let outcome = Outcome::UnknownTask { name: message.task.clone() };
+    let work = match (builtins::Builtin::lookup(&message.task), registry.resolve(&message.task)) {
+        (Some(builtin), _) => Work::Builtin(builtin),
+        (None, Some((plugin, task))) => Work::Plugin(plugin, task),
+        (None, None) => {
+            let outcome = Outcome::UnknownTask { name: message.task.clone() };
         tracing::warn!(id = %message.id, "{}", outcome.describe());
         let plan = plan::plan(&job, &outcome, None, &shared.settings);
-        report_end(shared, &job, &plan, None, Duration::ZERO);
-        return Completion::Finished { job, plan };
+            report_end(shared, &job, &plan, None, Duration::ZERO);
+            return Completion::Finished { job, plan };
+        }
     };
-    let limits = job::limits_for(message, task, &shared.config.limits);
-    let context = job::context_for(message, task, &limits, &shared.hostname);
     shared.events.started(job.tag.as_deref(), &message.id);
     shared.running.lock().unwrap().insert(message.id.clone(), job.cancellation.clone());
     let started = Instant::now();
-    let outcome = plugin.run(JobRequest {
-        task: &task.name,
-        args: message.args.get(),
-        kwargs: message.kwargs.get(),
-        context,
-        time_limit: limits.time_limit,
-        memory_limit_bytes: limits.memory_limit_bytes,
-        cancellation: Some(job.cancellation.clone()),
-    });
+    let (outcome, publish, task) = match work {
+        Work::Builtin(builtin) => {
+            let (outcome, publish) = builtins::run(shared, &job, builtin);
+            (outcome, publish, None)
+        }
+        Work::Plugin(plugin, task) => {
+            let limits = job::limits_for(message, task, &shared.config.limits);
+            let outcome = plugin.run(JobRequest {
+                task: &task.name,
+                args: message.args.get(),
+                kwargs: message.kwargs.get(),
+                context: job::context_for(message, task, &limits, &shared.hostname),
+                time_limit: limits.time_limit,
+                memory_limit_bytes: limits.memory_limit_bytes,
+                cancellation: Some(job.cancellation.clone()),
+            });
+            (outcome, Vec::new(), Some(task))
+        }
+    };
     shared.running.lock().unwrap().remove(&message.id);
     if outcome == Outcome::Terminated && shared.forced.load(Ordering::SeqCst) {
         return Completion::Requeue { job };
     }
     let runtime = started.elapsed();
-    let plan = plan::plan(&job, &outcome, Some(task), &shared.settings);
+    let mut plan = plan::plan(&job, &outcome, task, &shared.settings);
+    plan.publish.extend(publish);
     report_end(shared, &job, &plan, Some(&outcome), runtime);
     if let Some(note) = &plan.note {
-        tracing::info!(id = %message.id, task = %message.task, elapsed_ms = started.elapsed().as_millis() as u64, "{note}");
+        tracing::info!(id = %message.id, task = %message.task, elapsed_ms = runtime.as_millis() as u64, "{note}");
     } else {
-        tracing::debug!(id = %message.id, task = %message.task, elapsed_us = started.elapsed().as_micros() as u64, "succeeded");
+        tracing::debug!(id = %message.id, task = %message.task, elapsed_us = runtime.as_micros() as u64, "succeeded");
     }
     Completion::Finished { job, plan }
 }

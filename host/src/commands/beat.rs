@@ -33,7 +33,7 @@ pub async fn run(config: BeatConfig) -> anyhow::Result<()> {
         let now = Utc::now();
         for (entry, due) in entries.iter().zip(next.iter_mut()) {
             while let Some(at) = due.filter(|at| *at <= now) {
-                if now - at > chrono::Duration::from_std(CATCH_UP).unwrap_or_default() {
+                if now - at > catch_up() {
                     // Asleep or cut off for too long: skip to the latest run.
                     *due = first_due(entry, now);
                     continue;
@@ -60,9 +60,13 @@ pub async fn run(config: BeatConfig) -> anyhow::Result<()> {
     Ok(())
 }
 
+fn catch_up() -> chrono::Duration {
+    chrono::Duration::from_std(CATCH_UP).expect("CATCH_UP fits a chrono duration")
+}
+
 /// The run to aim for first: a recent one nobody may have sent, else the next.
 fn first_due(entry: &Entry, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
-    let recent = entry.last_at_or_before(now).filter(|at| now - *at <= chrono::Duration::from_std(CATCH_UP).unwrap_or_default());
+    let recent = entry.last_at_or_before(now).filter(|at| now - *at <= catch_up());
     recent.or_else(|| entry.next_after(now))
 }
 

@@ -21,7 +21,7 @@ use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
 
-use chrono::{DateTime, TimeZone, Utc};
+use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
@@ -218,9 +218,9 @@ fn weekday_names(field: &str) -> String {
     out
 }
 
-/// Unix time of a due time, for logs.
+/// A due time, for logs.
 pub fn describe(due: DateTime<Utc>) -> String {
-    Utc.timestamp_micros(due.timestamp_micros()).single().map(|time| time.to_rfc3339()).unwrap_or_default()
+    due.to_rfc3339()
 }
 
 #[cfg(test)]

@@ -14,16 +14,9 @@ import threading
 import time
 import urllib.request
 
-from celery import Celery
 from celery.events.state import State
 
-
-def app_for(broker, backend):
-    app = Celery("events", broker=broker, backend=backend)
-    app.conf.task_serializer = "json"
-    app.conf.result_serializer = "json"
-    app.conf.accept_content = ["json"]
-    return app
+from celery_client import app_for
 
 
 def say(line):

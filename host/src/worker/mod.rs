@@ -31,7 +31,11 @@
 //!   events publisher, never from the job path.
 
 mod builtins;
+mod complete;
+mod execute;
+mod fetch;
 mod job;
+mod lease;
 mod plan;
 mod rate;
 mod report;
@@ -46,11 +50,10 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use tokio::sync::{watch, Semaphore};
 
-use crate::backend::{ResultBackend, ResultWrite};
-use crate::broker::{Broker, Delivery};
+use crate::backend::ResultBackend;
+use crate::broker::Broker;
 use crate::config::WorkerConfig;
-use crate::protocol::{parse_time, TaskMessage};
-use crate::runtime::{Cancellation, EngineOptions, JobRequest, Outcome, Registry, Runtime};
+use crate::runtime::{EngineOptions, Registry, Runtime};
 use job::Job;
 use plan::{Plan, PlanSettings};
 
@@ -256,7 +259,7 @@ pub async fn run<B: Broker, R: ResultBackend>(
             let jobs = jobs_rx.clone();
             std::thread::Builder::new()
                 .name(format!("chard-exec-{index}"))
-                .spawn(move || execute_loop(&shared, &jobs))
+                .spawn(move || execute::execute_loop(&shared, &jobs))
                 .expect("spawning an executor thread")
         })
         .collect();
@@ -270,10 +273,10 @@ pub async fn run<B: Broker, R: ResultBackend>(
         }
     };
     let (stop_tx, stop_rx) = watch::channel(false);
-    let fetcher = tokio::spawn(fetch_loop(shared.clone(), jobs_tx, stop_rx.clone()));
-    let completer = tokio::spawn(complete_loop(shared.clone(), backend, completions_rx));
-    let keeper = tokio::spawn(lease_loop(shared.clone()));
-    let sweeper = tokio::spawn(sweep_loop(shared.clone(), stop_rx.clone()));
+    let fetcher = tokio::spawn(fetch::fetch_loop(shared.clone(), jobs_tx, stop_rx.clone()));
+    let completer = tokio::spawn(complete::complete_loop(shared.clone(), backend, completions_rx));
+    let keeper = tokio::spawn(lease::lease_loop(shared.clone()));
+    let sweeper = tokio::spawn(lease::sweep_loop(shared.clone(), stop_rx.clone()));
 
     shutdown.await;
     tracing::info!(drain_timeout = ?shared.config.drain_timeout, "shutting down: no new jobs; finishing running ones");
@@ -336,410 +339,4 @@ fn current_registry<B>(shared: &Shared<B>) -> Arc<Registry> {
 
 fn held_count<B>(shared: &Shared<B>) -> usize {
     shared.held.lock().unwrap().len()
-}
-
-/// Takes batches of messages while there are free slots.
-async fn fetch_loop<B: Broker>(shared: Arc<Shared<B>>, jobs: flume::Sender<Job>, mut stop: watch::Receiver<bool>) {
-    let mut failures = 0u32;
-    loop {
-        // Wait for one free slot, then take as many more as are free.
-        let permit = tokio::select! {
-            permit = shared.slots.acquire() => permit.expect("slots never close"),
-            _ = stop.wait_for(|stopping| *stopping) => return,
-        };
-        permit.forget();
-        let mut wanted = 1;
-        while wanted < FETCH_BATCH {
-            match shared.slots.try_acquire() {
-                Ok(permit) => {
-                    permit.forget();
-                    wanted += 1;
-                }
-                Err(_) => break,
-            }
-        }
-        let fetched = tokio::select! {
-            fetched = shared.broker.fetch(wanted) => fetched,
-            _ = stop.wait_for(|stopping| *stopping) => {
-                shared.slots.add_permits(wanted);
-                return;
-            }
-        };
-        match fetched {
-            Ok(deliveries) => {
-                if failures > 0 {
-                    tracing::info!("broker reachable again: consuming");
-                    failures = 0;
-                }
-                shared.slots.add_permits(wanted - deliveries.len());
-                if deliveries.is_empty() {
-                    tokio::select! {
-                        () = shared.broker.wait_for_work(shared.config.poll_interval) => {}
-                        _ = stop.wait_for(|stopping| *stopping) => return,
-                    }
-                    continue;
-                }
-                for delivery in deliveries {
-                    dispatch(&shared, delivery, &jobs, &stop);
-                }
-            }
-            Err(error) => {
-                shared.slots.add_permits(wanted);
-                failures += 1;
-                if failures == 1 || failures.is_power_of_two() {
-                    tracing::warn!(%error, attempt = failures, "cannot fetch from broker; retrying");
-                }
-                let backoff = Duration::from_millis(50u64 << failures.min(7)).min(Duration::from_secs(5));
-                tokio::select! {
-                    () = tokio::time::sleep(backoff) => {}
-                    _ = stop.wait_for(|stopping| *stopping) => return,
-                }
-            }
-        }
-    }
-}
-
-/// Routes one delivery: refuse it, hold it for its ETA, or queue it to run.
-fn dispatch<B: Broker>(shared: &Arc<Shared<B>>, delivery: Delivery, jobs: &flume::Sender<Job>, stop: &watch::Receiver<bool>) {
-    if let Some(tag) = &delivery.tag {
-        shared.held.lock().unwrap().insert(tag.clone());
-    }
-    let message = match TaskMessage::parse(&delivery.body) {
-        Ok(message) => message,
-        Err(error) => {
-            let preview: String = String::from_utf8_lossy(&delivery.body[..delivery.body.len().min(80)]).into();
-            tracing::warn!(id = error.task_id.as_deref().unwrap_or("?"), "malformed message dropped: {error}; starts {preview:?}");
-            malformed(shared, delivery.tag, error);
-            return;
-        }
-    };
-    let job = Job { tag: delivery.tag, message, holds_slot: true, cancellation: Cancellation::default() };
-    if shared.revoked.contains(&job.message.id) {
-        finish_without_running(shared, job, |job, settings| plan::revoked(job, settings));
-        return;
-    }
-    if is_expired(&job.message) {
-        finish_without_running(shared, job, |job, settings| plan::expired(job, settings));
-        return;
-    }
-    shared.events.received(job.tag.as_deref(), &job.message);
-    let eta_wait = job
-        .message
-        .headers
-        .eta
-        .as_deref()
-        .and_then(parse_time)
-        .and_then(|eta| (eta - chrono::Utc::now()).to_std().ok())
-        .unwrap_or_default();
-    let rate_wait = rate_interval(shared, &job.message.task)
-        .map(|interval| shared.rate_limits.reserve(&job.message.task, interval))
-        .unwrap_or_default();
-    let global_rate = shared.config.global_rate_limits.get(&job.message.task).copied();
-    let wait = eta_wait.max(rate_wait);
-    if wait.is_zero() && global_rate.is_none() {
-        if let Err(flume::SendError(job)) = jobs.send(job) {
-            let _ = shared.completions.send(Completion::Requeue { job });
-        }
-        return;
-    }
-    // Held in memory with its lease renewed; its slot goes back so a worker
-    // full of ETA or rate-limited jobs still takes ready ones (as Celery).
-    shared.slots.add_permits(1);
-    let mut job = job;
-    job.holds_slot = false;
-    tokio::spawn(hold(shared.clone(), job, wait, global_rate, jobs.clone(), stop.clone()));
-}
-
-/// Waits out `wait` (ETA, per-worker rate limit), then a slot of the
-/// global rate limit if the task has one, then queues the job to run. On
-/// shutdown the job goes back to its queue instead.
-async fn hold<B: Broker>(
-    shared: Arc<Shared<B>>,
-    job: Job,
-    wait: Duration,
-    global_rate: Option<Duration>,
-    jobs: flume::Sender<Job>,
-    mut stop: watch::Receiver<bool>,
-) {
-    let waited = async {
-        tokio::time::sleep(wait).await;
-        if let Some(interval) = global_rate {
-            // Reserved only once the ETA has come, so a far ETA does not
-            // hold a slot of the shared limit.
-            let mut failures = 0u32;
-            let slot = loop {
-                match shared.broker.reserve_rate(&job.message.task, interval).await {
-                    Ok(slot) => break slot,
-                    Err(error) => {
-                        failures += 1;
-                        if failures == 1 {
-                            tracing::warn!(%error, task = %job.message.task, "cannot reserve a global rate-limit slot; retrying");
-                        }
-                        tokio::time::sleep(Duration::from_millis(100u64 << failures.min(5))).await;
-                    }
-                }
-            };
-            tokio::time::sleep(slot).await;
-        }
-    };
-    let stopped = tokio::select! {
-        () = waited => false,
-        _ = stop.wait_for(|stopping| *stopping) => true,
-    };
-    if stopped {
-        let _ = shared.completions.send(Completion::Requeue { job });
-    } else if let Err(flume::SendError(job)) = jobs.send(job) {
-        let _ = shared.completions.send(Completion::Requeue { job });
-    }
-}
-
-/// The task's rate limit: the worker's `--rate-limit` first, then the
-/// plugin's default for the task.
-fn rate_interval<B>(shared: &Shared<B>, task: &str) -> Option<Duration> {
-    if let Some(interval) = shared.config.rate_limits.get(task) {
-        return Some(*interval);
-    }
-    let registry = current_registry(shared);
-    let (_, info) = registry.resolve(task)?;
-    info.defaults.rate_limit.as_deref().and_then(|rate| parse_rate(rate).ok())
-}
-
-fn is_expired(message: &TaskMessage) -> bool {
-    message.headers.expires.as_deref().and_then(parse_time).is_some_and(|expires| expires <= chrono::Utc::now())
-}
-
-fn malformed<B: Broker>(shared: &Arc<Shared<B>>, tag: Option<String>, error: crate::protocol::MessageError) {
-    let task_id = error.task_id.clone().unwrap_or_default();
-    let headers = crate::protocol::Headers { id: Some(task_id.clone()), task: error.task_name.clone(), ..Default::default() };
-    let message = TaskMessage {
-        id: task_id,
-        task: error.task_name.clone().unwrap_or_default(),
-        headers,
-        properties: Default::default(),
-        args: serde_json::value::RawValue::from_string("[]".into()).expect("literal"),
-        kwargs: serde_json::value::RawValue::from_string("{}".into()).expect("literal"),
-        embed: Default::default(),
-    };
-    let job = Job { tag, message, holds_slot: true, cancellation: Cancellation::default() };
-    let has_id = error.task_id.is_some();
-    let mut plan = plan::plan(&job, &Outcome::Rejected { reason: error.reason }, None, &shared.settings);
-    if !has_id {
-        plan.writes.clear(); // nowhere to store it
-    }
-    let _ = shared.completions.send(Completion::Finished { job, plan });
-}
-
-fn finish_without_running<B: Broker>(shared: &Arc<Shared<B>>, job: Job, make: impl FnOnce(&Job, &PlanSettings) -> Plan) {
-    let plan = make(&job, &shared.settings);
-    report_end(shared, &job, &plan, None, Duration::ZERO);
-    let _ = shared.completions.send(Completion::Finished { job, plan });
-}
-
-/// An executor thread: runs jobs until the channel closes.
-fn execute_loop<B: Broker>(shared: &Arc<Shared<B>>, jobs: &flume::Receiver<Job>) {
-    while let Ok(job) = jobs.recv() {
-        if shared.stopping.load(Ordering::SeqCst) {
-            let _ = shared.completions.send(Completion::Requeue { job });
-            continue;
-        }
-        if shared.revoked.contains(&job.message.id) {
-            finish_without_running(shared, job, |job, settings| plan::revoked(job, settings));
-            continue;
-        }
-        if is_expired(&job.message) {
-            finish_without_running(shared, job, |job, settings| plan::expired(job, settings));
-            continue;
-        }
-        let completion = execute(shared, job);
-        let _ = shared.completions.send(completion);
-    }
-}
-
-/// What runs a job: one of Celery's built-in tasks, or a plugin's task.
-enum Work<'a> {
-    Builtin(builtins::Builtin),
-    Plugin(&'a Arc<crate::runtime::Plugin>, &'a crate::runtime::TaskInfo),
-}
-
-fn execute<B: Broker>(shared: &Arc<Shared<B>>, job: Job) -> Completion {
-    let message = &job.message;
-    // The job keeps this snapshot: a hot reload during the run does not
-    // change the plugin it runs on.
-    let registry = current_registry(shared);
-    let work = match (builtins::Builtin::lookup(&message.task), registry.resolve(&message.task)) {
-        (Some(builtin), _) => Work::Builtin(builtin),
-        (None, Some((plugin, task))) => Work::Plugin(plugin, task),
-        (None, None) => {
-            let outcome = Outcome::UnknownTask { name: message.task.clone() };
-        tracing::warn!(id = %message.id, "{}", outcome.describe());
-        let plan = plan::plan(&job, &outcome, None, &shared.settings);
-            report_end(shared, &job, &plan, None, Duration::ZERO);
-            return Completion::Finished { job, plan };
-        }
-    };
-    shared.events.started(job.tag.as_deref(), &message.id);
-    shared.running.lock().unwrap().insert(message.id.clone(), job.cancellation.clone());
-    let started = Instant::now();
-    let (outcome, publish, task) = match work {
-        Work::Builtin(builtin) => {
-            let (outcome, publish) = builtins::run(shared, &job, builtin);
-            (outcome, publish, None)
-        }
-        Work::Plugin(plugin, task) => {
-            let limits = job::limits_for(message, task, &shared.config.limits);
-            let outcome = plugin.run(JobRequest {
-                task: &task.name,
-                args: message.args.get(),
-                kwargs: message.kwargs.get(),
-                context: job::context_for(message, task, &limits, &shared.hostname),
-                time_limit: limits.time_limit,
-                memory_limit_bytes: limits.memory_limit_bytes,
-                cancellation: Some(job.cancellation.clone()),
-            });
-            (outcome, Vec::new(), Some(task))
-        }
-    };
-    shared.running.lock().unwrap().remove(&message.id);
-    if outcome == Outcome::Terminated && shared.forced.load(Ordering::SeqCst) {
-        return Completion::Requeue { job };
-    }
-    let runtime = started.elapsed();
-    let mut plan = plan::plan(&job, &outcome, task, &shared.settings);
-    plan.publish.extend(publish);
-    report_end(shared, &job, &plan, Some(&outcome), runtime);
-    if let Some(note) = &plan.note {
-        tracing::info!(id = %message.id, task = %message.task, elapsed_ms = runtime.as_millis() as u64, "{note}");
-    } else {
-        tracing::debug!(id = %message.id, task = %message.task, elapsed_us = runtime.as_micros() as u64, "succeeded");
-    }
-    Completion::Finished { job, plan }
-}
-
-/// Tells the monitoring how a job ended (a no-op while task events are off).
-fn report_end<B>(shared: &Shared<B>, job: &Job, plan: &Plan, outcome: Option<&Outcome>, runtime: Duration) {
-    if let Some(ending) = &plan.ending {
-        let result = match outcome {
-            Some(Outcome::Succeeded { json }) => Some(json.as_str()),
-            _ => None,
-        };
-        shared.events.ended(&job.message.id, ending, result, runtime);
-    }
-}
-
-/// Writes finished jobs in batches: follow-ups, then results, then acks.
-async fn complete_loop<B: Broker, R: ResultBackend>(shared: Arc<Shared<B>>, backend: R, completions: flume::Receiver<Completion>) {
-    while let Ok(first) = completions.recv_async().await {
-        let mut batch = vec![first];
-        while batch.len() < COMPLETE_BATCH {
-            match completions.try_recv() {
-                Ok(completion) => batch.push(completion),
-                Err(_) => break,
-            }
-        }
-        let mut publish = Vec::new();
-        let mut writes: Vec<ResultWrite> = Vec::new();
-        let mut acks = Vec::new();
-        let mut requeue = Vec::new();
-        let mut chords = Vec::new();
-        let mut slots = 0;
-        for completion in batch {
-            match completion {
-                Completion::Finished { job, plan } => {
-                    publish.extend(plan.publish);
-                    writes.extend(plan.writes);
-                    chords.extend(plan.chord);
-                    acks.extend(job.tag);
-                    slots += usize::from(job.holds_slot);
-                }
-                Completion::Requeue { job } => {
-                    requeue.extend(job.tag);
-                    slots += usize::from(job.holds_slot);
-                }
-            }
-        }
-        let finished = acks.len() as u64;
-        persist("publish follow-up messages", || shared.broker.publish(&publish)).await;
-        persist("store results", || backend.store(&writes)).await;
-        for member in &chords {
-            let entries = persist("join chord", || backend.chord_join(&member.part)).await;
-            if !entries.is_empty() {
-                let (body, failure) = plan::fire_chord(member, &entries, &shared.settings);
-                persist("publish chord body", || shared.broker.publish(&body)).await;
-                persist("store chord failure", || backend.store(&failure)).await;
-                persist("finish chord", || backend.chord_done(&member.part.group_id)).await;
-                tracing::info!(group = %member.part.group_id, members = entries.len(), failed = !failure.is_empty(), "chord complete");
-            }
-        }
-        persist("ack messages", || shared.broker.ack(&acks)).await;
-        persist("requeue messages", || async { shared.broker.requeue(&requeue).await.map(|_| ()) }).await;
-        {
-            let mut held = shared.held.lock().unwrap();
-            for tag in acks.iter().chain(&requeue) {
-                held.remove(tag);
-            }
-        }
-        shared.events.jobs.finished(&acks);
-        shared.events.jobs.forget(&requeue);
-        shared.processed.fetch_add(finished, Ordering::Relaxed);
-        shared.slots.add_permits(slots);
-    }
-}
-
-/// Retries a Redis write until it succeeds: a result or an ack is never
-/// dropped because Redis was briefly away.
-async fn persist<T, F, Fut, E>(what: &str, mut attempt: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<T, E>>,
-    E: std::fmt::Display,
-{
-    let mut failures = 0u32;
-    loop {
-        match attempt().await {
-            Ok(value) => {
-                if failures > 0 {
-                    tracing::info!("{what}: succeeded after {failures} failed attempts");
-                }
-                return value;
-            }
-            Err(error) => {
-                failures += 1;
-                if failures == 1 || failures.is_power_of_two() {
-                    tracing::warn!(%error, attempt = failures, "cannot {what}; retrying");
-                }
-                tokio::time::sleep(Duration::from_millis(50u64 << failures.min(7)).min(Duration::from_secs(5))).await;
-            }
-        }
-    }
-}
-
-/// Renews the leases of held messages well before they could expire.
-async fn lease_loop<B: Broker>(shared: Arc<Shared<B>>) {
-    let period = (shared.config.visibility_timeout / 4).clamp(Duration::from_millis(100), Duration::from_secs(60));
-    loop {
-        tokio::time::sleep(period).await;
-        let tags: Vec<String> = shared.held.lock().unwrap().iter().cloned().collect();
-        for chunk in tags.chunks(1000) {
-            if let Err(error) = shared.broker.extend_leases(chunk).await {
-                tracing::warn!(%error, "cannot renew leases; retrying");
-                break;
-            }
-        }
-    }
-}
-
-/// Restores messages whose lease expired: what a dead worker held.
-async fn sweep_loop<B: Broker>(shared: Arc<Shared<B>>, mut stop: watch::Receiver<bool>) {
-    let period = (shared.config.visibility_timeout / 2).clamp(Duration::from_millis(500), Duration::from_secs(60));
-    loop {
-        match shared.broker.restore_expired(shared.config.visibility_timeout).await {
-            Ok(0) => {}
-            Ok(count) => tracing::warn!(count, "restored messages whose lease expired (a worker died or stalled)"),
-            Err(error) => tracing::debug!(%error, "restore sweep failed; will retry"),
-        }
-        tokio::select! {
-            () = tokio::time::sleep(period) => {}
-            _ = stop.wait_for(|stopping| *stopping) => return,
-        }
-    }
 }

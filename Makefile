@@ -3,12 +3,12 @@ SHELL := /bin/bash
 CARGO ?= cargo
 PLUGIN_DIR := target/plugins
 HOST := target/release/host
-RUST_PLUGINS := math faults
+RUST_PLUGINS := math faults canvas
 GUEST_PLUGINS := $(notdir $(wildcard plugins/pymath plugins/jsmath plugins/cmath))
 VENV := .venv
 PYTHON := $(VENV)/bin/python
 
-.PHONY: deps all build plugins rust-plugins guest-plugins toolchains demo test test-sdk bench bench-celery venv clean
+.PHONY: deps all build plugins rust-plugins guest-plugins toolchains demo test test-sdk fuzz-canvas bench bench-celery venv clean
 
 all: build plugins
 
@@ -58,6 +58,12 @@ test-sdk:
 	$(CARGO) test --release -p chard-sdk
 	@if [ -d .venv-guest ]; then python3 -m unittest discover -s sdk/python/tests; fi
 	@if [ -d sdk/js/node_modules ]; then node --test sdk/js/test/; fi
+
+## Random canvases on a Python and a Chard worker, compared task by task
+## (CHARD_CANVAS_SEED, CHARD_CANVAS_COUNT; `make test` runs 200).
+fuzz-canvas: build plugins venv
+	CHARD_PYTHON=$(abspath $(PYTHON)) CHARD_CANVAS_SEED=$${CHARD_CANVAS_SEED:-$$RANDOM} CHARD_CANVAS_COUNT=$${CHARD_CANVAS_COUNT:-2000} \
+		$(CARGO) test --release -p chard-host --test e2e -- canvas::random --nocapture
 
 ## Per-job cost of the sandbox, per plugin language.
 bench: build plugins

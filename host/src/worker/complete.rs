@@ -24,14 +24,16 @@ pub(super) async fn complete_loop<B: Broker, R: ResultBackend>(shared: Arc<Share
         let mut writes: Vec<ResultWrite> = Vec::new();
         let mut acks = Vec::new();
         let mut requeue = Vec::new();
-        let mut chords = Vec::new();
+        let mut chords = std::collections::VecDeque::new();
+        let mut chord_sizes = Vec::new();
         let mut slots = 0;
         for completion in batch {
             match completion {
                 Completion::Finished { job, plan } => {
                     publish.extend(plan.publish);
                     writes.extend(plan.writes);
-                    chords.extend(plan.chord);
+                    chords.extend(plan.chords);
+                    chord_sizes.extend(plan.chord_sizes);
                     acks.extend(job.tag);
                     slots += usize::from(job.holds_slot);
                 }
@@ -42,16 +44,22 @@ pub(super) async fn complete_loop<B: Broker, R: ResultBackend>(shared: Arc<Share
             }
         }
         let finished = acks.len() as u64;
+        let ttl = shared.settings.result_expires;
+        persist("record chord sizes", || backend.set_chord_sizes(&chord_sizes, ttl)).await;
         persist("publish follow-up messages", || shared.broker.publish(&publish)).await;
         persist("store results", || backend.store(&writes)).await;
-        for member in &chords {
+        // Firing a body can complete further chords (a failed body fails
+        // the chain after it, whose steps may belong to an outer chord).
+        while let Some(member) = chords.pop_front() {
             let entries = persist("join chord", || backend.chord_join(&member.part)).await;
             if !entries.is_empty() {
-                let (body, failure) = plan::fire_chord(member, &entries, &shared.settings);
-                persist("publish chord body", || shared.broker.publish(&body)).await;
-                persist("store chord failure", || backend.store(&failure)).await;
+                let firing = plan::fire_chord(&member, &entries, &shared.settings);
+                persist("record chord sizes", || backend.set_chord_sizes(&firing.chord_sizes, ttl)).await;
+                persist("publish chord body", || shared.broker.publish(&firing.publish)).await;
+                persist("store chord failure", || backend.store(&firing.writes)).await;
                 persist("finish chord", || backend.chord_done(&member.part.group_id)).await;
-                tracing::info!(group = %member.part.group_id, members = entries.len(), failed = !failure.is_empty(), "chord complete");
+                tracing::info!(group = %member.part.group_id, members = entries.len(), failed = !firing.writes.is_empty(), "chord complete");
+                chords.extend(firing.chords);
             }
         }
         persist("ack messages", || shared.broker.ack(&acks)).await;

@@ -31,6 +31,7 @@
 //!   events publisher, never from the job path.
 
 mod builtins;
+mod canvas;
 mod complete;
 mod execute;
 mod fetch;
@@ -53,7 +54,7 @@ use tokio::sync::{watch, Semaphore};
 use crate::backend::ResultBackend;
 use crate::broker::Broker;
 use crate::config::WorkerConfig;
-use crate::runtime::{EngineOptions, Registry, Runtime};
+use crate::runtime::{Cancellation, EngineOptions, Registry, Runtime};
 use job::Job;
 use plan::{Plan, PlanSettings};
 

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
+use super::canvas::{self, ChainFailure, Context, Effects};
 use super::job::Job;
 use crate::backend::{ChordPart, ResultWrite};
 use crate::events::Ending;
@@ -43,9 +44,12 @@ pub struct ChordMember {
 #[derive(Default)]
 pub struct Plan {
     pub writes: Vec<ResultWrite>,
-    /// Set when the job was a member of a chord's header.
-    pub chord: Option<ChordMember>,
+    /// Chord header members that finished: the job itself, and chain
+    /// steps failed with it that belong to a chord.
+    pub chords: Vec<ChordMember>,
     pub publish: Vec<(String, String)>,
+    /// Sizes of chords whose headers are among `publish`, recorded first.
+    pub chord_sizes: Vec<(String, u64)>,
     /// Log line for anything that is not a plain success.
     pub note: Option<String>,
     /// The state the job ended in, for monitoring events (`None` only for a
@@ -60,7 +64,8 @@ pub fn plan(job: &Job, outcome: &Outcome, task: Option<&TaskInfo>, settings: &Pl
     let (state, result): (State, ResultValue) = match outcome {
         Outcome::Succeeded { json } => {
             let value: Value = serde_json::from_str(json).unwrap_or(Value::Null);
-            follow_ups_on_success(message, &value, settings, &mut plan.publish, &mut children);
+            let effects = canvas::on_success(&message.embed, &value, &context(message, settings));
+            add_effects(&mut plan, effects, &mut children);
             return finish(plan, message, State::Success, ResultValue::Value(value), children, settings);
         }
         Outcome::Failed(failure) => {
@@ -99,7 +104,8 @@ pub fn plan(job: &Job, outcome: &Outcome, task: Option<&TaskInfo>, settings: &Pl
     };
     plan.note = Some(outcome.describe());
     if state == State::Failure {
-        errbacks(message, settings, &mut plan.publish, &mut children);
+        let effects = canvas::errbacks(message.embed.errbacks.as_deref().unwrap_or_default(), &message.id, &context(message, settings));
+        add_effects(&mut plan, effects, &mut children);
     }
     finish(plan, message, state, result, children, settings)
 }
@@ -131,40 +137,34 @@ fn finish(
         ResultValue::Value(_) => None,
     };
     plan.ending = Some(Ending { state, exception });
-    if message.headers.ignore_result == Some(true) && state != State::Retry {
-        return plan;
+    if let (Some(body), Some(group_id), true) = (&message.embed.chord, &message.headers.group, state != State::Retry) {
+        // Celery's `on_chord_part_return`: only the step that carries the
+        // chord (the last of a chain in a header) has it; it reports even
+        // when its own result is not stored.
+        let entry = json!([1, message.id, state, result]).to_string();
+        plan.chords.push(ChordMember {
+            part: ChordPart {
+                group_id: group_id.clone(),
+                task_id: message.id.clone(),
+                group_index: message.headers.group_index.unwrap_or(u32::MAX),
+                entry,
+                ttl: settings.result_expires,
+            },
+            body: body.clone(),
+            root_id: message.root_id().to_string(),
+            reply_to: message.properties.reply_to.clone(),
+        });
     }
     if state == State::Failure {
-        // A failed link stops its chain: every later step fails with the
-        // same error, so a client waiting on the last one gets it (Celery).
+        // `_fail_chain`: a failed step stops its chain.
         if let ResultValue::Exception(exception) = &result {
-            for step in message.embed.chain.iter().flatten() {
-                if let Some(id) = step.options.get("task_id").and_then(Value::as_str) {
-                    let meta = ResultMeta::new(id, State::Failure, ResultValue::Exception(exception.clone()));
-                    plan.writes.push(ResultWrite { key: result_key(id), json: meta.to_json(), ttl: settings.result_expires });
-                }
-            }
+            let chain = canvas::fail_chain(message.embed.chain.as_deref().unwrap_or_default());
+            let reply_to = message.properties.reply_to.as_deref();
+            fail_chain(&chain, exception, message.root_id(), reply_to, settings, &mut plan.writes, &mut plan.chords);
         }
     }
-    if let (Some(body), Some(group_id), Some(group_index)) =
-        (&message.embed.chord, &message.headers.group, message.headers.group_index)
-    {
-        // Only the last link of a chain inside the header counts.
-        if message.embed.chain.as_ref().is_none_or(Vec::is_empty) && state != State::Retry {
-            let entry = json!([1, message.id, state, result]).to_string();
-            plan.chord = Some(ChordMember {
-                part: ChordPart {
-                    group_id: group_id.clone(),
-                    task_id: message.id.clone(),
-                    group_index,
-                    entry,
-                    ttl: settings.result_expires,
-                },
-                body: body.clone(),
-                root_id: message.root_id().to_string(),
-                reply_to: message.properties.reply_to.clone(),
-            });
-        }
+    if message.headers.ignore_result == Some(true) && state != State::Retry {
+        return plan;
     }
     let mut meta = ResultMeta::new(&message.id, state, result);
     meta.children = children;
@@ -229,7 +229,8 @@ fn retry(
             ),
         };
         plan.note = Some(format!("retries exhausted after {} attempts", message.retries() + 1));
-        errbacks(message, settings, &mut plan.publish, &mut Vec::new());
+        let effects = canvas::errbacks(message.embed.errbacks.as_deref().unwrap_or_default(), &message.id, &context(message, settings));
+        add_effects(&mut plan, effects, &mut Vec::new());
         return finish(plan, message, State::Failure, ResultValue::Exception(result), Vec::new(), settings);
     }
     let countdown = request
@@ -266,6 +267,10 @@ fn outgoing_copy(message: &TaskMessage, settings: &PlanSettings) -> OutgoingTask
     copy.reply_to = message.properties.reply_to.clone();
     copy.ignore_result = message.headers.ignore_result;
     copy.origin = message.headers.origin.clone().unwrap_or_else(|| settings.hostname.clone());
+    // Custom headers (and stamps) travel with the retry, as in Celery;
+    // `redelivered` described the delivery being retried, not the copy.
+    copy.extra_headers = message.headers.extra.clone();
+    copy.extra_headers.remove("redelivered");
     copy
 }
 
@@ -274,108 +279,49 @@ fn routing_queue(message: &TaskMessage) -> &str {
     if key.is_empty() { "celery" } else { key }
 }
 
-/// Where a follow-up message hangs in its workflow.
-struct Lineage<'a> {
-    root_id: &'a str,
-    parent_id: &'a str,
-    /// Queue used when the signature names none.
-    default_queue: &'a str,
-}
-
-impl<'a> Lineage<'a> {
-    fn child_of(parent: &'a TaskMessage) -> Self {
-        Self { root_id: parent.root_id(), parent_id: &parent.id, default_queue: routing_queue(parent) }
+/// The running task as the canvas sees it: the parent of what it sends.
+fn context<'a>(message: &'a TaskMessage, settings: &'a PlanSettings) -> Context<'a> {
+    Context {
+        task_id: &message.id,
+        root_id: message.root_id(),
+        default_queue: routing_queue(message),
+        hostname: &settings.hostname,
+        routes: &settings.routes,
+        reply_to: None,
     }
 }
 
-/// A follow-up message from a canvas signature.
-fn from_signature(signature: &Signature, args: Vec<Value>, lineage: &Lineage, settings: &PlanSettings) -> OutgoingTask {
-    let to_raw = |value: &Value| serde_json::value::to_raw_value(value).expect("JSON value");
-    let mut task = OutgoingTask::new(&signature.task, to_raw(&Value::Array(args)), to_raw(&Value::Object(signature.kwargs.clone())), settings.hostname.clone());
-    let option = |key: &str| signature.options.get(key).filter(|value| !value.is_null());
-    if let Some(id) = option("task_id").and_then(Value::as_str) {
-        task.id = id.to_string();
-    }
-    task.root_id = Some(lineage.root_id.to_string());
-    task.parent_id = Some(lineage.parent_id.to_string());
-    task.reply_to = option("reply_to").and_then(Value::as_str).map(str::to_string);
-    task.group = option("group_id").and_then(Value::as_str).map(str::to_string);
-    task.group_index = option("group_index").and_then(Value::as_u64).map(|index| index as u32);
-    // The signature's own queue, else a route for its task, else the
-    // parent's queue.
-    task.queue = option("queue")
-        .and_then(Value::as_str)
-        .or_else(|| settings.routes.queue_for(&signature.task))
-        .unwrap_or(lineage.default_queue)
-        .to_string();
-    task.priority = option("priority").and_then(Value::as_u64).map(|p| p.min(255) as u8).unwrap_or(0);
-    if let Some(link) = option("link") {
-        task.embed.callbacks = serde_json::from_value(as_list(link)).ok();
-    }
-    if let Some(link_error) = option("link_error") {
-        task.embed.errbacks = serde_json::from_value(as_list(link_error)).ok();
-    }
-    task
-}
-
-fn as_list(value: &Value) -> Value {
-    match value {
-        Value::Array(_) => value.clone(),
-        other => Value::Array(vec![other.clone()]),
-    }
-}
-
-fn signature_args(signature: &Signature, leading: Option<Value>) -> Vec<Value> {
-    match leading {
-        Some(value) if !signature.immutable => std::iter::once(value).chain(signature.args.iter().cloned()).collect(),
-        _ => signature.args.clone(),
-    }
-}
-
-/// Callbacks (`link`) and the next chain link get the parent's result.
-fn follow_ups_on_success(
-    message: &TaskMessage,
-    value: &Value,
-    settings: &PlanSettings,
-    publish: &mut Vec<(String, String)>,
-    children: &mut Vec<Value>,
-) {
-    let mut push = |task: OutgoingTask, children: &mut Vec<Value>| {
+fn add_effects(plan: &mut Plan, effects: Effects, children: &mut Vec<Value>) {
+    for task in effects.messages {
         children.push(json!([[task.id, null], null]));
-        publish.push((queue_key_for(&task.queue, task.priority), task.to_envelope()));
-    };
-    for callback in message.embed.callbacks.iter().flatten() {
-        push(from_signature(callback, signature_args(callback, Some(value.clone())), &Lineage::child_of(message), settings), children);
+        plan.publish.push((queue_key_for(&task.queue, task.priority), task.to_envelope()));
     }
-    if let Some(chain) = &message.embed.chain {
-        // Celery stores the chain reversed: the next link is the last one.
-        if let Some((next, rest)) = chain.split_last() {
-            let mut task = from_signature(next, signature_args(next, Some(value.clone())), &Lineage::child_of(message), settings);
-            task.embed.chain = Some(rest.to_vec());
-            if let Some(chord) = &message.embed.chord {
-                task.embed.chord = Some(chord.clone());
-            }
-            push(task, children);
-        }
-    }
+    plan.chord_sizes.extend(effects.chord_sizes);
 }
 
-/// Errbacks (`link_error`) get the failed task's id.
-fn errbacks(message: &TaskMessage, settings: &PlanSettings, publish: &mut Vec<(String, String)>, children: &mut Vec<Value>) {
-    for errback in message.embed.errbacks.iter().flatten() {
-        let mut task = from_signature(errback, signature_args(errback, Some(Value::String(message.id.clone()))), &Lineage::child_of(message), settings);
-        task.group = Some(uuid::Uuid::new_v4().to_string());
-        task.group_index = Some(0);
-        children.push(json!([[task.id, null], null]));
-        publish.push((queue_key_for(&task.queue, task.priority), task.to_envelope()));
-    }
+/// What firing (or failing) a complete chord's body writes and sends.
+#[derive(Default)]
+pub struct ChordFiring {
+    pub publish: Vec<(String, String)>,
+    pub writes: Vec<ResultWrite>,
+    pub chord_sizes: Vec<(String, u64)>,
+    /// Chords that later chain steps, failed with the body, report to.
+    pub chords: Vec<ChordMember>,
 }
 
-/// The chord is complete: publish its body with every header result, or,
+/// The chord is complete: apply its body with every header result, or,
 /// if a member failed, fail the body with Celery's ChordError.
-pub fn fire_chord(member: &ChordMember, entries: &[String], settings: &PlanSettings) -> (Vec<(String, String)>, Vec<ResultWrite>) {
+pub fn fire_chord(member: &ChordMember, entries: &[String], settings: &PlanSettings) -> ChordFiring {
+    let mut firing = ChordFiring::default();
     let mut results = Vec::with_capacity(entries.len());
-    let body_id = member.body.options.get("task_id").and_then(Value::as_str).map(str::to_string);
+    let cx = Context {
+        task_id: &member.part.task_id,
+        root_id: &member.root_id,
+        default_queue: "celery",
+        hostname: &settings.hostname,
+        routes: &settings.routes,
+        reply_to: None,
+    };
     for entry in entries {
         let parsed: Value = serde_json::from_str(entry).unwrap_or(Value::Null);
         let (id, state, result) = (&parsed[1], parsed[2].as_str().unwrap_or(""), &parsed[3]);
@@ -387,19 +333,60 @@ pub fn fire_chord(member: &ChordMember, entries: &[String], settings: &PlanSetti
                 other => value_repr(other),
             };
             let text = format!("Dependency {} raised {exc_type}({exc_message})", id.as_str().unwrap_or("?"));
-            let Some(body_id) = &body_id else { return (Vec::new(), Vec::new()) };
-            let meta = ResultMeta::new(body_id, State::Failure, ResultValue::Exception(ExceptionInfo::new("celery.exceptions", "ChordError", text)));
-            return (Vec::new(), vec![ResultWrite { key: result_key(body_id), json: meta.to_json(), ttl: settings.result_expires }]);
+            let exception = ExceptionInfo::new("celery.exceptions", "ChordError", text);
+            let (failed, effects, chain) = canvas::chord_body_failure(&member.body, &cx);
+            for id in failed {
+                let meta = ResultMeta::new(&id, State::Failure, ResultValue::Exception(exception.clone()));
+                firing.writes.push(ResultWrite { key: result_key(&id), json: meta.to_json(), ttl: settings.result_expires });
+            }
+            fail_chain(&chain, &exception, &member.root_id, member.reply_to.as_deref(), settings, &mut firing.writes, &mut firing.chords);
+            firing.chord_sizes.extend(effects.chord_sizes);
+            firing.publish.extend(effects.messages.iter().map(|task| (queue_key_for(&task.queue, task.priority), task.to_envelope())));
+            return firing;
         }
         results.push(result.clone());
     }
-    let lineage = Lineage { root_id: &member.root_id, parent_id: &member.part.task_id, default_queue: "celery" };
-    let args = signature_args(&member.body, Some(Value::Array(results)));
-    let mut task = from_signature(&member.body, args, &lineage, settings);
-    task.group = Some(member.part.group_id.clone());
-    task.group_index = None;
-    if task.reply_to.is_none() {
-        task.reply_to = member.reply_to.clone();
+    let effects = canvas::fire_chord_body(&member.body, results, &cx);
+    firing.chord_sizes.extend(effects.chord_sizes);
+    for mut task in effects.messages {
+        if task.reply_to.is_none() {
+            task.reply_to = member.reply_to.clone();
+        }
+        firing.publish.push((queue_key_for(&task.queue, task.priority), task.to_envelope()));
     }
-    (vec![(queue_key_for(&task.queue, task.priority), task.to_envelope())], Vec::new())
+    firing
+}
+
+/// Later chain steps fail with the same error, so a client waiting on the
+/// last one gets it; a step that belongs to a chord reports the failure.
+fn fail_chain(
+    chain: &[ChainFailure],
+    exception: &ExceptionInfo,
+    root_id: &str,
+    reply_to: Option<&str>,
+    settings: &PlanSettings,
+    writes: &mut Vec<ResultWrite>,
+    chords: &mut Vec<ChordMember>,
+) {
+    for step in chain {
+        let result = ResultValue::Exception(exception.clone());
+        let mut meta = ResultMeta::new(&step.task_id, State::Failure, result);
+        meta.group_id = step.chord.as_ref().map(|(_, group_id, _)| group_id.as_str());
+        writes.push(ResultWrite { key: result_key(&step.task_id), json: meta.to_json(), ttl: settings.result_expires });
+        if let Some((body, group_id, group_index)) = &step.chord {
+            let entry = json!([1, step.task_id, State::Failure, exception]).to_string();
+            chords.push(ChordMember {
+                part: ChordPart {
+                    group_id: group_id.clone(),
+                    task_id: step.task_id.clone(),
+                    group_index: group_index.unwrap_or(u32::MAX),
+                    entry,
+                    ttl: settings.result_expires,
+                },
+                body: body.clone(),
+                root_id: root_id.to_string(),
+                reply_to: reply_to.map(str::to_string),
+            });
+        }
+    }
 }

@@ -40,6 +40,7 @@ mod lease;
 mod plan;
 mod rate;
 mod report;
+mod revoke;
 
 pub use rate::parse_rate;
 
@@ -92,6 +93,8 @@ struct Shared<B> {
     processed: AtomicU64,
     completions: flume::Sender<Completion>,
     revoked: crate::control::Revoked,
+    /// Revoked ids nobody here is running, for `revoke::revoke_loop`.
+    revokes: flume::Sender<Vec<String>>,
     rate_limits: rate::RateLimits,
     started: Instant,
     events: Arc<crate::events::Events>,
@@ -166,6 +169,13 @@ impl<B: Broker> crate::control::Node for Shared<B> {
             }
         }
         tracing::info!(ids = ?ids, terminate, "revoked");
+        let idle: Vec<String> = {
+            let running = self.running.lock().unwrap();
+            ids.iter().filter(|id| !running.contains_key(*id)).cloned().collect()
+        };
+        if !idle.is_empty() {
+            let _ = self.revokes.send(idle);
+        }
         self.revoked.insert(ids);
     }
 
@@ -207,6 +217,7 @@ pub async fn run<B: Broker, R: ResultBackend>(
     }
 
     let (completions_tx, completions_rx) = flume::unbounded();
+    let (revokes_tx, revokes_rx) = flume::unbounded();
     let (jobs_tx, jobs_rx) = flume::unbounded::<Job>();
     let hostname: Arc<str> = config.hostname.clone().into();
     let events = Arc::new(crate::events::Events::new(&config.hostname, config.task_events));
@@ -228,6 +239,7 @@ pub async fn run<B: Broker, R: ResultBackend>(
         processed: AtomicU64::new(0),
         completions: completions_tx,
         revoked: crate::control::Revoked::default(),
+        revokes: revokes_tx,
         rate_limits: rate::RateLimits::default(),
         started: Instant::now(),
         events,
@@ -275,6 +287,7 @@ pub async fn run<B: Broker, R: ResultBackend>(
     };
     let (stop_tx, stop_rx) = watch::channel(false);
     let fetcher = tokio::spawn(fetch::fetch_loop(shared.clone(), jobs_tx, stop_rx.clone()));
+    let revoker = tokio::spawn(revoke::revoke_loop(backend.clone(), revokes_rx, shared.settings.result_expires));
     let completer = tokio::spawn(complete::complete_loop(shared.clone(), backend, completions_rx));
     let keeper = tokio::spawn(lease::lease_loop(shared.clone()));
     let sweeper = tokio::spawn(lease::sweep_loop(shared.clone(), stop_rx.clone()));
@@ -316,6 +329,7 @@ pub async fn run<B: Broker, R: ResultBackend>(
         publisher.stop().await;
     }
     keeper.abort();
+    revoker.abort();
     sweeper.abort();
     if let Some(task) = control_task {
         task.abort();

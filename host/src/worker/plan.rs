@@ -390,3 +390,41 @@ fn fail_chain(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::Routes;
+    use crate::runtime::Cancellation;
+
+    fn settings() -> PlanSettings {
+        PlanSettings { hostname: "w@test".into(), result_expires: Duration::from_secs(60), routes: Routes::default() }
+    }
+
+    fn job_with_headers(extra: Value) -> Job {
+        let args = serde_json::value::to_raw_value(&json!([1])).unwrap();
+        let kwargs = serde_json::value::to_raw_value(&json!({})).unwrap();
+        let mut task = OutgoingTask::new("faults.flaky", args, kwargs, "client@test".into());
+        task.extra_headers = extra.as_object().unwrap().clone();
+        let message = TaskMessage::parse(task.to_envelope().as_bytes()).unwrap();
+        Job { tag: None, message, holds_slot: false, cancellation: Cancellation::default() }
+    }
+
+    fn published_headers(plan: &Plan) -> Value {
+        let envelope: Value = serde_json::from_str(&plan.publish[0].1).unwrap();
+        envelope["headers"].clone()
+    }
+
+    #[test]
+    fn a_retry_keeps_custom_headers_and_stamps() {
+        let job = job_with_headers(json!({"tenant": "acme", "stamped_headers": ["mon"], "stamps": {"mon": "x"}, "redelivered": true}));
+        let retry = Outcome::Retry(RetryRequest { countdown: Some(Duration::from_millis(10)), reason: None, max_retries: None });
+        let plan = plan(&job, &retry, None, &settings());
+        let headers = published_headers(&plan);
+        assert_eq!(headers["tenant"], json!("acme"));
+        assert_eq!(headers["stamped_headers"], json!(["mon"]));
+        assert_eq!(headers["stamps"], json!({"mon": "x"}));
+        assert_eq!(headers["retries"], json!(1));
+        assert!(headers.get("redelivered").is_none(), "{headers}");
+    }
+}

@@ -16,6 +16,7 @@ The worker must send task events (-E): `task-received` events carry the
 parent and root ids.
 """
 import json
+import os
 import random
 import re
 import sys
@@ -145,9 +146,12 @@ def run(app):
     time.sleep(1.0)  # the receiver's queue is bound before anything is sent
     backend = app.backend.client
     out = []
-    for start in range(0, count, batch):
+    # CANVAS_ONLY=8,10 replays single canvases of a run (to debug one).
+    only = [int(n) for n in os.environ.get("CANVAS_ONLY", "").split(",") if n]
+    numbers = only or list(range(count))
+    for start in range(0, len(numbers), batch):
         runs = []
-        for number in range(start, min(count, start + batch)):
+        for number in numbers[start:start + batch]:
             canvases = Canvases(app, random.Random(seed * 1_000_003 + number), f"c{number}")
             canvas = canvases.canvas()
             text = repr(canvas)

@@ -104,7 +104,7 @@ pub fn plan(job: &Job, outcome: &Outcome, task: Option<&TaskInfo>, settings: &Pl
     };
     plan.note = Some(outcome.describe());
     if state == State::Failure {
-        let effects = canvas::errbacks(message.embed.errbacks.as_deref().unwrap_or_default(), &message.id, &context(message, settings));
+        let effects = canvas::errbacks(message.embed.errbacks.as_deref().unwrap_or_default(), &message.id, message.root_id(), &context(message, settings));
         add_effects(&mut plan, effects, &mut children);
     }
     finish(plan, message, state, result, children, settings)
@@ -229,7 +229,7 @@ fn retry(
             ),
         };
         plan.note = Some(format!("retries exhausted after {} attempts", message.retries() + 1));
-        let effects = canvas::errbacks(message.embed.errbacks.as_deref().unwrap_or_default(), &message.id, &context(message, settings));
+        let effects = canvas::errbacks(message.embed.errbacks.as_deref().unwrap_or_default(), &message.id, message.root_id(), &context(message, settings));
         add_effects(&mut plan, effects, &mut Vec::new());
         return finish(plan, message, State::Failure, ResultValue::Exception(result), Vec::new(), settings);
     }
@@ -334,14 +334,23 @@ pub fn fire_chord(member: &ChordMember, entries: &[String], settings: &PlanSetti
             };
             let text = format!("Dependency {} raised {exc_type}({exc_message})", id.as_str().unwrap_or("?"));
             let exception = ExceptionInfo::new("celery.exceptions", "ChordError", text);
-            let (failed, effects, chain) = canvas::chord_body_failure(&member.body, &cx);
-            for id in failed {
-                let meta = ResultMeta::new(&id, State::Failure, ResultValue::Exception(exception.clone()));
-                firing.writes.push(ResultWrite { key: result_key(&id), json: meta.to_json(), ttl: settings.result_expires });
+            let original = ExceptionInfo {
+                exc_type: exc_type.to_string(),
+                exc_message: match &result["exc_message"] {
+                    Value::Array(parts) => parts.clone(),
+                    other => vec![other.clone()],
+                },
+                exc_module: result["exc_module"].as_str().unwrap_or("builtins").to_string(),
+            };
+            let failure = canvas::chord_body_failure(&member.body, &cx);
+            let failed = failure.chord_error.iter().map(|id| (id, &exception)).chain(failure.original_error.iter().map(|id| (id, &original)));
+            for (id, exception) in failed {
+                let meta = ResultMeta::new(id, State::Failure, ResultValue::Exception(exception.clone()));
+                firing.writes.push(ResultWrite { key: result_key(id), json: meta.to_json(), ttl: settings.result_expires });
             }
-            fail_chain(&chain, &exception, &member.root_id, member.reply_to.as_deref(), settings, &mut firing.writes, &mut firing.chords);
-            firing.chord_sizes.extend(effects.chord_sizes);
-            firing.publish.extend(effects.messages.iter().map(|task| (queue_key_for(&task.queue, task.priority), task.to_envelope())));
+            fail_chain(&failure.chain, &exception, &member.root_id, member.reply_to.as_deref(), settings, &mut firing.writes, &mut firing.chords);
+            firing.chord_sizes.extend(failure.effects.chord_sizes);
+            firing.publish.extend(failure.effects.messages.iter().map(|task| (queue_key_for(&task.queue, task.priority), task.to_envelope())));
             return firing;
         }
         results.push(result.clone());

@@ -134,7 +134,7 @@ fn apply_chord(chord: Node, args: &[Value], mut options: Map<String, Value>, cx:
         options.remove(key);
     }
     header.options.insert("task_id".into(), group_id.clone().into());
-    freeze_group(&mut header, &Frame { group_id: Some(&group_id), chord: Some(&body), root_id: root_id.as_deref(), ..Frame::default() });
+    let _ = freeze_group(&mut header, &Frame { group_id: Some(&group_id), chord: Some(&body), root_id: root_id.as_deref(), ..Frame::default() });
     if matches!(&header.kind, Kind::Group(tasks) if !tasks.is_empty()) {
         options.extend(header_delay);
         options.insert("task_id".into(), group_id.into());

@@ -43,11 +43,11 @@ pub fn freeze(node: &mut Node, frame: &Frame) -> String {
             node.options.insert("task_id".into(), id.clone().into());
             id
         }
-        Kind::Group(_) => freeze_group(node, frame),
+        Kind::Group(_) => freeze_group(node, frame).0,
         Kind::Chord { header, header_options, body } => {
             let mut group = Node { options: header_options.take().unwrap_or_default(), ..Node::group(std::mem::take(header)) };
             let header_frame = Frame { parent_id: frame.parent_id, root_id: frame.root_id, chord: body.as_deref(), ..Frame::default() };
-            let group_id = freeze_group(&mut group, &header_frame);
+            let (group_id, _) = freeze_group(&mut group, &header_frame);
             let Kind::Group(members) = group.kind else { unreachable!("built as a group") };
             *header = members;
             *header_options = Some(group.options);
@@ -87,8 +87,9 @@ fn freeze_task(node: &mut Node, frame: &Frame) -> String {
     id
 }
 
-/// `group._freeze_group_tasks`: returns the group's id.
-pub fn freeze_group(node: &mut Node, frame: &Frame) -> String {
+/// `group._freeze_group_tasks`: returns the group's id and its members'
+/// result ids.
+pub fn freeze_group(node: &mut Node, frame: &Frame) -> (String, Vec<String>) {
     let options = &mut node.options;
     let group_id = match options.get("task_id").and_then(Value::as_str) {
         Some(id) => id.to_string(),
@@ -107,22 +108,23 @@ pub fn freeze_group(node: &mut Node, frame: &Frame) -> String {
     }
     let root_id = set_default(options, "root_id", frame.root_id);
     let parent_id = set_default(options, "parent_id", frame.parent_id);
-    let Kind::Group(tasks) = &mut node.kind else { return group_id };
+    let Kind::Group(tasks) = &mut node.kind else { return (group_id, Vec::new()) };
     let mut stack: VecDeque<Node> = std::mem::take(tasks).into();
     let mut index = 0;
+    let mut results = Vec::new();
     while let Some(mut task) = stack.pop_front() {
         match task.kind {
             Kind::Group(inner) => inner.into_iter().for_each(|member| stack.push_front(member)),
             Kind::Chain(ref steps) if steps.is_empty() => {}
             _ => {
                 let member = Frame { id: None, group_id: frame.group_id, chord: frame.chord, root_id: root_id.as_deref(), parent_id: parent_id.as_deref(), group_index: Some(index) };
-                freeze(&mut task, &member);
+                results.push(freeze(&mut task, &member));
                 tasks.push(task);
                 index += 1;
             }
         }
     }
-    group_id
+    (group_id, results)
 }
 
 fn set(options: &mut Map<String, Value>, key: &str, value: Option<&str>) {

@@ -18,7 +18,7 @@ use std::collections::VecDeque;
 use serde_json::{Map, Value};
 
 use super::apply::apply_async;
-use super::freeze::{freeze, Frame};
+use super::freeze::{freeze_group, Frame};
 use super::node::{as_list, Kind, Node};
 use super::{Context, Effects};
 use crate::protocol::{Embed, Signature};
@@ -58,12 +58,14 @@ pub fn on_success(embed: &Embed, result: &Value, cx: &Context) -> Effects {
     fx
 }
 
-/// `_call_task_errbacks`: one group of errbacks, called with the failed id.
-pub fn errbacks(errbacks: &[Signature], failed_id: &str, cx: &Context) -> Effects {
+/// `_call_task_errbacks`: one group of errbacks, called with the failed
+/// id; `root_id` is the failed request's (its own id for a chord body,
+/// which fails through a request Celery makes up).
+pub fn errbacks(errbacks: &[Signature], failed_id: &str, root_id: &str, cx: &Context) -> Effects {
     let mut fx = Effects::default();
     let errbacks = nodes(errbacks);
     if !errbacks.is_empty() {
-        apply_async(Node::group(errbacks), &[Value::from(failed_id)], lineage(failed_id, cx.root_id), cx, &mut fx);
+        apply_async(Node::group(errbacks), &[Value::from(failed_id)], lineage(failed_id, root_id), cx, &mut fx);
     }
     fx
 }
@@ -107,19 +109,29 @@ pub fn fire_chord_body(body: &Signature, results: Vec<Value>, cx: &Context) -> E
     fx
 }
 
-/// `chord_error_from_stack`: the ids that fail with the chord's error, the
-/// errbacks to send, and the chain after the body that fails with it.
-pub fn chord_body_failure(body: &Signature, cx: &Context) -> (Vec<String>, Effects, Vec<ChainFailure>) {
-    let mut fx = Effects::default();
-    let Some(mut body) = Node::from_signature(body) else { return (Vec::new(), fx, Vec::new()) };
+/// How a chord body fails.
+pub struct BodyFailure {
+    /// Ids that fail with the `ChordError`.
+    pub chord_error: Vec<String>,
+    /// Ids that fail with the header member's own exception: the tasks of
+    /// a group body (`_handle_group_chord_error`) and the group itself.
+    pub original_error: Vec<String>,
+    pub effects: Effects,
+    /// The chain after the body, failed with the `ChordError`.
+    pub chain: Vec<ChainFailure>,
+}
+
+/// `chord_error_from_stack`: what fails, and the errbacks to send.
+pub fn chord_body_failure(body: &Signature, cx: &Context) -> BodyFailure {
+    let mut failure = BodyFailure { chord_error: Vec::new(), original_error: Vec::new(), effects: Effects::default(), chain: Vec::new() };
+    let Some(mut body) = Node::from_signature(body) else { return failure };
     let chain: Vec<Signature> = body.options.get("chain").and_then(|chain| serde_json::from_value(chain.clone()).ok()).unwrap_or_default();
-    let mut failed = Vec::new();
+    failure.chain = fail_chain(&chain);
     if matches!(body.kind, Kind::Group(_)) {
         let group_errbacks = as_list(body.options.get("link_error"));
-        let group_id = freeze(&mut body, &Frame::default());
+        let (group_id, ids) = freeze_group(&mut body, &Frame::default());
         if let Kind::Group(members) = &body.kind {
-            for member in members {
-                let Some(id) = member.id() else { continue };
+            for (member, id) in members.iter().zip(&ids) {
                 let mut calls = as_list(member.options.get("link_error"));
                 for errback in &group_errbacks {
                     if !calls.contains(errback) {
@@ -127,18 +139,18 @@ pub fn chord_body_failure(body: &Signature, cx: &Context) -> (Vec<String>, Effec
                     }
                 }
                 let calls: Vec<Signature> = calls.into_iter().filter_map(|value| serde_json::from_value(value).ok()).collect();
-                let sent = errbacks(&calls, id, cx);
-                fx.messages.extend(sent.messages);
-                fx.chord_sizes.extend(sent.chord_sizes);
-                failed.push(id.to_string());
+                let sent = errbacks(&calls, id, id, cx);
+                failure.effects.messages.extend(sent.messages);
+                failure.effects.chord_sizes.extend(sent.chord_sizes);
+                failure.original_error.push(id.clone());
             }
         }
-        failed.push(group_id);
+        failure.original_error.push(group_id);
     } else {
         let id = body.id().map(str::to_string).unwrap_or_else(super::new_id);
         let calls: Vec<Signature> = as_list(body.options.get("link_error")).into_iter().filter_map(|value| serde_json::from_value(value).ok()).collect();
-        fx = errbacks(&calls, &id, cx);
-        failed.push(id);
+        failure.effects = errbacks(&calls, &id, &id, cx);
+        failure.chord_error.push(id);
     }
-    (failed, fx, fail_chain(&chain))
+    failure
 }

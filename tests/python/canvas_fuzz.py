@@ -3,7 +3,7 @@
 Usage:
   canvas_fuzz.py issue BROKER BACKEND
       The five canvases of issue #12; prints their results.
-  canvas_fuzz.py run BROKER BACKEND SEED COUNT
+  canvas_fuzz.py run BROKER BACKEND SEED COUNT [BATCH [ONLY]]
       COUNT random canvases from SEED (chains, groups and chords nested up
       to depth 4, .s/.si, empty members, failing members, link, link_error,
       countdowns), applied with one argument. Prints, per canvas, what
@@ -146,8 +146,9 @@ def run(app):
     time.sleep(1.0)  # the receiver's queue is bound before anything is sent
     backend = app.backend.client
     out = []
-    # CANVAS_ONLY=8,10 replays single canvases of a run (to debug one).
-    only = [int(n) for n in os.environ.get("CANVAS_ONLY", "").split(",") if n]
+    # A comma-separated list (argv, or CANVAS_ONLY) replays single canvases of a run.
+    listed = sys.argv[7] if len(sys.argv) > 7 else os.environ.get("CANVAS_ONLY", "")
+    only = [int(n) for n in listed.split(",") if n]
     numbers = only or list(range(count))
     for start in range(0, len(numbers), batch):
         runs = []

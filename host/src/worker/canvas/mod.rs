@@ -66,3 +66,53 @@ pub struct Effects {
 fn new_id() -> String {
     uuid::Uuid::new_v4().to_string()
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::{json, Value};
+
+    use super::*;
+    use crate::protocol::{Embed, Signature};
+
+    fn task(name: &str, id: &str) -> Value {
+        json!({"task": name, "args": [], "kwargs": {}, "options": {"task_id": id}, "subtask_type": null, "immutable": false})
+    }
+
+    fn run(embed: Embed) -> Effects {
+        let routes = Routes::default();
+        let cx = Context { task_id: "parent", root_id: "root", default_queue: "celery", hostname: "w@test", routes: &routes, reply_to: None };
+        on_success(&embed, &json!(5), &cx)
+    }
+
+    #[test]
+    fn a_chord_step_carries_the_rest_of_the_chain_on_its_body() {
+        let chord = json!({"task": "celery.chord", "args": [], "kwargs": {"kwargs": {}, "header": [task("t.a", "h1"), task("t.a", "h2")], "body": task("t.b", "body")},
+                           "options": {}, "subtask_type": "chord", "immutable": false});
+        let chain: Vec<Signature> = serde_json::from_value(json!([task("t.c", "after"), chord])).unwrap();
+        let effects = run(Embed { chain: Some(chain), ..Embed::default() });
+        assert_eq!(effects.messages.len(), 2, "the two header tasks");
+        let group = effects.messages[0].group.clone().expect("a header task is in the chord's group");
+        assert_eq!(effects.chord_sizes, vec![(group.clone(), 2)]);
+        for (index, message) in effects.messages.iter().enumerate() {
+            assert_eq!(message.args.get(), "[5]");
+            assert_eq!(message.group_index, Some(index as u32));
+            assert_eq!((message.parent_id.as_deref(), message.root_id.as_deref()), (Some("parent"), Some("root")));
+            let body = message.embed.chord.as_ref().expect("the body rides on each header task");
+            assert_eq!(body.options["task_id"], json!("body"));
+            assert_eq!(body.options["group_id"], json!(group));
+            assert_eq!(body.options["chain"][0]["options"]["task_id"], json!("after"));
+        }
+    }
+
+    #[test]
+    fn a_group_callback_followed_by_nothing_sends_each_member_with_the_result() {
+        let group = json!({"task": "celery.group", "args": [], "kwargs": {"tasks": [task("t.a", "m1"), {"task": "celery.group", "args": [], "kwargs": {"tasks": []}, "options": {}, "subtask_type": "group", "immutable": false}, task("t.a", "m2")]},
+                           "options": {}, "subtask_type": "group", "immutable": false});
+        let callbacks: Vec<Signature> = serde_json::from_value(json!([group])).unwrap();
+        let effects = run(Embed { callbacks: Some(callbacks), ..Embed::default() });
+        let ids: Vec<&str> = effects.messages.iter().map(|message| message.id.as_str()).collect();
+        assert_eq!(ids, ["m1", "m2"], "the empty nested group sends nothing");
+        assert_eq!(effects.messages[1].group_index, Some(2), "indices count the members as written, as Celery's _prepared");
+        assert!(effects.chord_sizes.is_empty());
+    }
+}

@@ -15,6 +15,10 @@ use std::time::Duration;
 pub struct Delivery {
     pub tag: Option<String>,
     pub body: Vec<u8>,
+    /// Set when the message was larger than the fetch's `max_message_bytes`:
+    /// its size. `body` then holds only its first and last few KiB (where
+    /// the headers are), and the message itself stays in the broker.
+    pub oversize: Option<usize>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -25,8 +29,15 @@ pub enum BrokerError {
 
 /// Something that delivers work with at-least-once semantics.
 pub trait Broker: Clone + Send + Sync + 'static {
-    /// Takes up to `max` messages, each leased until acked or requeued.
-    fn fetch(&self, max: usize) -> impl Future<Output = Result<Vec<Delivery>, BrokerError>> + Send;
+    /// Takes up to `max` messages, each leased until acked or requeued,
+    /// stopping once their bytes reach `budget_bytes` (at least one is
+    /// taken). A message over `max_message_bytes` is leased but not read.
+    fn fetch(
+        &self,
+        max: usize,
+        budget_bytes: usize,
+        max_message_bytes: usize,
+    ) -> impl Future<Output = Result<Vec<Delivery>, BrokerError>> + Send;
     /// Done with these messages: forget them.
     fn ack(&self, tags: &[String]) -> impl Future<Output = Result<(), BrokerError>> + Send;
     /// Still working on these: renew their leases.

@@ -17,6 +17,7 @@ pub mod result;
 pub use keys::{is_reserved_queue, priority_bucket, queue_keys, queue_key_for, result_key, PRIORITY_STEPS};
 pub use rate::parse_rate;
 pub use routes::Routes;
+pub use recover::ids_in_excerpt;
 pub use message::{Embed, Headers, MessageError, OutgoingTask, Signature, TaskMessage};
 pub use result::{ExceptionInfo, ResultMeta, State};
 

@@ -32,6 +32,28 @@ pub(super) fn diagnose(envelope: &[u8], error: &serde_json::Error) -> MessageErr
     MessageError::new(reason, id, task)
 }
 
+/// The `id` and `task` headers read from a fragment of an envelope (the
+/// first and last bytes of a message too large to take whole). A kombu
+/// envelope keeps its headers after the base64 body, which holds no quote,
+/// so the first `"id": "..."` in the fragment is the header's.
+pub fn ids_in_excerpt(excerpt: &[u8]) -> (Option<String>, Option<String>) {
+    let text = String::from_utf8_lossy(excerpt);
+    (string_field(&text, "id"), string_field(&text, "task"))
+}
+
+fn string_field(text: &str, key: &str) -> Option<String> {
+    let needle = format!("\"{key}\"");
+    let mut rest = text;
+    while let Some(at) = rest.find(&needle) {
+        rest = &rest[at + needle.len()..];
+        let Some(value) = rest.trim_start().strip_prefix(':').map(str::trim_start) else { continue };
+        let Some(value) = value.strip_prefix('"') else { continue };
+        let end = value.find(['"', '\\'])?;
+        return (end <= MAX_NAME && value[end..].starts_with('"')).then(|| value[..end].to_string());
+    }
+    None
+}
+
 /// A header that is a string no longer than [`MAX_NAME`].
 pub(super) fn name(headers: &Map<String, Value>, key: &str) -> Option<String> {
     headers.get(key)?.as_str().filter(|text| text.len() <= MAX_NAME).map(str::to_string)
@@ -144,6 +166,13 @@ mod tests {
         let text = envelope(&format!(r#", "retries": "{huge}""#), "");
         let error = TaskMessage::parse(text.as_bytes()).unwrap_err();
         assert!(error.reason.len() < 5000, "{}", error.reason.len());
+    }
+
+    #[test]
+    fn ids_are_read_from_the_ends_of_an_oversized_envelope() {
+        let text = envelope("", "");
+        assert_eq!(super::ids_in_excerpt(text.as_bytes()), (Some("t1".into()), Some("math.add".into())));
+        assert_eq!(super::ids_in_excerpt(br#"{"correlation_id": "x", "root_id": "y"}"#), (None, None));
     }
 
     #[test]

@@ -206,7 +206,8 @@ pub(crate) fn run(plugin: &Plugin, request: JobRequest<'_>) -> Outcome {
         request.context.task_id.clone(),
         request.context.task_name.clone(),
     );
-    let deadline = request.time_limit.map(|limit| Instant::now() + limit);
+    // A limit too far to be an instant is no limit.
+    let deadline = request.time_limit.and_then(|limit| Instant::now().checked_add(limit));
     let cancellation = request.cancellation.clone();
     store.set_epoch_deadline(1);
     store.epoch_deadline_callback(move |mut store| {

@@ -26,6 +26,7 @@ pub(super) async fn complete_loop<B: Broker, R: ResultBackend>(shared: Arc<Share
         let mut requeue = Vec::new();
         let mut chords = Vec::new();
         let mut slots = 0;
+        let mut bytes = 0;
         for completion in batch {
             match completion {
                 Completion::Finished { job, plan } => {
@@ -34,10 +35,12 @@ pub(super) async fn complete_loop<B: Broker, R: ResultBackend>(shared: Arc<Share
                     chords.extend(plan.chord);
                     acks.extend(job.tag);
                     slots += usize::from(job.holds_slot);
+                    bytes += job.bytes;
                 }
                 Completion::Requeue { job } => {
                     requeue.extend(job.tag);
                     slots += usize::from(job.holds_slot);
+                    bytes += job.bytes;
                 }
             }
         }
@@ -66,6 +69,8 @@ pub(super) async fn complete_loop<B: Broker, R: ResultBackend>(shared: Arc<Share
         shared.events.jobs.forget(&requeue);
         shared.processed.fetch_add(finished, Ordering::Relaxed);
         shared.slots.add_permits(slots);
+        shared.held_bytes.fetch_sub(bytes, Ordering::SeqCst);
+        shared.bytes_freed.notify_one();
     }
 }
 

@@ -43,12 +43,12 @@ mod report;
 pub use rate::parse_rate;
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::{watch, Notify, Semaphore};
 
 use crate::backend::ResultBackend;
 use crate::broker::Broker;
@@ -80,6 +80,14 @@ struct Shared<B> {
     hostname: Arc<str>,
     /// Prefetch slots.
     slots: Semaphore,
+    /// Bytes of the messages held (see `--prefetch-size`), and a wake-up
+    /// for the fetch loop when some are freed.
+    held_bytes: AtomicUsize,
+    bytes_freed: Notify,
+    /// Executor threads still running, and a signal when the last one is
+    /// gone: a worker without them must exit, not fetch and requeue forever.
+    executors_alive: AtomicUsize,
+    executors_gone: Notify,
     /// Tags of every message this worker holds.
     held: Mutex<HashSet<String>>,
     /// Cancellation handles of running jobs, by task id.
@@ -214,8 +222,13 @@ pub async fn run<B: Broker, R: ResultBackend>(
             hostname: config.hostname.clone(),
             result_expires: config.result_expires,
             routes: config.routes.clone(),
+            max_result_bytes: config.max_result_bytes,
         },
         slots: Semaphore::new(config.prefetch),
+        held_bytes: AtomicUsize::new(0),
+        bytes_freed: Notify::new(),
+        executors_alive: AtomicUsize::new(config.concurrency),
+        executors_gone: Notify::new(),
         config,
         broker,
         registry: Arc::new(std::sync::RwLock::new(Arc::new(registry))),
@@ -278,7 +291,13 @@ pub async fn run<B: Broker, R: ResultBackend>(
     let keeper = tokio::spawn(lease::lease_loop(shared.clone()));
     let sweeper = tokio::spawn(lease::sweep_loop(shared.clone(), stop_rx.clone()));
 
-    shutdown.await;
+    let executors_died = tokio::select! {
+        () = shutdown => false,
+        () = shared.executors_gone.notified() => true,
+    };
+    if executors_died {
+        tracing::error!("every job thread died (see the panics above): stopping the worker");
+    }
     tracing::info!(drain_timeout = ?shared.config.drain_timeout, "shutting down: no new jobs; finishing running ones");
     shared.stopping.store(true, Ordering::SeqCst);
     let _ = stop_tx.send(true);
@@ -330,6 +349,7 @@ pub async fn run<B: Broker, R: ResultBackend>(
         let _ = executor.join();
     }
     tracing::info!(processed = shared.processed.load(Ordering::Relaxed), "worker stopped");
+    anyhow::ensure!(!executors_died, "every job thread died; the worker stopped instead of requeueing jobs it cannot run");
     Ok(())
 }
 

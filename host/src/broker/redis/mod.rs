@@ -114,23 +114,24 @@ fn now_seconds() -> f64 {
 }
 
 impl Broker for RedisBroker {
-    async fn fetch(&self, max: usize) -> Result<Vec<Delivery>, BrokerError> {
+    async fn fetch(&self, max: usize, budget_bytes: usize, max_message_bytes: usize) -> Result<Vec<Delivery>, BrokerError> {
         let mut invocation = self.fetch_script.prepare_invoke();
         for key in &self.fetch_keys {
             invocation.key(key);
         }
         let number = self.fetch_number.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        invocation.arg(max).arg(now_seconds()).arg(format!("{}.{number}.", self.tag_prefix));
+        invocation.arg(max).arg(now_seconds()).arg(format!("{}.{number}.", self.tag_prefix)).arg(max_message_bytes).arg(budget_bytes);
         for queue in &self.fetch_queues {
             invocation.arg(queue);
         }
         let reply: Vec<Value> = invocation.invoke_async(&mut self.connection.clone()).await?;
-        let mut deliveries = Vec::with_capacity(reply.len() / 2);
+        let mut deliveries = Vec::with_capacity(reply.len() / 3);
         let mut items = reply.into_iter();
-        while let (Some(tag), Some(body)) = (items.next(), items.next()) {
+        while let (Some(tag), Some(size), Some(body)) = (items.next(), items.next(), items.next()) {
             let tag: String = redis::from_redis_value(&tag)?;
+            let size: usize = redis::from_redis_value(&size)?;
             let body: Vec<u8> = redis::from_redis_value(&body)?;
-            deliveries.push(Delivery { tag: (!tag.is_empty()).then_some(tag), body });
+            deliveries.push(Delivery { tag: (!tag.is_empty()).then_some(tag), body, oversize: (size > 0).then_some(size) });
         }
         Ok(deliveries)
     }

@@ -25,6 +25,20 @@ pub struct Delivery {
 pub enum BrokerError {
     #[error("redis: {0}")]
     Redis(#[from] ::redis::RedisError),
+    /// A publish named a key that holds something other than a list;
+    /// nothing of that publish was pushed.
+    #[error("key {key:?} holds a value that is not a queue list")]
+    NotAList { key: String },
+}
+
+impl BrokerError {
+    /// Whether retrying cannot help (see `redis::is_permanent`).
+    pub fn is_permanent(&self) -> bool {
+        match self {
+            BrokerError::Redis(error) => redis::is_permanent(error),
+            BrokerError::NotAList { .. } => true,
+        }
+    }
 }
 
 /// Something that delivers work with at-least-once semantics.
@@ -49,7 +63,8 @@ pub trait Broker: Clone + Send + Sync + 'static {
     /// Waits (up to `timeout`) until work may be available, without taking
     /// it: lets an idle worker sleep instead of polling.
     fn wait_for_work(&self, timeout: Duration) -> impl Future<Output = ()> + Send;
-    /// Push envelopes to lists: `(list key, envelope)`.
+    /// Push envelopes to lists: `(list key, envelope)`, all or none
+    /// (`NotAList` names the first key that is not a list).
     fn publish(&self, messages: &[(String, String)]) -> impl Future<Output = Result<(), BrokerError>> + Send;
     /// Reserves the next slot of a rate limit shared by every worker of this
     /// broker (one job per `interval` for `key`); returns how long to wait

@@ -36,6 +36,7 @@ mod execute;
 mod fetch;
 mod job;
 mod lease;
+mod persist;
 mod plan;
 mod rate;
 mod report;

@@ -54,6 +54,7 @@ pub struct RedisBroker {
     tag_prefix: String,
     fetch_number: std::sync::Arc<std::sync::atomic::AtomicU64>,
     fetch_script: Script,
+    publish_script: Script,
     restore_script: Script,
     rate_script: Script,
 }
@@ -76,6 +77,7 @@ impl RedisBroker {
             tag_prefix,
             fetch_number: Default::default(),
             fetch_script: Script::new(include_str!("fetch.lua")),
+            publish_script: Script::new(include_str!("publish.lua")),
             restore_script: Script::new(include_str!("restore.lua")),
             rate_script: Script::new(include_str!("rate.lua")),
         })
@@ -96,6 +98,24 @@ impl RedisBroker {
 
     pub fn connection(&self) -> ConnectionManager {
         self.connection.clone()
+    }
+}
+
+/// Whether a Redis error is the command's fault rather than the
+/// connection's: retrying the same command cannot succeed (`WRONGTYPE`, a
+/// script error, a value the server refuses), so the caller must give up on
+/// it instead of retrying forever. Connection trouble, a server loading its
+/// data, a failover in progress or a full memory (`OOM`, which frees up) are
+/// transient.
+pub fn is_permanent(error: &redis::RedisError) -> bool {
+    use redis::ErrorKind;
+    if error.is_io_error() || error.is_connection_dropped() || error.is_timeout() || error.is_connection_refusal() {
+        return false;
+    }
+    match error.kind() {
+        ErrorKind::ResponseError | ErrorKind::ExecAbortError | ErrorKind::TypeError | ErrorKind::CrossSlot => true,
+        ErrorKind::ExtensionError => !matches!(error.code(), Some("OOM" | "BUSY" | "NOREPLICAS" | "LOADING" | "MASTERDOWN")),
+        _ => false,
     }
 }
 
@@ -232,12 +252,15 @@ impl Broker for RedisBroker {
         if messages.is_empty() {
             return Ok(());
         }
-        let mut pipe = redis::pipe();
+        let mut invocation = self.publish_script.prepare_invoke();
         for (key, envelope) in messages {
-            pipe.lpush(key, envelope).ignore();
+            invocation.key(key).arg(envelope);
         }
-        pipe.query_async::<()>(&mut self.connection.clone()).await?;
-        Ok(())
+        let refused: usize = invocation.invoke_async(&mut self.connection.clone()).await?;
+        match refused.checked_sub(1).and_then(|index| messages.get(index)) {
+            Some((key, _)) => Err(BrokerError::NotAList { key: key.clone() }),
+            None => Ok(()),
+        }
     }
 
     async fn reserve_rate(&self, key: &str, interval: Duration) -> Result<Duration, BrokerError> {

@@ -8,7 +8,7 @@ GUEST_PLUGINS := $(notdir $(wildcard plugins/pymath plugins/jsmath plugins/cmath
 VENV := .venv
 PYTHON := $(VENV)/bin/python
 
-.PHONY: deps all build plugins rust-plugins guest-plugins toolchains demo test test-sdk bench bench-celery venv clean
+.PHONY: deps all build plugins rust-plugins guest-plugins toolchains demo test test-sdk fuzz bench bench-celery venv clean
 
 all: build plugins
 
@@ -53,6 +53,14 @@ demo: build plugins venv
 ## The whole test suite.
 test: build plugins venv test-sdk
 	CHARD_PYTHON=$(abspath $(PYTHON)) $(CARGO) test --release -p chard-host -- --test-threads=2
+
+## A longer run of the generated-message test (make test runs 10,000):
+## FUZZ_COUNT=1000000 FUZZ_SEED=7 make fuzz
+FUZZ_COUNT ?= 200000
+FUZZ_SEED ?= $(shell date +%s)
+fuzz: build plugins venv
+	CHARD_FUZZ_COUNT=$(FUZZ_COUNT) CHARD_FUZZ_SEED=$(FUZZ_SEED) CHARD_PYTHON=$(abspath $(PYTHON)) \
+		$(CARGO) test --release -p chard-host --test e2e fuzz:: -- --nocapture
 
 test-sdk:
 	$(CARGO) test --release -p chard-sdk

@@ -9,6 +9,8 @@ mod call;
 mod celery;
 mod fleet;
 mod events;
+mod fuzz;
+mod hostile;
 mod languages;
 mod manifest;
 mod reload;

@@ -352,6 +352,9 @@ struct CapArgs {
     /// Largest result stored, in MiB of JSON; a larger one fails the job as ResultTooLarge.
     #[arg(long, value_name = "MB", default_value_t = 16)]
     max_result_size: u64,
+    /// Jobs whose ETA is more than SECONDS away wait in Redis (chard:delayed), not in worker memory.
+    #[arg(long, value_name = "SECONDS", default_value_t = 30.0)]
+    delay_beyond: f64,
 }
 
 #[derive(Debug, Args)]
@@ -484,6 +487,7 @@ fn worker_config(args: RunArgs) -> anyhow::Result<WorkerConfig> {
         config.prefetch_bytes >= config.max_message_bytes,
         "--prefetch-size must be at least --max-message-size, or a message of the largest size could never be taken"
     );
+    config.delay_beyond = seconds("--delay-beyond", args.caps.delay_beyond)?.unwrap_or_default();
     config.visibility_timeout = required_seconds("--visibility-timeout", args.visibility_timeout)?;
     config.drain_timeout = seconds("--drain-timeout", args.drain_timeout)?.unwrap_or_default();
     config.result_expires = required_seconds("--result-expires", args.result_expires)?;

@@ -62,13 +62,52 @@ fn a_countdown_of_centuries_from_a_plugin_saturates_instead_of_panicking() {
     push(&redis, &echo.to_envelope());
     let doc = eventually(Duration::from_secs(20), "the next job", || ready(&redis, 0, &echo.id));
     assert_eq!(doc["result"], json!("still here"), "{}", worker.log());
-    // The retry waits for its saturated ETA, a century away: held, not run.
-    let queued: Vec<String> = redis.connection(0).hvals("unacked").unwrap();
-    let retry = queued.iter().find(|entry| entry.contains(&failing.id)).expect("the retry is held");
-    let envelope: Value = serde_json::from_str::<Value>(retry).unwrap()[0].clone();
+    // The retry waits for its saturated ETA, a century away, in the
+    // delayed set.
+    let delayed: Vec<String> = redis.connection(0).hvals("chard:delayed:messages").unwrap();
+    let retry = delayed.iter().find(|entry| entry.contains(&failing.id)).expect("the retry waits in the delayed set");
+    let envelope: Value = serde_json::from_str(retry).unwrap();
     let eta = envelope["headers"]["eta"].as_str().unwrap();
     let years_ahead = eta[..4].parse::<i32>().unwrap() - chrono::Utc::now().format("%Y").to_string().parse::<i32>().unwrap();
     assert!((99..=100).contains(&years_ahead), "{eta}");
+}
+
+#[test]
+fn far_eta_jobs_wait_in_redis_not_in_workers_and_run_once_even_if_a_worker_dies() {
+    let redis = RedisServer::start();
+    let plugins = plugin_folder(&["math"]);
+    // Anything over 2 s ahead goes to the delayed set; a 1 s visibility
+    // timeout means a lease nobody renews is restored quickly.
+    let args = ["--delay-beyond", "0", "--visibility-timeout", "1", "-v"];
+    let mut first = Worker::start(plugins.path(), &redis.url(0), &args);
+    let url = redis.url(0);
+    let ids: Vec<String> = (0..20)
+        .map(|i| host(&["submit", "math.add", &format!("[{i}, 100]"), "--countdown", "6", "--broker", &url]).ok().to_string())
+        .collect();
+    eventually(Duration::from_secs(5), "every job in the delayed set", || {
+        let delayed: i64 = redis.connection(0).zcard("chard:delayed").unwrap();
+        let leased: i64 = redis.connection(0).hlen("unacked").unwrap();
+        (delayed == 20 && leased == 0).then_some(())
+    });
+    // The worker that delayed them dies; another one releases and runs them.
+    first.kill();
+    let second = Worker::start(plugins.path(), &redis.url(0), &args);
+    for id in &ids {
+        assert!(ready(&redis, 0, id).is_none(), "an ETA job ran before its time");
+    }
+    for (i, id) in ids.iter().enumerate() {
+        let doc = eventually(Duration::from_secs(20), "a delayed job", || ready(&redis, 0, id));
+        assert_eq!(doc["result"], json!(i + 100));
+    }
+    std::thread::sleep(Duration::from_millis(1500));
+    let logs = first.log() + &second.log();
+    for id in &ids {
+        let runs = logs.lines().filter(|line| line.contains("succeeded") && line.contains(id.as_str())).count();
+        assert_eq!(runs, 1, "job {id} ran {runs} times");
+    }
+    let left: i64 = redis.connection(0).zcard("chard:delayed").unwrap();
+    let entries: i64 = redis.connection(0).hlen("chard:delayed:messages").unwrap();
+    assert_eq!((left, entries), (0, 0));
 }
 
 #[test]

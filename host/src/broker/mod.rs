@@ -66,6 +66,13 @@ pub trait Broker: Clone + Send + Sync + 'static {
     /// Push envelopes to lists: `(list key, envelope)`, all or none
     /// (`NotAList` names the first key that is not a list).
     fn publish(&self, messages: &[(String, String)]) -> impl Future<Output = Result<(), BrokerError>> + Send;
+    /// Moves leased messages out of the lease bookkeeping into the delayed
+    /// set until their due time: `(tag, due time in Unix ms, list to push
+    /// it to then)`. Returns how many were still leased and moved.
+    fn delay(&self, entries: &[(String, u64, String)]) -> impl Future<Output = Result<usize, BrokerError>> + Send;
+    /// Pushes delayed messages due by `until_ms` (Unix ms) back to their
+    /// lists, at most `max`; returns how many.
+    fn release_due(&self, until_ms: u64, max: usize) -> impl Future<Output = Result<usize, BrokerError>> + Send;
     /// Reserves the next slot of a rate limit shared by every worker of this
     /// broker (one job per `interval` for `key`); returns how long to wait
     /// before running the job.

@@ -151,6 +151,15 @@ fn dispatch<B: Broker>(shared: &Arc<Shared<B>>, delivery: Delivery, jobs: &flume
         .map(|interval| shared.rate_limits.reserve(&job.message.task, interval))
         .unwrap_or_default();
     let global_rate = shared.config.global_rate_limits.get(&job.message.task).copied();
+    if super::delayed::worth_delaying(&shared.config, eta_wait) && job.tag.is_some() {
+        // Far off: wait in Redis, not here (see `delayed`).
+        shared.slots.add_permits(1);
+        let due = crate::runtime::unix_millis().saturating_add(eta_wait.as_millis() as u64);
+        let mut job = job;
+        job.holds_slot = false;
+        let _ = shared.delays.send((job, due));
+        return;
+    }
     let wait = eta_wait.max(rate_wait);
     if wait.is_zero() && global_rate.is_none() {
         if let Err(flume::SendError(job)) = jobs.send(job) {

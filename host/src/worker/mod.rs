@@ -32,6 +32,7 @@
 
 mod builtins;
 mod complete;
+mod delayed;
 mod execute;
 mod fetch;
 mod job;
@@ -99,6 +100,8 @@ struct Shared<B> {
     forced: AtomicBool,
     processed: AtomicU64,
     completions: flume::Sender<Completion>,
+    /// Far-ETA jobs on their way to the delayed set, with their due time.
+    delays: flume::Sender<(Job, u64)>,
     revoked: crate::control::Revoked,
     rate_limits: rate::RateLimits,
     started: Instant,
@@ -215,6 +218,7 @@ pub async fn run<B: Broker, R: ResultBackend>(
     }
 
     let (completions_tx, completions_rx) = flume::unbounded();
+    let (delays_tx, delays_rx) = flume::unbounded();
     let (jobs_tx, jobs_rx) = flume::unbounded::<Job>();
     let hostname: Arc<str> = config.hostname.clone().into();
     let events = Arc::new(crate::events::Events::new(&config.hostname, config.task_events));
@@ -240,6 +244,7 @@ pub async fn run<B: Broker, R: ResultBackend>(
         forced: AtomicBool::new(false),
         processed: AtomicU64::new(0),
         completions: completions_tx,
+        delays: delays_tx,
         revoked: crate::control::Revoked::default(),
         rate_limits: rate::RateLimits::default(),
         started: Instant::now(),
@@ -290,6 +295,8 @@ pub async fn run<B: Broker, R: ResultBackend>(
     let fetcher = tokio::spawn(fetch::fetch_loop(shared.clone(), jobs_tx, stop_rx.clone()));
     let completer = tokio::spawn(complete::complete_loop(shared.clone(), backend, completions_rx));
     let keeper = tokio::spawn(lease::lease_loop(shared.clone()));
+    let delayer = tokio::spawn(delayed::delay_loop(shared.clone(), delays_rx));
+    let releaser = tokio::spawn(delayed::release_loop(shared.clone(), stop_rx.clone()));
     let sweeper = tokio::spawn(lease::sweep_loop(shared.clone(), stop_rx.clone()));
 
     let executors_died = tokio::select! {
@@ -336,6 +343,8 @@ pub async fn run<B: Broker, R: ResultBackend>(
     }
     keeper.abort();
     sweeper.abort();
+    delayer.abort();
+    releaser.abort();
     if let Some(task) = control_task {
         task.abort();
     }

@@ -21,6 +21,11 @@ use crate::protocol::queue_keys;
 const UNACKED: &str = "unacked";
 const UNACKED_INDEX: &str = "unacked_index";
 const UNACKED_MUTEX: &str = "unacked_mutex";
+/// Messages waiting for a far ETA (zset: tag -> due Unix ms), and their
+/// envelopes and lists (hash), as Sidekiq's `schedule` and BullMQ's
+/// `delayed` keep them.
+const DELAYED: &str = "chard:delayed";
+const DELAYED_MESSAGES: &str = "chard:delayed:messages";
 /// Entries one restore sweep handles, to keep each script short.
 const RESTORE_BATCH: usize = 1000;
 
@@ -55,6 +60,8 @@ pub struct RedisBroker {
     fetch_number: std::sync::Arc<std::sync::atomic::AtomicU64>,
     fetch_script: Script,
     publish_script: Script,
+    delay_script: Script,
+    undelay_script: Script,
     restore_script: Script,
     rate_script: Script,
 }
@@ -78,6 +85,8 @@ impl RedisBroker {
             fetch_number: Default::default(),
             fetch_script: Script::new(include_str!("fetch.lua")),
             publish_script: Script::new(include_str!("publish.lua")),
+            delay_script: Script::new(include_str!("delay.lua")),
+            undelay_script: Script::new(include_str!("undelay.lua")),
             restore_script: Script::new(include_str!("restore.lua")),
             rate_script: Script::new(include_str!("rate.lua")),
         })
@@ -261,6 +270,31 @@ impl Broker for RedisBroker {
             Some((key, _)) => Err(BrokerError::NotAList { key: key.clone() }),
             None => Ok(()),
         }
+    }
+
+    async fn delay(&self, entries: &[(String, u64, String)]) -> Result<usize, BrokerError> {
+        if entries.is_empty() {
+            return Ok(0);
+        }
+        let mut invocation = self.delay_script.prepare_invoke();
+        invocation.key(UNACKED).key(UNACKED_INDEX).key(DELAYED).key(DELAYED_MESSAGES);
+        for (tag, due, list) in entries {
+            invocation.arg(tag).arg(due).arg(list);
+        }
+        let moved: usize = invocation.invoke_async(&mut self.connection.clone()).await?;
+        Ok(moved)
+    }
+
+    async fn release_due(&self, until_ms: u64, max: usize) -> Result<usize, BrokerError> {
+        let pushed: usize = self
+            .undelay_script
+            .key(DELAYED)
+            .key(DELAYED_MESSAGES)
+            .arg(until_ms)
+            .arg(max)
+            .invoke_async(&mut self.connection.clone())
+            .await?;
+        Ok(pushed)
     }
 
     async fn reserve_rate(&self, key: &str, interval: Duration) -> Result<Duration, BrokerError> {

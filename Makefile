@@ -8,7 +8,7 @@ GUEST_PLUGINS := $(notdir $(wildcard plugins/pymath plugins/jsmath plugins/cmath
 VENV := .venv
 PYTHON := $(VENV)/bin/python
 
-.PHONY: deps all build plugins rust-plugins guest-plugins toolchains demo test test-sdk fuzz bench bench-celery venv clean
+.PHONY: deps all build plugins rust-plugins guest-plugins toolchains demo test test-sdk fuzz bench bench-eta bench-celery venv clean
 
 all: build plugins
 
@@ -72,6 +72,11 @@ bench: build plugins
 	$(CARGO) bench -p chard-host --bench jobs
 
 ## Same queue drained by a stock Celery worker and by host run; prints both rates and the ratio.
+## Worker memory with 1,000,000 jobs an hour ahead (ETA_JOBS=100000 for a quicker run).
+ETA_JOBS ?= 1000000
+bench-eta: build plugins venv
+	$(PYTHON) bench/eta_memory.py $(ETA_JOBS)
+
 bench-celery: build plugins venv
 	$(PYTHON) bench/celery_vs_chard.py
 

@@ -39,8 +39,8 @@ pub fn result_key(task_id: &str) -> String {
 /// fails with WRONGTYPE on every retry) or plant a message where a result,
 /// a binding or a deploy record lives, so such names are refused.
 pub fn is_reserved_queue(name: &str) -> bool {
-    const EXACT: [&str; 4] = ["unacked", "unacked_index", "unacked_mutex", "celeryev"];
-    const PREFIXES: [&str; 6] = ["_kombu.", "celery-task-meta-", "celery-taskset-meta-", "chard:", "chard.", "celeryev."];
+    const EXACT: [&str; 3] = ["unacked", "unacked_index", "unacked_mutex"];
+    const PREFIXES: [&str; 4] = ["_kombu.", "celery-task-meta-", "celery-taskset-meta-", "chard:"];
     EXACT.contains(&name) || PREFIXES.iter().any(|prefix| name.starts_with(prefix)) || name.contains(PRIORITY_SEPARATOR)
 }
 
@@ -65,7 +65,7 @@ mod tests {
         for name in ["unacked", "unacked_index", "unacked_mutex", "_kombu.binding.celery", "celery-task-meta-x", "chard:plugins", "a\x06\x163"] {
             assert!(is_reserved_queue(name), "{name:?}");
         }
-        for name in ["celery", "other", "unacked2", "chardonnay", "celery-task"] {
+        for name in ["celery", "other", "unacked2", "chardonnay", "chard.high", "celery-task"] {
             assert!(!is_reserved_queue(name), "{name:?}");
         }
     }

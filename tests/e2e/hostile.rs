@@ -111,6 +111,18 @@ fn far_eta_jobs_wait_in_redis_not_in_workers_and_run_once_even_if_a_worker_dies(
 }
 
 #[test]
+fn far_eta_jobs_run_at_their_eta_with_python_celery_workers_on_the_same_queue() {
+    let redis = RedisServer::start();
+    let plugins = plugin_folder(&["math"]);
+    let url = redis.url(0);
+    let _chard = Worker::start(plugins.path(), &url, &["--delay-beyond", "0"]);
+    let _python = crate::util::CeleryWorker::start(&url, &url);
+    let results = run_python("hostile_client.py", &["eta_jobs", &url, &url]);
+    let expected: Vec<Value> = (0..20).map(|i| json!({"i": i, "value": i + 100, "early": false})).collect();
+    assert_eq!(results, json!(expected));
+}
+
+#[test]
 fn a_queue_that_is_not_a_list_fails_only_the_job_that_names_it() {
     let redis = RedisServer::start();
     let plugins = plugin_folder(&["math"]);

@@ -24,6 +24,25 @@ def huge_error(app):
     return {"error_length": len(message), "error_type": error["type"], "starts": message[:10]}
 
 
+def eta_jobs(app):
+    """Sends math.add(i, 100) for i in 0..20, each 6 s ahead; waits for all.
+    Returns each job's result and whether it finished before its ETA."""
+    import datetime
+
+    sent = [(i, app.send_task("math.add", args=[i, 100], countdown=6)) for i in range(20)]
+    etas = {r.id: datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(seconds=6) for _, r in sent}
+    out = []
+    for i, result in sent:
+        value = result.get(timeout=60)
+        done = result.date_done
+        if done.tzinfo is None:
+            done = done.replace(tzinfo=datetime.timezone.utc)
+        # The ETA was set a moment before `etas` was taken: allow 1 s.
+        early = done < etas[result.id] - datetime.timedelta(seconds=1)
+        out.append({"i": i, "value": value, "early": early})
+    return out
+
+
 def main():
     scenario, broker, backend = sys.argv[1:4]
     print(json.dumps(globals()[scenario](app_for(broker, backend))))

@@ -35,6 +35,8 @@ def eta_jobs(app):
     for i, result in sent:
         value = result.get(timeout=60)
         done = result.date_done
+        if isinstance(done, str):
+            done = datetime.datetime.fromisoformat(done)
         if done.tzinfo is None:
             done = done.replace(tzinfo=datetime.timezone.utc)
         # The ETA was set a moment before `etas` was taken: allow 1 s.

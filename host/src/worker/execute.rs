@@ -18,6 +18,20 @@ pub(super) fn finish_without_running<B: Broker>(shared: &Arc<Shared<B>>, job: Jo
     let _ = shared.completions.send(Completion::Finished { job, plan });
 }
 
+/// Ends a job that was revoked or has expired (REVOKED, without running
+/// it); gives back any other.
+pub(super) fn unless_stale<B: Broker>(shared: &Arc<Shared<B>>, job: Job) -> Option<Job> {
+    if shared.revoked.contains(&job.message.id) {
+        finish_without_running(shared, job, |job, settings| plan::revoked(job, settings));
+        return None;
+    }
+    if is_expired(&job.message) {
+        finish_without_running(shared, job, |job, settings| plan::expired(job, settings));
+        return None;
+    }
+    Some(job)
+}
+
 /// An executor thread: runs jobs until the channel closes. A job whose
 /// handling panics (a bug, or a value from a message nothing bounded yet)
 /// ends FAILURE as `WorkerPanic` and is acked; the thread goes on.
@@ -55,14 +69,7 @@ fn handle<B: Broker>(shared: &Arc<Shared<B>>, job: Job) {
         let _ = shared.completions.send(Completion::Requeue { job });
         return;
     }
-    if shared.revoked.contains(&job.message.id) {
-        finish_without_running(shared, job, |job, settings| plan::revoked(job, settings));
-        return;
-    }
-    if is_expired(&job.message) {
-        finish_without_running(shared, job, |job, settings| plan::expired(job, settings));
-        return;
-    }
+    let Some(job) = unless_stale(shared, job) else { return };
     let completion = execute(shared, job);
     let _ = shared.completions.send(completion);
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
-use super::execute::finish_without_running;
+use super::execute::unless_stale;
 use super::job::Job;
 use super::{current_registry, parse_rate, plan, Completion, Shared, FETCH_BATCH};
 use crate::broker::{Broker, Delivery};
@@ -130,14 +130,7 @@ fn dispatch<B: Broker>(shared: &Arc<Shared<B>>, delivery: Delivery, jobs: &flume
         }
     };
     let job = Job { tag: delivery.tag, message, holds_slot: true, bytes, cancellation: Cancellation::default() };
-    if shared.revoked.contains(&job.message.id) {
-        finish_without_running(shared, job, |job, settings| plan::revoked(job, settings));
-        return;
-    }
-    if is_expired(&job.message) {
-        finish_without_running(shared, job, |job, settings| plan::expired(job, settings));
-        return;
-    }
+    let Some(job) = unless_stale(shared, job) else { return };
     shared.events.received(job.tag.as_deref(), &job.message);
     let eta_wait = job
         .message

@@ -49,7 +49,7 @@ fn a_countdown_of_centuries_from_a_plugin_saturates_instead_of_panicking() {
     // plugin can return: adding it to the clock overflowed.
     std::fs::write(
         plugins.path().join("faults.toml"),
-        "[tasks.fail]\nautoretry_for = [\"Exception\"]\nretry_backoff = 4.6e15\nretry_jitter = false\n",
+        "[tasks.fail]\nautoretry_for = [\"Exception\"]\nretry_backoff = 4.6e15\nretry_backoff_max = 4.6e15\nretry_jitter = false\n",
     )
     .unwrap();
     let worker = Worker::start(plugins.path(), &redis.url(0), &["-c", "1"]);
@@ -187,9 +187,9 @@ fn oversized_messages_and_results_fail_with_their_size() {
     push(&redis, &huge.to_envelope());
     let large_result = task("faults.echo", json!(["z".repeat(3 << 19)]));
     push(&redis, &large_result.to_envelope());
-    // Ten messages of 3 MB under a 4 MB prefetch budget: taken one or two
-    // at a time, all of them run.
-    let several: Vec<OutgoingTask> = (0..10).map(|i| task("faults.echo", json!([i, "w".repeat(3 << 20)]))).collect();
+    // Ten messages of almost 3 MB under a 4 MB prefetch budget: taken one
+    // or two at a time, all of them run.
+    let several: Vec<OutgoingTask> = (0..10).map(|i| task("faults.echo", json!([format!("{i}{}", "w".repeat(2 << 20))]))).collect();
     for job in &several {
         push(&redis, &job.to_envelope());
     }
@@ -202,7 +202,7 @@ fn oversized_messages_and_results_fail_with_their_size() {
     assert_eq!(exc_type, "ResultTooLarge", "{doc}");
     assert!(message.starts_with(&format!("result is {} bytes, over the 1048576-byte cap", (3 << 19) + 2)), "{message}");
     for job in &several {
-        let doc = eventually(Duration::from_secs(60), "a 3 MB job", || ready(&redis, 0, &job.id));
+        let doc = eventually(Duration::from_secs(60), "a 2 MB job", || ready(&redis, 0, &job.id));
         assert_eq!(doc["status"], "FAILURE", "{doc}");
         assert_eq!(exception(&doc).0, "ResultTooLarge");
     }

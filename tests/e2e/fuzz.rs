@@ -103,12 +103,28 @@ fn thousands_of_mutated_celery_messages_never_stop_the_worker() {
             None
         }
     });
+    eprintln!("fuzz: outcomes {:?}", tally(&mut connection, &waited));
     eventually(Duration::from_secs(30), "nothing left in unacked", || {
         (connection.hlen::<_, i64>("unacked").unwrap() == 0).then_some(())
     });
     let url = redis.url(0);
     assert_eq!(host(&["submit", "math.add", "[20, 22]", "--broker", &url, "--wait"]).ok(), "42", "{}", tail(&worker.log()));
     assert!(!worker.log().contains("panicked"), "{}", tail(&worker.log()));
+}
+
+/// How many results ended in each state and exception type.
+fn tally(connection: &mut redis::Connection, ids: &[&String]) -> std::collections::BTreeMap<String, usize> {
+    let mut counts = std::collections::BTreeMap::new();
+    for chunk in ids.chunks(1000) {
+        let keys: Vec<String> = chunk.iter().map(|id| format!("celery-task-meta-{id}")).collect();
+        let docs: Vec<Option<String>> = redis::cmd("MGET").arg(&keys).query(connection).unwrap();
+        for doc in docs.into_iter().flatten() {
+            let doc: Value = serde_json::from_str(&doc).unwrap();
+            let kind = format!("{} {}", doc["status"].as_str().unwrap_or("?"), doc["result"]["exc_type"].as_str().unwrap_or(""));
+            *counts.entry(kind).or_insert(0) += 1;
+        }
+    }
+    counts
 }
 
 fn tail(log: &str) -> String {

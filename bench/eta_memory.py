@@ -7,6 +7,9 @@ worker's resident memory (RSS now and peak) and Redis's.
 
     .venv/bin/python bench/eta_memory.py [N]    (default 1,000,000)
 
+Extra worker flags go in CHARD_BENCH_ARGS (e.g. "--delay-beyond 100000"
+to see what holding them in memory costs).
+
 It is a benchmark, not a test: it prints figures and asserts nothing.
 """
 import base64
@@ -71,7 +74,8 @@ def main():
         except redis.ConnectionError:
             time.sleep(0.05)
     log = open(os.path.join(data, "worker.log"), "w")
-    worker = subprocess.Popen([HOST, "run", "--plugins", PLUGINS, "--broker", url, "-c", "2"], stdout=log, stderr=log)
+    extra = os.environ.get("CHARD_BENCH_ARGS", "").split()
+    worker = subprocess.Popen([HOST, "run", "--plugins", PLUGINS, "--broker", url, "-c", "2", *extra], stdout=log, stderr=log)
     try:
         time.sleep(2)
         idle = rss_kib(worker.pid, "VmRSS")

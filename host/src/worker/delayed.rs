@@ -69,11 +69,16 @@ pub(super) async fn delay_loop<B: Broker>(shared: Arc<Shared<B>>, delays: flume:
                 tracing::error!(%error, count = entries.len(), "cannot move far-ETA jobs to the delayed set");
             }
         }
+        let tags: Vec<String> = entries.into_iter().map(|(tag, _, _)| tag).collect();
         let mut held = shared.held.lock().unwrap();
-        for (tag, _, _) in &entries {
+        for tag in &tags {
             held.remove(tag);
         }
         drop(held);
+        // Not this worker's any more: `inspect scheduled` and the
+        // heartbeat's counts stop showing it.
+        shared.events.jobs.forget(&tags);
+        shared.slots.add_permits(batch.iter().filter(|(job, _)| job.holds_slot).count());
         shared.held_bytes.fetch_sub(batch.iter().map(|(job, _)| job.bytes).sum(), Ordering::SeqCst);
         shared.bytes_freed.notify_one();
     }

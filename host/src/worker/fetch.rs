@@ -145,11 +145,10 @@ fn dispatch<B: Broker>(shared: &Arc<Shared<B>>, delivery: Delivery, jobs: &flume
         .unwrap_or_default();
     let global_rate = shared.config.global_rate_limits.get(&job.message.task).copied();
     if super::delayed::worth_delaying(&shared.config, eta_wait) && job.tag.is_some() {
-        // Far off: wait in Redis, not here (see `delayed`).
-        shared.slots.add_permits(1);
+        // Far off: wait in Redis, not here (see `delayed`). It keeps its
+        // prefetch slot until it is moved, so a flood of far ETAs is taken
+        // no faster than it can be moved out.
         let due = crate::runtime::unix_millis().saturating_add(eta_wait.as_millis() as u64);
-        let mut job = job;
-        job.holds_slot = false;
         let _ = shared.delays.send((job, due));
         return;
     }

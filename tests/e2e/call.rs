@@ -116,7 +116,7 @@ fn bad_input_gets_one_clear_line() {
     let not_wasm = dir.path().join("bogus.wasm");
     std::fs::write(&not_wasm, b"hello").unwrap();
     let line = host(&["call", not_wasm.to_str().unwrap(), "add", "[]"]).error_line();
-    assert!(line.contains("not a WebAssembly component"), "{line}");
+    assert!(line.contains("not a WebAssembly file"), "{line}");
     let line = host(&["call", "/no/such/plugin.wasm", "add", "[]"]).error_line();
     assert!(line.contains("cannot read"), "{line}");
     let run = host(&["call", plugins_dir().to_str().unwrap(), "math.add", "--time-limit", "-1"]);

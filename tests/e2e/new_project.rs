@@ -120,3 +120,21 @@ fn names_and_folders_are_checked() {
         format!("error: {} already exists and is not empty; choose another --dir or remove it", taken.path().display())
     );
 }
+
+#[test]
+fn sdk_export_writes_every_language_and_the_installer() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = host(&["sdk", "export", dir.path().to_str().unwrap()]);
+    assert!(run.ok().starts_with("wrote the Chard SDK ("), "{}", run.stdout);
+    let repo_wit = std::fs::read_to_string(repo().join("wit/chard.wit")).unwrap();
+    assert_eq!(std::fs::read_to_string(dir.path().join("wit/chard.wit")).unwrap(), repo_wit, "the WIT this host was built with");
+    for file in ["sdk/src/lib.rs", "sdk/python/chard/__init__.py", "sdk/js/chard.js", "sdk/c/chard.h", "sdk/c/generated/plugin.c"] {
+        assert!(dir.path().join(file).is_file(), "{file}");
+    }
+    use std::os::unix::fs::PermissionsExt as _;
+    for script in ["tools/install-guest-toolchains.sh", "sdk/python/build-plugin.sh", "sdk/js/build-plugin.sh", "sdk/c/build-plugin.sh"] {
+        let mode = std::fs::metadata(dir.path().join(script)).unwrap().permissions().mode();
+        assert_eq!(mode & 0o111, 0o111, "{script} is executable");
+    }
+    assert!(!dir.path().join("sdk/js/node_modules").exists() && !dir.path().join("sdk/python/tests").exists());
+}

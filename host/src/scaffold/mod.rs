@@ -115,14 +115,22 @@ pub fn export_sdk(dir: &Path) -> Result<usize, ScaffoldError> {
 
 /// What to tell the user after `host new`.
 pub fn next_steps(language: Language, name: &str, dir: &Path) -> String {
-    let mut text = format!("created {name}, a {} plugin, in {}\n\nnext:\n", language.template_dir(), dir.display());
-    text.push_str(&format!("  cd {}\n", dir.display()));
+    let mut steps = vec![(format!("cd {}", dir.display()), String::new())];
     if let Some(note) = language.toolchain_note() {
-        text.push_str(&format!("  make toolchain                        # once: {note}\n"));
+        steps.push(("make toolchain".to_string(), format!("once: {note}")));
     }
-    text.push_str(&format!("  make                                  # builds {name}.wasm\n"));
-    text.push_str(&format!("  host call {name}.wasm add '[2, 3]'     # prints 5\n"));
-    text.push_str(&format!("  host run --plugins . --broker redis://127.0.0.1:6379/0   # serves {name}.add and {name}.hello\n"));
+    steps.push(("make".to_string(), format!("builds {name}.wasm")));
+    steps.push((format!("host call {name}.wasm add '[2, 3]'"), "prints 5".to_string()));
+    steps.push(("host run --plugins . --broker redis://127.0.0.1:6379/0".to_string(), format!("serves {name}.add, {name}.hello")));
+    let width = steps.iter().map(|(command, _)| command.len()).max().unwrap_or(0);
+    let mut text = format!("created {name}, a {} plugin, in {}\n\nnext:\n", language.template_dir(), dir.display());
+    for (command, comment) in steps {
+        if comment.is_empty() {
+            text.push_str(&format!("  {command}\n"));
+        } else {
+            text.push_str(&format!("  {command:width$}  # {comment}\n"));
+        }
+    }
     text
 }
 

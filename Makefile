@@ -8,7 +8,7 @@ GUEST_PLUGINS := $(notdir $(wildcard plugins/pymath plugins/jsmath plugins/cmath
 VENV := .venv
 PYTHON := $(VENV)/bin/python
 
-.PHONY: deps all build install plugins rust-plugins guest-plugins toolchains demo test test-sdk bench bench-celery venv clean
+.PHONY: deps all build install plugins rust-plugins guest-plugins toolchains demo test test-sdk fuzz bench bench-eta bench-celery venv clean
 
 all: build plugins
 
@@ -65,6 +65,14 @@ demo: build plugins venv
 test: build plugins venv test-sdk
 	CHARD_PYTHON=$(abspath $(PYTHON)) $(CARGO) test --release -p chard-host -- --test-threads=2
 
+## A longer run of the generated-message test (make test runs 10,000):
+## FUZZ_COUNT=1000000 FUZZ_SEED=7 make fuzz
+FUZZ_COUNT ?= 200000
+FUZZ_SEED ?= $(shell date +%s)
+fuzz: build plugins venv
+	CHARD_FUZZ_COUNT=$(FUZZ_COUNT) CHARD_FUZZ_SEED=$(FUZZ_SEED) CHARD_PYTHON=$(abspath $(PYTHON)) \
+		$(CARGO) test --release -p chard-host --test e2e fuzz:: -- --nocapture
+
 test-sdk:
 	$(CARGO) test --release -p chard-sdk
 	@if [ -d .venv-guest ]; then python3 -m unittest discover -s sdk/python/tests; fi
@@ -75,6 +83,11 @@ bench: build plugins
 	$(CARGO) bench -p chard-host --bench jobs
 
 ## Same queue drained by a stock Celery worker and by host run; prints both rates and the ratio.
+## Worker memory with 1,000,000 jobs an hour ahead (ETA_JOBS=100000 for a quicker run).
+ETA_JOBS ?= 1000000
+bench-eta: build plugins venv
+	$(PYTHON) bench/eta_memory.py $(ETA_JOBS)
+
 bench-celery: build plugins venv
 	$(PYTHON) bench/celery_vs_chard.py
 

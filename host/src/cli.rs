@@ -193,6 +193,8 @@ struct RunArgs {
     hostname: Option<String>,
     #[command(flatten)]
     limits: LimitArgs,
+    #[command(flatten)]
+    caps: CapArgs,
     /// Seconds a message may stay leased without renewal before it is redelivered.
     #[arg(long, value_name = "SECONDS", default_value_t = 3600.0)]
     visibility_timeout: f64,
@@ -375,6 +377,23 @@ struct LimitArgs {
     memory_limit: u64,
 }
 
+/// Caps that keep a worker's memory bounded whatever it is sent.
+#[derive(Debug, Args)]
+struct CapArgs {
+    /// Largest message accepted, in MiB; a larger one fails as MessageTooLarge without being read into the worker.
+    #[arg(long, value_name = "MB", default_value_t = 16)]
+    max_message_size: u64,
+    /// MiB of messages held at once (running, waiting for a thread or for a near ETA), on top of --prefetch's count.
+    #[arg(long, value_name = "MB", default_value_t = 256)]
+    prefetch_size: u64,
+    /// Largest result stored, in MiB of JSON; a larger one fails the job as ResultTooLarge.
+    #[arg(long, value_name = "MB", default_value_t = 16)]
+    max_result_size: u64,
+    /// Jobs whose ETA is more than SECONDS away wait in Redis (chard:delayed), not in worker memory.
+    #[arg(long, value_name = "SECONDS", default_value_t = 30.0)]
+    delay_beyond: f64,
+}
+
 #[derive(Debug, Args)]
 struct CallArgs {
     /// A plugin `.wasm` file, or a folder of them.
@@ -511,6 +530,14 @@ fn worker_config(args: RunArgs) -> anyhow::Result<WorkerConfig> {
         config.hostname = hostname;
     }
     config.limits = limits(&args.limits)?;
+    config.max_message_bytes = megabytes("--max-message-size", args.caps.max_message_size)? as usize;
+    config.prefetch_bytes = megabytes("--prefetch-size", args.caps.prefetch_size)? as usize;
+    config.max_result_bytes = megabytes("--max-result-size", args.caps.max_result_size)? as usize;
+    anyhow::ensure!(
+        config.prefetch_bytes >= config.max_message_bytes,
+        "--prefetch-size must be at least --max-message-size, or a message of the largest size could never be taken"
+    );
+    config.delay_beyond = seconds("--delay-beyond", args.caps.delay_beyond)?.unwrap_or_default();
     config.visibility_timeout = required_seconds("--visibility-timeout", args.visibility_timeout)?;
     config.drain_timeout = seconds("--drain-timeout", args.drain_timeout)?.unwrap_or_default();
     config.result_expires = required_seconds("--result-expires", args.result_expires)?;
@@ -537,7 +564,7 @@ fn limits(args: &LimitArgs) -> anyhow::Result<JobLimits> {
 /// Seconds to a duration; 0 means "no limit".
 fn seconds(flag: &str, value: f64) -> anyhow::Result<Option<Duration>> {
     anyhow::ensure!(value.is_finite() && value >= 0.0, "{flag} must be a non-negative number of seconds, got {value}");
-    Ok((value > 0.0).then(|| Duration::from_secs_f64(value)))
+    Ok((value > 0.0).then(|| Duration::try_from_secs_f64(value).unwrap_or(Duration::MAX)))
 }
 
 fn megabytes(flag: &str, value: u64) -> anyhow::Result<u64> {

@@ -80,6 +80,16 @@ pub struct WorkerConfig {
     /// Node name, `chard@<host>` by default.
     pub hostname: String,
     pub limits: JobLimits,
+    /// Largest message taken into the worker; a larger one stays in Redis
+    /// until it is acked as a MessageTooLarge failure.
+    pub max_message_bytes: usize,
+    /// Bytes of messages held at once (besides `prefetch`'s count).
+    pub prefetch_bytes: usize,
+    /// Largest result stored; a larger one fails the job.
+    pub max_result_bytes: usize,
+    /// Jobs whose ETA is further off than this wait in Redis's delayed set
+    /// instead of in worker memory.
+    pub delay_beyond: Duration,
     /// A lease older than this is taken as abandoned and restored.
     pub visibility_timeout: Duration,
     /// On shutdown, how long running jobs may take before they are stopped
@@ -115,6 +125,10 @@ impl WorkerConfig {
             prefetch: 256.max(cores * 32),
             hostname: format!("chard@{}", crate::hostname()),
             limits: JobLimits::default(),
+            max_message_bytes: 16 << 20,
+            prefetch_bytes: 256 << 20,
+            max_result_bytes: 16 << 20,
+            delay_beyond: Duration::from_secs(30),
             visibility_timeout: Duration::from_secs(3600),
             drain_timeout: Duration::from_secs(30),
             result_expires: Duration::from_secs(86400),

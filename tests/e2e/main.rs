@@ -11,6 +11,8 @@ mod celery;
 mod error_texts;
 mod fleet;
 mod events;
+mod fuzz;
+mod hostile;
 mod languages;
 mod manifest;
 mod new_project;

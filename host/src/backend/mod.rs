@@ -14,6 +14,15 @@ pub enum BackendError {
     Redis(#[from] redis::RedisError),
 }
 
+impl BackendError {
+    /// Whether retrying cannot help (see `broker::redis::is_permanent`).
+    pub fn is_permanent(&self) -> bool {
+        match self {
+            BackendError::Redis(error) => crate::broker::redis::is_permanent(error),
+        }
+    }
+}
+
 /// One result write: key, JSON document, TTL.
 #[derive(Debug, Clone)]
 pub struct ResultWrite {

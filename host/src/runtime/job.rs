@@ -17,6 +17,14 @@ use super::plugin::Plugin;
 /// Guest stdout/stderr kept per job (then logged); writes past this fail.
 const OUTPUT_CAPACITY: usize = 64 << 10;
 
+/// Bytes of `host.log` lines one job may write; past it, one line says the
+/// rest was dropped. A guest (or an argument it echoes) cannot flood the
+/// worker's log.
+const LOG_CAPACITY: usize = 64 << 10;
+
+/// Longest single `host.log` line (message and fields) kept.
+const LOG_LINE: usize = 4 << 10;
+
 /// What `wasi:random/random` cycles through for a plugin without `random = true`.
 const UNGRANTED_RANDOM: [u8; 16] = *b"chard:no-random!";
 
@@ -66,6 +74,8 @@ pub struct JobState {
     plugin: Arc<str>,
     task_id: String,
     task_name: String,
+    /// `host.log` bytes this job wrote so far (see `LOG_CAPACITY`).
+    logged_bytes: usize,
 }
 
 impl WasiView for JobState {
@@ -91,13 +101,30 @@ impl ResourceLimiter for JobState {
 impl host::Host for JobState {
     fn log(&mut self, level: Level, message: String, fields: Vec<(String, String)>) {
         let fields = fields.iter().map(|(key, value)| format!(" {key}={value}")).collect::<String>();
+        let size = message.len() + fields.len();
+        self.logged_bytes = self.logged_bytes.saturating_add(size);
         let (plugin, task, id) = (&*self.plugin, &self.task_name, &self.task_id);
+        if self.logged_bytes > LOG_CAPACITY {
+            if self.logged_bytes - size <= LOG_CAPACITY {
+                tracing::warn!(plugin, task, id, "log output over {LOG_CAPACITY} bytes for this job: the rest is dropped");
+            }
+            return;
+        }
+        let mut line = message + &fields;
+        if line.len() > LOG_LINE {
+            let mut end = LOG_LINE;
+            while !line.is_char_boundary(end) {
+                end -= 1;
+            }
+            line.truncate(end);
+            line.push_str("… (truncated)");
+        }
         match level {
-            Level::Trace => tracing::trace!(plugin, task, id, "{message}{fields}"),
-            Level::Debug => tracing::debug!(plugin, task, id, "{message}{fields}"),
-            Level::Info => tracing::info!(plugin, task, id, "{message}{fields}"),
-            Level::Warn => tracing::warn!(plugin, task, id, "{message}{fields}"),
-            Level::Error => tracing::error!(plugin, task, id, "{message}{fields}"),
+            Level::Trace => tracing::trace!(plugin, task, id, "{line}"),
+            Level::Debug => tracing::debug!(plugin, task, id, "{line}"),
+            Level::Info => tracing::info!(plugin, task, id, "{line}"),
+            Level::Warn => tracing::warn!(plugin, task, id, "{line}"),
+            Level::Error => tracing::error!(plugin, task, id, "{line}"),
         }
     }
 
@@ -159,6 +186,7 @@ pub(crate) fn new_store(
         plugin: plugin.name_arc(),
         task_id,
         task_name,
+        logged_bytes: 0,
     };
     let mut store = Store::new(plugin.runtime().engine(), state);
     store.limiter(|state| state);
@@ -206,7 +234,8 @@ pub(crate) fn run(plugin: &Plugin, request: JobRequest<'_>) -> Outcome {
         request.context.task_id.clone(),
         request.context.task_name.clone(),
     );
-    let deadline = request.time_limit.map(|limit| Instant::now() + limit);
+    // A limit too far to be an instant is no limit.
+    let deadline = request.time_limit.and_then(|limit| Instant::now().checked_add(limit));
     let cancellation = request.cancellation.clone();
     store.set_epoch_deadline(1);
     store.epoch_deadline_callback(move |mut store| {

@@ -285,7 +285,9 @@ impl TaskOverrides {
     }
 
     fn apply(&self, mut defaults: TaskDefaults) -> TaskDefaults {
-        let seconds = |value: Option<f64>| value.map(Duration::from_secs_f64);
+        // Validated finite and not negative; absurdly large values saturate.
+        let duration = |value: f64| Duration::try_from_secs_f64(value).unwrap_or(Duration::MAX);
+        let seconds = |value: Option<f64>| value.map(duration);
         defaults.queue = self.queue.clone().or(defaults.queue);
         defaults.time_limit = seconds(self.time_limit).or(defaults.time_limit);
         defaults.soft_time_limit = seconds(self.soft_time_limit).or(defaults.soft_time_limit);
@@ -299,7 +301,7 @@ impl TaskOverrides {
         match self.retry_backoff {
             Some(Backoff::Enabled(true)) => defaults.retry_backoff = Some(Duration::from_secs(1)),
             Some(Backoff::Enabled(false)) => defaults.retry_backoff = None,
-            Some(Backoff::Seconds(value)) => defaults.retry_backoff = Some(Duration::from_secs_f64(value)),
+            Some(Backoff::Seconds(value)) => defaults.retry_backoff = Some(duration(value)),
             None => {}
         }
         defaults.retry_backoff_max = seconds(self.retry_backoff_max).or(defaults.retry_backoff_max);

@@ -69,6 +69,24 @@ pub struct TaskDefaults {
     pub retry_jitter: bool,
 }
 
+impl TaskDefaults {
+    /// The task's hard time limit, else the worker's. A task's
+    /// `time_limit = 0` means no limit, as the worker's `--time-limit 0`
+    /// does, rather than a limit that expires at once.
+    pub fn time_limit_or(&self, worker: Option<Duration>) -> Option<Duration> {
+        match self.time_limit {
+            Some(limit) if limit.is_zero() => None,
+            Some(limit) => Some(limit),
+            None => worker,
+        }
+    }
+
+    /// The task's soft time limit (0 means none).
+    pub fn soft_time_limit(&self) -> Option<Duration> {
+        self.soft_time_limit.filter(|limit| !limit.is_zero())
+    }
+}
+
 /// One task of a plugin.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TaskInfo {

@@ -18,24 +18,60 @@ pub(super) fn finish_without_running<B: Broker>(shared: &Arc<Shared<B>>, job: Jo
     let _ = shared.completions.send(Completion::Finished { job, plan });
 }
 
-/// An executor thread: runs jobs until the channel closes.
-pub(super) fn execute_loop<B: Broker>(shared: &Arc<Shared<B>>, jobs: &flume::Receiver<Job>) {
-    while let Ok(job) = jobs.recv() {
-        if shared.stopping.load(Ordering::SeqCst) {
-            let _ = shared.completions.send(Completion::Requeue { job });
-            continue;
-        }
-        if shared.revoked.contains(&job.message.id) {
-            finish_without_running(shared, job, |job, settings| plan::revoked(job, settings));
-            continue;
-        }
-        if is_expired(&job.message) {
-            finish_without_running(shared, job, |job, settings| plan::expired(job, settings));
-            continue;
-        }
-        let completion = execute(shared, job);
-        let _ = shared.completions.send(completion);
+/// Ends a job that was revoked or has expired (REVOKED, without running
+/// it); gives back any other.
+pub(super) fn unless_stale<B: Broker>(shared: &Arc<Shared<B>>, job: Job) -> Option<Job> {
+    if shared.revoked.contains(&job.message.id) {
+        finish_without_running(shared, job, |job, settings| plan::revoked(job, settings));
+        return None;
     }
+    if is_expired(&job.message) {
+        finish_without_running(shared, job, |job, settings| plan::expired(job, settings));
+        return None;
+    }
+    Some(job)
+}
+
+/// An executor thread: runs jobs until the channel closes. A job whose
+/// handling panics (a bug, or a value from a message nothing bounded yet)
+/// ends FAILURE as `WorkerPanic` and is acked; the thread goes on.
+pub(super) fn execute_loop<B: Broker>(shared: &Arc<Shared<B>>, jobs: &flume::Receiver<Job>) {
+    let _alive = AliveGuard(shared);
+    while let Ok(job) = jobs.recv() {
+        let (tag, id, task, holds_slot, bytes) =
+            (job.tag.clone(), job.message.id.clone(), job.message.task.clone(), job.holds_slot, job.bytes);
+        let handled = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| handle(shared, job)));
+        if let Err(panic) = handled {
+            let text = super::fetch::panic_text(&*panic).to_string();
+            tracing::error!(%id, %task, "handling the job panicked: {text}");
+            shared.running.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(&id);
+            let job = Job::stub(tag, id, task, holds_slot, bytes);
+            let plan = plan::refused(&job, "WorkerPanic", &format!("the worker panicked handling this job: {text}"), &shared.settings);
+            let _ = shared.completions.send(Completion::Finished { job, plan });
+        }
+    }
+}
+
+/// Counts an executor thread out when it ends, however it ends; the last
+/// one out while the worker is not stopping wakes `run` to exit non-zero.
+struct AliveGuard<'a, B>(&'a Shared<B>);
+
+impl<B> Drop for AliveGuard<'_, B> {
+    fn drop(&mut self) {
+        if self.0.executors_alive.fetch_sub(1, Ordering::SeqCst) == 1 && !self.0.stopping.load(Ordering::SeqCst) {
+            self.0.executors_gone.notify_one();
+        }
+    }
+}
+
+fn handle<B: Broker>(shared: &Arc<Shared<B>>, job: Job) {
+    if shared.stopping.load(Ordering::SeqCst) {
+        let _ = shared.completions.send(Completion::Requeue { job });
+        return;
+    }
+    let Some(job) = unless_stale(shared, job) else { return };
+    let completion = execute(shared, job);
+    let _ = shared.completions.send(completion);
 }
 
 /// What runs a job: one of Celery's built-in tasks, or a plugin's task.

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::config::JobLimits;
-use crate::protocol::TaskMessage;
+use crate::protocol::{bounds, TaskMessage};
 use crate::runtime::{job_context, Cancellation, JobContext, TaskInfo};
 
 /// One received message on its way through the worker.
@@ -16,6 +16,9 @@ pub struct Job {
     /// Whether this job holds a prefetch slot (ETA jobs give theirs back
     /// while they wait, as Celery's do).
     pub holds_slot: bool,
+    /// Bytes of the message, counted against `--prefetch-size` until the
+    /// job is acked or requeued.
+    pub bytes: usize,
     pub cancellation: Cancellation,
 }
 
@@ -27,17 +30,38 @@ pub struct EffectiveLimits {
     pub memory_limit_bytes: u64,
 }
 
+/// Every duration is saturated at `bounds::MAX_DURATION`: a message's
+/// `time_limit=1e300` means no practical limit, never a panic.
 pub fn limits_for(message: &TaskMessage, task: &TaskInfo, worker: &JobLimits) -> EffectiveLimits {
-    let seconds = |value: Option<f64>| value.filter(|s| s.is_finite() && *s > 0.0).map(Duration::from_secs_f64);
+    let seconds = |value: Option<f64>| value.and_then(bounds::seconds);
     let (hard, soft) = message.headers.timelimit.unwrap_or((None, None));
     EffectiveLimits {
-        time_limit: seconds(hard).or(task.defaults.time_limit).or(worker.time_limit),
-        soft_time_limit: seconds(soft).or(task.defaults.soft_time_limit),
+        time_limit: seconds(hard).or_else(|| task.defaults.time_limit_or(worker.time_limit)).map(bounds::duration),
+        soft_time_limit: seconds(soft).or_else(|| task.defaults.soft_time_limit()).map(bounds::duration),
         memory_limit_bytes: task
             .defaults
             .memory_limit_mb
             .map(|mb| u64::from(mb) << 20)
             .unwrap_or(worker.memory_limit_bytes),
+    }
+}
+
+impl Job {
+    /// A job for a message known only by its tag, id and task name (one
+    /// that did not parse, or whose handling panicked): enough to store a
+    /// FAILURE under its id and ack it.
+    pub fn stub(tag: Option<String>, id: String, task: String, holds_slot: bool, bytes: usize) -> Self {
+        let headers = crate::protocol::Headers { id: Some(id.clone()), task: Some(task.clone()), ..Default::default() };
+        let message = TaskMessage {
+            id,
+            task,
+            headers,
+            properties: Default::default(),
+            args: serde_json::value::RawValue::from_string("[]".into()).expect("literal"),
+            kwargs: serde_json::value::RawValue::from_string("{}".into()).expect("literal"),
+            embed: Default::default(),
+        };
+        Self { tag, message, holds_slot, bytes, cancellation: Cancellation::default() }
     }
 }
 
@@ -55,7 +79,7 @@ pub fn context_for(message: &TaskMessage, task: &TaskInfo, limits: &EffectiveLim
     context.priority = message.priority();
     context.time_limit_ms = limits.time_limit.map(millis);
     context.soft_time_limit_ms = limits.soft_time_limit.map(millis);
-    context.soft_deadline_ms = limits.soft_time_limit.map(|soft| crate::runtime::unix_millis() + millis(soft));
+    context.soft_deadline_ms = limits.soft_time_limit.map(|soft| crate::runtime::unix_millis().saturating_add(millis(soft)));
     context.hostname = hostname.to_string();
     // Only headers without a field of their own: the rest is in the context.
     context.headers = serde_json::to_string(&message.headers.extra).unwrap_or_else(|_| "{}".into());

@@ -32,10 +32,12 @@
 
 mod builtins;
 mod complete;
+mod delayed;
 mod execute;
 mod fetch;
 mod job;
 mod lease;
+mod persist;
 mod plan;
 mod rate;
 mod report;
@@ -43,12 +45,12 @@ mod report;
 pub use rate::parse_rate;
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::{watch, Notify, Semaphore};
 
 use crate::backend::ResultBackend;
 use crate::broker::Broker;
@@ -80,6 +82,14 @@ struct Shared<B> {
     hostname: Arc<str>,
     /// Prefetch slots.
     slots: Semaphore,
+    /// Bytes of the messages held (see `--prefetch-size`), and a wake-up
+    /// for the fetch loop when some are freed.
+    held_bytes: AtomicUsize,
+    bytes_freed: Notify,
+    /// Executor threads still running, and a signal when the last one is
+    /// gone: a worker without them must exit, not fetch and requeue forever.
+    executors_alive: AtomicUsize,
+    executors_gone: Notify,
     /// Tags of every message this worker holds.
     held: Mutex<HashSet<String>>,
     /// Cancellation handles of running jobs, by task id.
@@ -90,6 +100,8 @@ struct Shared<B> {
     forced: AtomicBool,
     processed: AtomicU64,
     completions: flume::Sender<Completion>,
+    /// Far-ETA jobs on their way to the delayed set, with their due time.
+    delays: flume::Sender<(Job, u64)>,
     revoked: crate::control::Revoked,
     rate_limits: rate::RateLimits,
     started: Instant,
@@ -210,6 +222,7 @@ pub async fn run<B: Broker, R: ResultBackend>(
     }
 
     let (completions_tx, completions_rx) = flume::unbounded();
+    let (delays_tx, delays_rx) = flume::unbounded();
     let (jobs_tx, jobs_rx) = flume::unbounded::<Job>();
     let hostname: Arc<str> = config.hostname.clone().into();
     let events = Arc::new(crate::events::Events::new(&config.hostname, config.task_events));
@@ -218,8 +231,13 @@ pub async fn run<B: Broker, R: ResultBackend>(
             hostname: config.hostname.clone(),
             result_expires: config.result_expires,
             routes: config.routes.clone(),
+            max_result_bytes: config.max_result_bytes,
         },
         slots: Semaphore::new(config.prefetch),
+        held_bytes: AtomicUsize::new(0),
+        bytes_freed: Notify::new(),
+        executors_alive: AtomicUsize::new(config.concurrency),
+        executors_gone: Notify::new(),
         config,
         broker,
         registry: Arc::new(std::sync::RwLock::new(Arc::new(registry))),
@@ -230,6 +248,7 @@ pub async fn run<B: Broker, R: ResultBackend>(
         forced: AtomicBool::new(false),
         processed: AtomicU64::new(0),
         completions: completions_tx,
+        delays: delays_tx,
         revoked: crate::control::Revoked::default(),
         rate_limits: rate::RateLimits::default(),
         started: Instant::now(),
@@ -280,9 +299,17 @@ pub async fn run<B: Broker, R: ResultBackend>(
     let fetcher = tokio::spawn(fetch::fetch_loop(shared.clone(), jobs_tx, stop_rx.clone()));
     let completer = tokio::spawn(complete::complete_loop(shared.clone(), backend, completions_rx));
     let keeper = tokio::spawn(lease::lease_loop(shared.clone()));
+    let delayer = tokio::spawn(delayed::delay_loop(shared.clone(), delays_rx));
+    let releaser = tokio::spawn(delayed::release_loop(shared.clone(), stop_rx.clone()));
     let sweeper = tokio::spawn(lease::sweep_loop(shared.clone(), stop_rx.clone()));
 
-    shutdown.await;
+    let executors_died = tokio::select! {
+        () = shutdown => false,
+        () = shared.executors_gone.notified() => true,
+    };
+    if executors_died {
+        tracing::error!("every job thread died (see the panics above): stopping the worker");
+    }
     tracing::info!(drain_timeout = ?shared.config.drain_timeout, "shutting down: no new jobs; finishing running ones");
     shared.stopping.store(true, Ordering::SeqCst);
     let _ = stop_tx.send(true);
@@ -320,6 +347,8 @@ pub async fn run<B: Broker, R: ResultBackend>(
     }
     keeper.abort();
     sweeper.abort();
+    delayer.abort();
+    releaser.abort();
     if let Some(task) = control_task {
         task.abort();
     }
@@ -334,6 +363,7 @@ pub async fn run<B: Broker, R: ResultBackend>(
         let _ = executor.join();
     }
     tracing::info!(processed = shared.processed.load(Ordering::Relaxed), "worker stopped");
+    anyhow::ensure!(!executors_died, "every job thread died; the worker stopped instead of requeueing jobs it cannot run");
     Ok(())
 }
 

@@ -29,6 +29,8 @@ pub struct PlanSettings {
     pub result_expires: Duration,
     /// Queues for follow-ups whose signature names none.
     pub routes: crate::protocol::Routes,
+    /// Largest result (JSON bytes) stored; a larger one fails the job.
+    pub max_result_bytes: usize,
 }
 
 /// A finished chord header member: its join record and the body to fire.
@@ -58,6 +60,10 @@ pub fn plan(job: &Job, outcome: &Outcome, task: Option<&TaskInfo>, settings: &Pl
     let mut plan = Plan::default();
     let mut children = Vec::new();
     let (state, result): (State, ResultValue) = match outcome {
+        Outcome::Succeeded { json } if json.len() > settings.max_result_bytes => {
+            let reason = format!("result is {} bytes, over the {}-byte cap (--max-result-size)", json.len(), settings.max_result_bytes);
+            return refused(job, "ResultTooLarge", &reason, settings);
+        }
         Outcome::Succeeded { json } => {
             let value: Value = serde_json::from_str(json).unwrap_or(Value::Null);
             follow_ups_on_success(message, &value, settings, &mut plan.publish, &mut children);
@@ -68,7 +74,7 @@ pub fn plan(job: &Job, outcome: &Outcome, task: Option<&TaskInfo>, settings: &Pl
                 return retry(plan, message, &request, task, Some(failure), settings);
             }
             let (module, exc_type) = failure.module_and_type();
-            (State::Failure, ResultValue::Exception(ExceptionInfo::new(module, exc_type, failure.message.clone())))
+            (State::Failure, ResultValue::Exception(ExceptionInfo::new(module, exc_type, echo(&failure.message))))
         }
         Outcome::Retry(request) => return retry(plan, message, request, task, None, settings),
         Outcome::TimedOut { limit } => (
@@ -84,7 +90,7 @@ pub fn plan(job: &Job, outcome: &Outcome, task: Option<&TaskInfo>, settings: &Pl
             )),
         ),
         Outcome::Trapped { message: trap } => {
-            (State::Failure, ResultValue::Exception(ExceptionInfo::new("chard.exceptions", "WasmTrap", trap.clone())))
+            (State::Failure, ResultValue::Exception(ExceptionInfo::new("chard.exceptions", "WasmTrap", echo(trap))))
         }
         Outcome::Terminated => {
             (State::Revoked, ResultValue::Exception(ExceptionInfo::new("celery.exceptions", "TaskRevokedError", "terminated")))
@@ -94,14 +100,29 @@ pub fn plan(job: &Job, outcome: &Outcome, task: Option<&TaskInfo>, settings: &Pl
         }
         Outcome::Rejected { reason } => (
             State::Failure,
-            ResultValue::Exception(ExceptionInfo::new("chard.exceptions", "MalformedMessage", reason.clone())),
+            ResultValue::Exception(ExceptionInfo::new("chard.exceptions", "MalformedMessage", echo(reason))),
         ),
     };
-    plan.note = Some(outcome.describe());
+    plan.note = Some(echo(&outcome.describe()));
     if state == State::Failure {
         errbacks(message, settings, &mut plan.publish, &mut children);
     }
     finish(plan, message, state, result, children, settings)
+}
+
+/// FAILURE raised by the worker itself (`chard.exceptions.<exc_type>`):
+/// the job could not be run or its outcome could not be kept (a panic, a
+/// message or result over its cap, a Redis key that refuses the write).
+pub fn refused(job: &Job, exc_type: &str, reason: &str, settings: &PlanSettings) -> Plan {
+    let reason = echo(reason);
+    let plan = Plan { note: Some(format!("{exc_type}: {reason}")), ..Plan::default() };
+    let result = ResultValue::Exception(ExceptionInfo::new("chard.exceptions", exc_type, reason));
+    finish(plan, &job.message, State::Failure, result, Vec::new(), settings)
+}
+
+/// Text from a task or a sender, cut to what a result or a log line keeps.
+fn echo(text: &str) -> String {
+    crate::protocol::bounds::truncate(text, crate::protocol::bounds::MAX_ECHO).into_owned()
 }
 
 /// REVOKED because the message's `expires` passed before it ran.
@@ -215,7 +236,7 @@ fn retry(
         let result = match failure {
             Some(failure) => {
                 let (module, exc_type) = failure.module_and_type();
-                ExceptionInfo::new(module, exc_type, failure.message.clone())
+                ExceptionInfo::new(module, exc_type, echo(&failure.message))
             }
             None => ExceptionInfo::new(
                 "celery.exceptions",
@@ -224,26 +245,27 @@ fn retry(
                     "Can't retry {}[{}]: max retries ({max_retries}) exceeded{}",
                     message.task,
                     message.id,
-                    request.reason.as_deref().map(|reason| format!(" ({reason})")).unwrap_or_default()
+                    request.reason.as_deref().map(|reason| format!(" ({})", echo(reason))).unwrap_or_default()
                 ),
             ),
         };
-        plan.note = Some(format!("retries exhausted after {} attempts", message.retries() + 1));
+        plan.note = Some(format!("retries exhausted after {} attempts", message.retries().saturating_add(1)));
         errbacks(message, settings, &mut plan.publish, &mut Vec::new());
         return finish(plan, message, State::Failure, ResultValue::Exception(result), Vec::new(), settings);
     }
-    let countdown = request
-        .countdown
-        .or_else(|| task.and_then(|task| task.defaults.default_retry_delay))
-        .unwrap_or(DEFAULT_RETRY_DELAY);
+    // A plugin's countdown of 2^62 ms saturates at a century instead of
+    // overflowing the clock.
+    let countdown = crate::protocol::bounds::duration(
+        request.countdown.or_else(|| task.and_then(|task| task.defaults.default_retry_delay)).unwrap_or(DEFAULT_RETRY_DELAY),
+    );
     let eta = chrono::Utc::now() + chrono::Duration::from_std(countdown).unwrap_or_default();
     let mut copy = outgoing_copy(message, settings);
-    copy.retries = message.retries() + 1;
+    copy.retries = message.retries().saturating_add(1);
     copy.eta = Some(eta.to_rfc3339_opts(chrono::SecondsFormat::Micros, false));
     copy.parent_id = Some(message.id.clone());
     copy.id = message.id.clone();
     plan.publish.push((queue_key_for(&copy.queue, copy.priority), copy.to_envelope()));
-    let reason = request.reason.clone().unwrap_or_else(|| "retry requested".into());
+    let reason = request.reason.as_deref().map(echo).unwrap_or_else(|| "retry requested".into());
     plan.note = Some(format!("retry {} of {max_retries} in {:.3}s: {reason}", copy.retries, countdown.as_secs_f64()));
     let result = ResultValue::Exception(ExceptionInfo::new("celery.exceptions", "Retry", format!("Retry in {:.3}s: {reason}", countdown.as_secs_f64())));
     let children = vec![json!([[message.id, null], null])];

@@ -11,6 +11,7 @@ mod fleet;
 mod events;
 mod languages;
 mod manifest;
+mod ops;
 mod reload;
 mod routing;
 mod worker;

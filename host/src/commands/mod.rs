@@ -4,7 +4,9 @@
 pub mod beat;
 pub mod call;
 pub mod deploy;
+pub mod inspect;
 pub mod run;
+pub mod serve;
 pub mod submit;
 pub mod tasks;
 

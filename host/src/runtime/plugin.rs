@@ -30,6 +30,21 @@ pub enum LoadError {
     Manifest(#[from] ManifestError),
 }
 
+impl LoadError {
+    /// The plugin the error is about: the stem of its `.wasm` or manifest.
+    pub fn plugin_name(&self) -> String {
+        let path = match self {
+            LoadError::Read { path, .. }
+            | LoadError::NotAComponent { path, .. }
+            | LoadError::Link { path, .. }
+            | LoadError::ListTasks { path, .. }
+            | LoadError::BadName { path, .. } => path,
+            LoadError::Manifest(error) => &error.path,
+        };
+        path.file_stem().map(|stem| stem.to_string_lossy().into_owned()).unwrap_or_default()
+    }
+}
+
 /// Defaults a plugin declared for a task, in host types.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct TaskDefaults {
@@ -140,6 +155,12 @@ impl Plugin {
 
     /// Runs one job in a fresh instance.
     pub fn run(&self, request: JobRequest<'_>) -> Outcome {
+        job::run(self, request).0
+    }
+
+    /// Like [`Plugin::run`], and how long creating the instance took
+    /// (`None` if it failed before that).
+    pub fn run_measured(&self, request: JobRequest<'_>) -> (Outcome, Option<std::time::Duration>) {
         job::run(self, request)
     }
 

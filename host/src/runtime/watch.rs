@@ -32,13 +32,17 @@ const DEBOUNCE: Duration = Duration::from_millis(150);
 /// The live registry, swapped as a whole on every change.
 pub type SharedRegistry = Arc<RwLock<Arc<Registry>>>;
 
+/// Told of every hot-reload attempt: the plugin's name and whether it
+/// loaded (the worker counts these for its metrics).
+pub type ReloadHook = Arc<dyn Fn(&str, bool) + Send + Sync>;
+
 /// Keeps the watcher alive; dropping it stops watching.
 pub struct WatchHandle {
     _watcher: notify::RecommendedWatcher,
 }
 
 /// Starts watching `dir`; changes are applied to `registry`.
-pub fn watch(runtime: Runtime, dir: &Path, registry: SharedRegistry) -> notify::Result<WatchHandle> {
+pub fn watch(runtime: Runtime, dir: &Path, registry: SharedRegistry, on_reload: Option<ReloadHook>) -> notify::Result<WatchHandle> {
     let (events_tx, events_rx) = std::sync::mpsc::channel::<PathBuf>();
     let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
         if let Ok(event) = event {
@@ -50,12 +54,17 @@ pub fn watch(runtime: Runtime, dir: &Path, registry: SharedRegistry) -> notify::
     watcher.watch(dir, RecursiveMode::NonRecursive)?;
     std::thread::Builder::new()
         .name("chard-watch".into())
-        .spawn(move || apply_changes(&runtime, &events_rx, &registry))
+        .spawn(move || apply_changes(&runtime, &events_rx, &registry, on_reload.as_ref()))
         .expect("spawning the plugin watcher thread");
     Ok(WatchHandle { _watcher: watcher })
 }
 
-fn apply_changes(runtime: &Runtime, events: &std::sync::mpsc::Receiver<PathBuf>, registry: &SharedRegistry) {
+fn apply_changes(
+    runtime: &Runtime,
+    events: &std::sync::mpsc::Receiver<PathBuf>,
+    registry: &SharedRegistry,
+    on_reload: Option<&ReloadHook>,
+) {
     while let Ok(first) = events.recv() {
         let mut changed = BTreeSet::from([first]);
         while let Ok(path) = events.recv_timeout(DEBOUNCE) {
@@ -68,39 +77,48 @@ fn apply_changes(runtime: &Runtime, events: &std::sync::mpsc::Receiver<PathBuf>,
             .map(|path| path.with_extension("wasm"))
             .collect();
         for path in plugins {
-            apply_change(runtime, registry, &path);
+            if let Some(loaded) = apply_change(runtime, registry, &path) {
+                if let (Some(hook), Some(name)) = (on_reload, path.file_stem().and_then(|stem| stem.to_str())) {
+                    hook(name, loaded);
+                }
+            }
         }
     }
 }
 
-fn apply_change(runtime: &Runtime, registry: &SharedRegistry, path: &Path) {
-    let Some(name) = path.file_stem().and_then(|stem| stem.to_str()).map(str::to_string) else { return };
+/// Applies one plugin's change; `Some(loaded)` when a load was attempted.
+fn apply_change(runtime: &Runtime, registry: &SharedRegistry, path: &Path) -> Option<bool> {
+    let name = path.file_stem().and_then(|stem| stem.to_str()).map(str::to_string)?;
     if !path.is_file() {
         let mut next = (**registry.read().unwrap()).clone();
         if next.remove(&name).is_some() {
             *registry.write().unwrap() = Arc::new(next);
             tracing::warn!(plugin = name, "plugin removed: its tasks are unknown for new jobs");
         }
-        return;
+        return None;
     }
     let manifest = path.with_extension("toml");
     if !wait_until_stable(path) || (manifest.exists() && !wait_until_stable(&manifest)) {
         tracing::warn!(file = %path.display(), "plugin file kept changing; will load it on its next change");
-        return;
+        return None;
     }
     match Plugin::load(runtime, path) {
         Ok(plugin) => {
             let current = registry.read().unwrap().get(&name).map(|plugin| plugin.fingerprint());
             if current.as_deref() == Some(&plugin.fingerprint()) {
-                return;
+                return None;
             }
             let (version, tasks) = (plugin.fingerprint(), plugin.tasks().len());
             let mut next = (**registry.read().unwrap()).clone();
             next.insert(plugin);
             *registry.write().unwrap() = Arc::new(next);
             tracing::info!(plugin = name, version, previous = current.as_deref().unwrap_or("none"), tasks, "plugin loaded (hot reload)");
+            Some(true)
         }
-        Err(error) => tracing::error!("plugin {name} not reloaded, previous version keeps serving: {error}"),
+        Err(error) => {
+            tracing::error!("plugin {name} not reloaded, previous version keeps serving: {error}");
+            Some(false)
+        }
     }
 }
 

@@ -3,7 +3,7 @@
 //! (ETA, rate limits) with its slot given back, or queue it for a thread.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 
@@ -43,6 +43,12 @@ pub(super) async fn fetch_loop<B: Broker>(shared: Arc<Shared<B>>, jobs: flume::S
         };
         match fetched {
             Ok(deliveries) => {
+                if let Some(metrics) = &shared.metrics {
+                    metrics.health.redis_ok();
+                    if failures > 0 {
+                        metrics.redis_reconnected();
+                    }
+                }
                 if failures > 0 {
                     tracing::info!("broker reachable again: consuming");
                     failures = 0;
@@ -60,6 +66,9 @@ pub(super) async fn fetch_loop<B: Broker>(shared: Arc<Shared<B>>, jobs: flume::S
                 }
             }
             Err(error) => {
+                if let Some(metrics) = &shared.metrics {
+                    metrics.redis_error();
+                }
                 shared.slots.add_permits(wanted);
                 failures += 1;
                 if failures == 1 || failures.is_power_of_two() {
@@ -89,7 +98,7 @@ fn dispatch<B: Broker>(shared: &Arc<Shared<B>>, delivery: Delivery, jobs: &flume
             return;
         }
     };
-    let job = Job { tag: delivery.tag, message, holds_slot: true, cancellation: Cancellation::default() };
+    let job = Job { tag: delivery.tag, message, holds_slot: true, cancellation: Cancellation::default(), ready_since: Instant::now() };
     if shared.revoked.contains(&job.message.id) {
         finish_without_running(shared, job, |job, settings| plan::revoked(job, settings));
         return;
@@ -123,7 +132,12 @@ fn dispatch<B: Broker>(shared: &Arc<Shared<B>>, delivery: Delivery, jobs: &flume
     shared.slots.add_permits(1);
     let mut job = job;
     job.holds_slot = false;
-    tokio::spawn(hold(shared.clone(), job, wait, global_rate, jobs.clone(), stop.clone()));
+    let counted = shared.metrics.as_ref().map(|metrics| super::observe::HeldGuard::new(metrics, eta_wait, rate_wait));
+    let held = hold(shared.clone(), job, wait, global_rate, jobs.clone(), stop.clone());
+    tokio::spawn(async move {
+        held.await;
+        drop(counted);
+    });
 }
 
 /// Waits out `wait` (ETA, per-worker rate limit), then a slot of the
@@ -162,6 +176,8 @@ async fn hold<B: Broker>(
         () = waited => false,
         _ = stop.wait_for(|stopping| *stopping) => true,
     };
+    let mut job = job;
+    job.ready_since = Instant::now();
     if stopped {
         let _ = shared.completions.send(Completion::Requeue { job });
     } else if let Err(flume::SendError(job)) = jobs.send(job) {
@@ -172,6 +188,9 @@ async fn hold<B: Broker>(
 /// The task's rate limit: the worker's `--rate-limit` first, then the
 /// plugin's default for the task.
 fn rate_interval<B>(shared: &Shared<B>, task: &str) -> Option<Duration> {
+    if let Some(set_remotely) = shared.rate_limits.override_for(task) {
+        return set_remotely;
+    }
     if let Some(interval) = shared.config.rate_limits.get(task) {
         return Some(*interval);
     }
@@ -196,7 +215,10 @@ fn malformed<B: Broker>(shared: &Arc<Shared<B>>, tag: Option<String>, error: cra
         kwargs: serde_json::value::RawValue::from_string("{}".into()).expect("literal"),
         embed: Default::default(),
     };
-    let job = Job { tag, message, holds_slot: true, cancellation: Cancellation::default() };
+    let job = Job { tag, message, holds_slot: true, cancellation: Cancellation::default(), ready_since: Instant::now() };
+    if let Some(metrics) = &shared.metrics {
+        metrics.job_finished(error.task_name.as_deref().unwrap_or(""), crate::metrics::JobOutcome::rejected);
+    }
     let has_id = error.task_id.is_some();
     let mut plan = plan::plan(&job, &Outcome::Rejected { reason: error.reason }, None, &shared.settings);
     if !has_id {

@@ -2,7 +2,7 @@
 //! from the message, the task's defaults and the worker's configuration.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::config::JobLimits;
 use crate::protocol::TaskMessage;
@@ -17,6 +17,9 @@ pub struct Job {
     /// while they wait, as Celery's do).
     pub holds_slot: bool,
     pub cancellation: Cancellation,
+    /// Since when it could run: its fetch, or the end of its ETA or
+    /// rate-limit wait. Its queue wait ends when it starts.
+    pub ready_since: Instant,
 }
 
 /// Effective limits for one job: message header, then task default, then

@@ -138,7 +138,7 @@ fn plugin_reloads_and_failures_are_counted_by_plugin() {
         let scrape = Scrape::take(port);
         scrape.value("chard_plugin_reloads_total", &[("plugin", "faults")]).map(|_| scrape)
     });
-    assert_eq!(scrape.get("chard_plugin_reloads_total", &[("plugin", "faults")]), 1.0);
+    assert_eq!(scrape.get("chard_plugin_reloads_total", &[("plugin", "faults")]), 1.0, "{}", worker.log());
     assert_eq!(scrape.get("chard_plugin_load_failures_total", &[("plugin", "broken")]), 1.0);
     assert_eq!(scrape.value("chard_plugin_load_failures_total", &[("plugin", "faults")]), None);
     assert_eq!(scrape.get("chard_plugin_info", &[("plugin", "faults")]), 1.0);
@@ -193,7 +193,10 @@ fn readyz_says_why_when_no_plugin_is_loaded() {
     let redis = RedisServer::start();
     let empty = tempfile::tempdir().unwrap();
     let port = free_port();
-    let _worker = Worker::start(empty.path(), &redis.url(0), &["--metrics", &format!("127.0.0.1:{port}")]);
+    // The listener from the config file's [metrics] table this time.
+    let config = empty.path().join("chard.toml");
+    std::fs::write(&config, format!("[metrics]\nlisten = \"127.0.0.1:{port}\"\n")).unwrap();
+    let _worker = Worker::start(empty.path(), &redis.url(0), &["--config", config.to_str().unwrap()]);
     let not_ready = eventually(Duration::from_secs(10), "Redis seen", || {
         let reply = probe(port, "/readyz");
         reply["body"]["redis_last_seen_seconds"].is_number().then_some(reply)
@@ -355,4 +358,22 @@ fn http_api_submits_reads_revokes_and_documents_itself() {
         json!(["/healthz", "/results/{id}", "/results/{id}/revoke", "/tasks", "/tasks/{name}", "/workers"]),
         "{seen}"
     );
+}
+
+#[test]
+fn the_readmes_systemd_unit_passes_systemd_analyze_verify() {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md")).unwrap();
+    let start = readme.find("```ini\n# chard-worker.service\n").expect("the README has the systemd unit") + "```ini\n".len();
+    let unit = &readme[start..start + readme[start..].find("```").unwrap()];
+    assert!(unit.contains("ExecStart=/usr/local/bin/host run "), "{unit}");
+    // verify checks that ExecStart's binary exists: point it at the one built.
+    let unit = unit.replace("/usr/local/bin/host", crate::util::host_bin().to_str().unwrap());
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("chard-worker.service");
+    std::fs::write(&path, unit).unwrap();
+    let output = Command::new("systemd-analyze").arg("verify").arg(&path).output().expect("systemd-analyze (Debian's systemd package)");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    // Unknown keys are only warned about: there must be no warning at all.
+    assert!(!stderr.contains("chard-worker.service"), "{stderr}");
 }

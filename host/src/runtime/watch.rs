@@ -45,10 +45,14 @@ pub struct WatchHandle {
 pub fn watch(runtime: Runtime, dir: &Path, registry: SharedRegistry, on_reload: Option<ReloadHook>) -> notify::Result<WatchHandle> {
     let (events_tx, events_rx) = std::sync::mpsc::channel::<PathBuf>();
     let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-        if let Ok(event) = event {
-            for path in event.paths {
-                let _ = events_tx.send(path);
-            }
+        // Reading a plugin to load it raises access events on it: taken for
+        // changes, a plugin that fails to load would be retried forever.
+        let Ok(event) = event else { return };
+        if event.kind.is_access() {
+            return;
+        }
+        for path in event.paths {
+            let _ = events_tx.send(path);
         }
     })?;
     watcher.watch(dir, RecursiveMode::NonRecursive)?;

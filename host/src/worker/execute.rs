@@ -56,7 +56,7 @@ fn execute<B: Broker>(shared: &Arc<Shared<B>>, job: Job) -> Completion {
             let outcome = Outcome::UnknownTask { name: message.task.clone() };
         tracing::warn!(id = %message.id, "{}", outcome.describe());
         let plan = plan::plan(&job, &outcome, None, &shared.settings);
-            report_end(shared, &job, &plan, None, Duration::ZERO);
+            report_end(shared, &job, &plan, Some(&outcome), Duration::ZERO);
             return Completion::Finished { job, plan };
         }
     };

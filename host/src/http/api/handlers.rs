@@ -59,6 +59,7 @@ pub(super) struct TaskState {
 }
 
 #[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[allow(dead_code)]
 pub(super) struct WaitParams {
     /// Seconds to wait for the result (up to 300); without it the reply is the id alone.
@@ -66,6 +67,7 @@ pub(super) struct WaitParams {
 }
 
 #[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[allow(dead_code)]
 pub(super) struct RevokeParams {
     /// Also stop the task if it is running.

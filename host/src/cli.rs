@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+mod ops;
+
 use crate::protocol::Routes;
 use crate::scaffold::Language;
 
@@ -59,6 +61,12 @@ enum CommandArgs {
     Deploy(DeployArgs),
     /// Deployed plugins and the version each live worker runs.
     Plugins(PluginsArgs),
+    /// Ask workers (Chard and Celery) what they hold: ping, stats, active, reserved, scheduled, registered, revoked.
+    Inspect(ops::InspectArgs),
+    /// Tell workers (Chard and Celery) to shut down, change a rate limit, or switch task events.
+    Control(ops::ControlArgs),
+    /// Serve the HTTP job API: submit tasks, read results, revoke, list tasks and workers.
+    Serve(ops::ServeArgs),
     /// Create a plugin project that builds with `make` into NAME.wasm.
     New(NewArgs),
     /// The guest SDK and WIT files this `host` carries.
@@ -218,6 +226,8 @@ struct RunArgs {
     /// Send task events for Flower and `celery events` from the start (Celery's -E); monitors can also switch them on.
     #[arg(short = 'E', long = "events", visible_alias = "task-events")]
     task_events: bool,
+    #[command(flatten)]
+    ops: ops::RunOpsArgs,
 }
 
 /// Routing by task name, and the config file that can hold routes.
@@ -426,6 +436,8 @@ pub enum Command {
     PluginsList(PluginsListConfig),
     New(NewConfig),
     SdkExport(PathBuf),
+    RemoteControl(crate::config::RemoteControlConfig),
+    Serve(crate::config::HttpApiConfig),
 }
 
 /// Parses the process arguments (exits with clap's message on bad flags).
@@ -494,6 +506,9 @@ pub fn parse() -> anyhow::Result<(GlobalConfig, Command)> {
             name: args.name,
         }),
         CommandArgs::Sdk(SdkArgs { command: SdkCommand::Export { dir } }) => Command::SdkExport(dir),
+        CommandArgs::Inspect(args) => Command::RemoteControl(ops::inspect_config(args)?),
+        CommandArgs::Control(args) => Command::RemoteControl(ops::control_config(args)?),
+        CommandArgs::Serve(args) => Command::Serve(args.into_config()?),
         CommandArgs::Result(args) => Command::Result(ResultConfig {
             client: args.connection.into_config(),
             task_id: args.task_id,
@@ -547,6 +562,7 @@ fn worker_config(args: RunArgs) -> anyhow::Result<WorkerConfig> {
     config.rate_limits = rate_limits("--rate-limit", &file.rate_limits, &args.rate_limit)?;
     config.global_rate_limits = rate_limits("--global-rate-limit", &file.global_rate_limits, &args.global_rate_limit)?;
     config.task_events = args.task_events;
+    args.ops.apply(&file, &mut config)?;
     Ok(config)
 }
 

@@ -8,6 +8,9 @@ use std::time::Duration;
 
 use crate::protocol::Routes;
 
+mod ops;
+pub use ops::{HttpApiConfig, RemoteControlConfig, MetricsFileConfig};
+
 /// Logging output.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum LogFormat {
@@ -111,6 +114,10 @@ pub struct WorkerConfig {
     /// switch them (`enable_events`/`disable_events`). Worker events
     /// (online, heartbeat, offline) are always sent.
     pub task_events: bool,
+    /// Where to serve `/metrics`, `/healthz` and `/readyz` (`--metrics`).
+    pub metrics_listen: Option<std::net::SocketAddr>,
+    /// The job API served beside the worker (`--http`).
+    pub http: Option<HttpApiConfig>,
 }
 
 impl WorkerConfig {
@@ -138,6 +145,8 @@ impl WorkerConfig {
             routes: Routes::default(),
             sync: false,
             task_events: false,
+            metrics_listen: None,
+            http: None,
         }
     }
 }
@@ -258,6 +267,8 @@ pub struct FileConfig {
     pub rate_limits: BTreeMap<String, String>,
     #[serde(default)]
     pub global_rate_limits: BTreeMap<String, String>,
+    #[serde(default)]
+    pub metrics: MetricsFileConfig,
 }
 
 impl FileConfig {

@@ -41,6 +41,8 @@ fn main() -> ExitCode {
         }
         Command::New(config) => chard::commands::new::new(config).map(|()| ExitCode::SUCCESS),
         Command::SdkExport(dir) => chard::commands::new::export_sdk(&dir).map(|()| ExitCode::SUCCESS),
+        Command::RemoteControl(config) => tokio_runtime().block_on(chard::commands::inspect::run(config)).map(ExitCode::from),
+        Command::Serve(config) => tokio_runtime().block_on(chard::commands::serve::run(config)).map(|()| ExitCode::SUCCESS),
         Command::Result(config) => tokio_runtime().block_on(chard::commands::submit::result(config)).map(ExitCode::from),
     };
     result.unwrap_or_else(|error| fail(&error, 2))

@@ -17,6 +17,7 @@ mod languages;
 mod manifest;
 mod new_project;
 mod redis_reach;
+mod ops;
 mod reload;
 mod routing;
 mod worker;

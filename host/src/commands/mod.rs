@@ -5,7 +5,9 @@ pub mod beat;
 pub mod call;
 pub mod deploy;
 pub mod new;
+pub mod inspect;
 pub mod run;
+pub mod serve;
 pub mod submit;
 pub mod tasks;
 

@@ -46,7 +46,39 @@ pub async fn run(config: WorkerConfig) -> anyhow::Result<()> {
     if let Err(error) = broker.declare_queues(&config.queues).await {
         tracing::warn!(%error, "could not declare queue bindings");
     }
-    crate::worker::run(config, broker, backend, Some(control), shutdown_signal()).await
+    let metrics = config.metrics_listen.map(|_| crate::metrics::Metrics::new(&config.hostname));
+    // Readiness turns false the moment the signal arrives, before the drain.
+    let signalled = {
+        let metrics = metrics.clone();
+        async move {
+            shutdown_signal().await;
+            if let Some(metrics) = metrics {
+                metrics.health.set_stopping();
+            }
+        }
+    };
+    let (stop_listeners, listeners_stopped) = tokio::sync::watch::channel(false);
+    let mut listeners = Vec::new();
+    if let (Some(address), Some(metrics)) = (config.metrics_listen, &metrics) {
+        let router = crate::http::probes::router(metrics.clone());
+        listeners.push(crate::http::bind(address, "metrics", router, stopped(listeners_stopped.clone())).await?);
+    }
+    if let Some(api) = config.http.clone() {
+        let router = crate::http::api::router(api.clone()).await?;
+        listeners.push(crate::http::bind(api.listen, "HTTP API", router, stopped(listeners_stopped.clone())).await?);
+    }
+    let result = crate::worker::run(config, broker, backend, Some(control), metrics, signalled).await;
+    let _ = stop_listeners.send(true);
+    for listener in listeners {
+        let _ = listener.await;
+    }
+    result
+}
+
+/// Resolves once `stop` turns true: the listeners stay up through the drain
+/// (so `/readyz` can say why it is not ready) and stop with the worker.
+async fn stopped(mut stop: tokio::sync::watch::Receiver<bool>) {
+    let _ = stop.wait_for(|stopped| *stopped).await;
 }
 
 /// Resolves on the first SIGTERM or SIGINT; a second one exits the process.

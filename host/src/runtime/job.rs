@@ -226,8 +226,9 @@ fn grant(builder: &mut WasiCtxBuilder, grants: &Grants, plugin: &str) {
     }
 }
 
-/// Runs `request` in a fresh instance of `plugin`.
-pub(crate) fn run(plugin: &Plugin, request: JobRequest<'_>) -> Outcome {
+/// Runs `request` in a fresh instance of `plugin`; also returns how long
+/// the instantiation took, for the worker's metrics.
+pub(crate) fn run(plugin: &Plugin, request: JobRequest<'_>) -> (Outcome, Option<Duration>) {
     let (mut store, stdout, stderr) = new_store(
         plugin,
         request.memory_limit_bytes,
@@ -251,10 +252,13 @@ pub(crate) fn run(plugin: &Plugin, request: JobRequest<'_>) -> Outcome {
         Ok(UpdateDeadline::Continue(1))
     });
 
+    let instantiating = Instant::now();
+    let mut instantiation = None;
     let result = plugin
         .pre()
         .instantiate(&mut store)
         .and_then(|instance| {
+            instantiation = Some(instantiating.elapsed());
             instance.chard_task_tasks().call_run(
                 &mut store,
                 request.task,
@@ -266,7 +270,7 @@ pub(crate) fn run(plugin: &Plugin, request: JobRequest<'_>) -> Outcome {
     let state = store.data();
     log_output(&state.plugin, &state.task_id, "stdout", &stdout);
     log_output(&state.plugin, &state.task_id, "stderr", &stderr);
-    match result {
+    let outcome = match result {
         Ok(Ok(json)) => Outcome::Succeeded { json },
         Ok(Err(TaskError::Failed(failure))) => Outcome::Failed(Failure {
             exception_type: failure.exception_type.unwrap_or_else(|| "Exception".to_string()),
@@ -283,7 +287,8 @@ pub(crate) fn run(plugin: &Plugin, request: JobRequest<'_>) -> Outcome {
             None if state.memory_exceeded => Outcome::OutOfMemory { limit_bytes: state.memory_limit_bytes },
             None => Outcome::Trapped { message: trap_message(&error, &stderr) },
         },
-    }
+    };
+    (outcome, instantiation)
 }
 
 /// The trap itself, plus the guest's last line on stderr: for a Rust panic

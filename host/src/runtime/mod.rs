@@ -37,7 +37,7 @@ pub use outcome::{Failure, Outcome, RetryRequest};
 pub use manifest::{parse_toml, DirGrant, DirMode, Grants, Manifest, ManifestError};
 pub use plugin::{LoadError, Plugin, TaskDefaults, TaskInfo};
 pub use registry::{empty_folder_hint, Registry, ResolveError};
-pub use watch::{watch, SharedRegistry, WatchHandle};
+pub use watch::{watch, ReloadHook, SharedRegistry, WatchHandle};
 
 /// Bindings generated once from `wit/`, the contract every plugin targets.
 pub mod bindings {

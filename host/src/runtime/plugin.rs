@@ -199,6 +199,12 @@ impl Plugin {
 
     /// Runs one job in a fresh instance.
     pub fn run(&self, request: JobRequest<'_>) -> Outcome {
+        job::run(self, request).0
+    }
+
+    /// Like [`Plugin::run`], and how long creating the instance took
+    /// (`None` if it failed before that).
+    pub fn run_measured(&self, request: JobRequest<'_>) -> (Outcome, Option<std::time::Duration>) {
         job::run(self, request)
     }
 

@@ -41,18 +41,23 @@ const DEBOUNCE: Duration = Duration::from_millis(150);
 /// The live registry, swapped as a whole on every change.
 pub type SharedRegistry = Arc<RwLock<Arc<Registry>>>;
 
+/// Told of every hot-reload attempt: the plugin's name and whether it
+/// loaded (the worker counts these for its metrics).
+pub type ReloadHook = Arc<dyn Fn(&str, bool) + Send + Sync>;
+
 /// Keeps the watcher alive; dropping it stops watching.
 pub struct WatchHandle {
     _watcher: notify::RecommendedWatcher,
 }
 
 /// Starts watching `dir`; changes are applied to `registry`.
-pub fn watch(runtime: Runtime, dir: &Path, registry: SharedRegistry) -> notify::Result<WatchHandle> {
+pub fn watch(runtime: Runtime, dir: &Path, registry: SharedRegistry, on_reload: Option<ReloadHook>) -> notify::Result<WatchHandle> {
     let (events_tx, events_rx) = std::sync::mpsc::channel::<PathBuf>();
     let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-        // Opening or reading a file (our own loads among them) changes nothing.
+        // Reading a plugin to load it raises access events on it: taken for
+        // changes, a plugin that fails to load would be retried forever.
         let Ok(event) = event else { return };
-        if matches!(event.kind, notify::EventKind::Access(_)) {
+        if event.kind.is_access() {
             return;
         }
         for path in event.paths {
@@ -62,7 +67,7 @@ pub fn watch(runtime: Runtime, dir: &Path, registry: SharedRegistry) -> notify::
     watcher.watch(dir, RecursiveMode::NonRecursive)?;
     std::thread::Builder::new()
         .name("chard-watch".into())
-        .spawn(move || apply_changes(&runtime, &events_rx, &registry))
+        .spawn(move || apply_changes(&runtime, &events_rx, &registry, on_reload.as_ref()))
         .expect("spawning the plugin watcher thread");
     Ok(WatchHandle { _watcher: watcher })
 }
@@ -75,7 +80,12 @@ fn stamp(path: &Path) -> Stamp {
     (one(path), one(&path.with_extension("toml")))
 }
 
-fn apply_changes(runtime: &Runtime, events: &std::sync::mpsc::Receiver<PathBuf>, registry: &SharedRegistry) {
+fn apply_changes(
+    runtime: &Runtime,
+    events: &std::sync::mpsc::Receiver<PathBuf>,
+    registry: &SharedRegistry,
+    on_reload: Option<&ReloadHook>,
+) {
     // Files that failed to load, with the stamp they had: not retried (nor
     // logged again) until it changes.
     let mut failed: HashMap<PathBuf, Stamp> = HashMap::new();
@@ -95,43 +105,48 @@ fn apply_changes(runtime: &Runtime, events: &std::sync::mpsc::Receiver<PathBuf>,
             if failed.get(&path) == Some(&before) {
                 continue;
             }
-            match apply_change(runtime, registry, &path) {
-                Ok(()) => failed.remove(&path),
-                Err(()) => failed.insert(path, before),
+            let loaded = apply_change(runtime, registry, &path);
+            match loaded {
+                Some(false) => failed.insert(path.clone(), before),
+                _ => failed.remove(&path),
             };
+            if let Some(loaded) = loaded {
+                if let (Some(hook), Some(name)) = (on_reload, path.file_stem().and_then(|stem| stem.to_str())) {
+                    hook(name, loaded);
+                }
+            }
         }
     }
 }
 
-/// Loads, swaps or removes one plugin; `Err` when the file failed to load
-/// (already logged).
-fn apply_change(runtime: &Runtime, registry: &SharedRegistry, path: &Path) -> Result<(), ()> {
-    let Some(name) = path.file_stem().and_then(|stem| stem.to_str()).map(str::to_string) else { return Ok(()) };
+/// Applies one plugin's change; `Some(loaded)` when a load was attempted.
+fn apply_change(runtime: &Runtime, registry: &SharedRegistry, path: &Path) -> Option<bool> {
+    let name = path.file_stem().and_then(|stem| stem.to_str()).map(str::to_string)?;
     if !path.is_file() {
         let mut next = (**registry.read().unwrap()).clone();
         if next.remove(&name).is_some() {
             *registry.write().unwrap() = Arc::new(next);
             tracing::warn!(plugin = name, "plugin removed: its tasks are unknown for new jobs");
         }
-        return Ok(());
+        return None;
     }
     let manifest = path.with_extension("toml");
     if !wait_until_stable(path) || (manifest.exists() && !wait_until_stable(&manifest)) {
         tracing::warn!(file = %path.display(), "plugin file kept changing; will load it on its next change");
-        return Ok(());
+        return None;
     }
     match Plugin::load(runtime, path) {
         Ok(plugin) => {
             let current = registry.read().unwrap().get(&name).map(|plugin| plugin.fingerprint());
             if current.as_deref() == Some(&plugin.fingerprint()) {
-                return Ok(());
+                return None;
             }
             let (version, tasks) = (plugin.fingerprint(), plugin.tasks().len());
             let mut next = (**registry.read().unwrap()).clone();
             next.insert(plugin);
             *registry.write().unwrap() = Arc::new(next);
             tracing::info!(plugin = name, version, previous = current.as_deref().unwrap_or("none"), tasks, "plugin loaded (hot reload)");
-            Ok(())
+            Some(true)
         }
         Err(error) => {
             if registry.read().unwrap().get(&name).is_some() {
@@ -139,7 +154,7 @@ fn apply_change(runtime: &Runtime, registry: &SharedRegistry, path: &Path) -> Re
             } else {
                 tracing::error!("plugin {name} not loaded: {error}");
             }
-            Err(())
+            Some(false)
         }
     }
 }

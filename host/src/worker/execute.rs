@@ -92,13 +92,14 @@ fn execute<B: Broker>(shared: &Arc<Shared<B>>, job: Job) -> Completion {
             let outcome = Outcome::UnknownTask { name: message.task.clone() };
         tracing::warn!(id = %message.id, "{}", outcome.describe());
         let plan = plan::plan(&job, &outcome, None, &shared.settings);
-            report_end(shared, &job, &plan, None, Duration::ZERO);
+            report_end(shared, &job, &plan, Some(&outcome), Duration::ZERO);
             return Completion::Finished { job, plan };
         }
     };
     shared.events.started(job.tag.as_deref(), &message.id);
     shared.running.lock().unwrap().insert(message.id.clone(), job.cancellation.clone());
     let started = Instant::now();
+    let mut instantiation = None;
     let (outcome, publish, task) = match work {
         Work::Builtin(builtin) => {
             let (outcome, publish) = builtins::run(shared, &job, builtin);
@@ -106,7 +107,7 @@ fn execute<B: Broker>(shared: &Arc<Shared<B>>, job: Job) -> Completion {
         }
         Work::Plugin(plugin, task) => {
             let limits = job::limits_for(message, task, &shared.config.limits);
-            let outcome = plugin.run(JobRequest {
+            let (outcome, instantiated) = plugin.run_measured(JobRequest {
                 task: &task.name,
                 args: message.args.get(),
                 kwargs: message.kwargs.get(),
@@ -115,6 +116,7 @@ fn execute<B: Broker>(shared: &Arc<Shared<B>>, job: Job) -> Completion {
                 memory_limit_bytes: limits.memory_limit_bytes,
                 cancellation: Some(job.cancellation.clone()),
             });
+            instantiation = instantiated;
             (outcome, Vec::new(), Some(task))
         }
     };
@@ -123,6 +125,12 @@ fn execute<B: Broker>(shared: &Arc<Shared<B>>, job: Job) -> Completion {
         return Completion::Requeue { job };
     }
     let runtime = started.elapsed();
+    if let Some(metrics) = &shared.metrics {
+        metrics.job_ran(&message.task, runtime, started.saturating_duration_since(job.ready_since));
+        if let Some(took) = instantiation {
+            metrics.instantiated(took);
+        }
+    }
     let mut plan = plan::plan(&job, &outcome, task, &shared.settings);
     plan.publish.extend(publish);
     report_end(shared, &job, &plan, Some(&outcome), runtime);
@@ -136,6 +144,9 @@ fn execute<B: Broker>(shared: &Arc<Shared<B>>, job: Job) -> Completion {
 
 /// Tells the monitoring how a job ended (a no-op while task events are off).
 fn report_end<B>(shared: &Shared<B>, job: &Job, plan: &Plan, outcome: Option<&Outcome>, runtime: Duration) {
+    if let Some(metrics) = &shared.metrics {
+        metrics.job_finished(&job.message.task, super::observe::outcome_label(plan, outcome));
+    }
     if let Some(ending) = &plan.ending {
         let result = match outcome {
             Some(Outcome::Succeeded { json }) => Some(json.as_str()),

@@ -4,7 +4,7 @@
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 
@@ -59,6 +59,12 @@ pub(super) async fn fetch_loop<B: Broker>(shared: Arc<Shared<B>>, jobs: flume::S
         };
         match fetched {
             Ok(deliveries) => {
+                if let Some(metrics) = &shared.metrics {
+                    metrics.health.redis_ok();
+                    if failures > 0 {
+                        metrics.redis_reconnected();
+                    }
+                }
                 if failures > 0 {
                     tracing::info!("broker reachable again: consuming");
                     failures = 0;
@@ -78,6 +84,9 @@ pub(super) async fn fetch_loop<B: Broker>(shared: Arc<Shared<B>>, jobs: flume::S
                 }
             }
             Err(error) => {
+                if let Some(metrics) = &shared.metrics {
+                    metrics.redis_error();
+                }
                 shared.slots.add_permits(wanted);
                 failures += 1;
                 if failures == 1 || failures.is_power_of_two() {
@@ -129,7 +138,7 @@ fn dispatch<B: Broker>(shared: &Arc<Shared<B>>, delivery: Delivery, jobs: &flume
             return;
         }
     };
-    let job = Job { tag: delivery.tag, message, holds_slot: true, bytes, cancellation: Cancellation::default() };
+    let job = Job { tag: delivery.tag, message, holds_slot: true, bytes, cancellation: Cancellation::default(), ready_since: Instant::now() };
     let Some(job) = unless_stale(shared, job) else { return };
     shared.events.received(job.tag.as_deref(), &job.message);
     let eta_wait = job
@@ -164,7 +173,12 @@ fn dispatch<B: Broker>(shared: &Arc<Shared<B>>, delivery: Delivery, jobs: &flume
     shared.slots.add_permits(1);
     let mut job = job;
     job.holds_slot = false;
-    tokio::spawn(hold(shared.clone(), job, wait, global_rate, jobs.clone(), stop.clone()));
+    let counted = shared.metrics.as_ref().map(|metrics| super::observe::HeldGuard::new(metrics, eta_wait, rate_wait));
+    let held = hold(shared.clone(), job, wait, global_rate, jobs.clone(), stop.clone());
+    tokio::spawn(async move {
+        held.await;
+        drop(counted);
+    });
 }
 
 /// Waits out `wait` (ETA, per-worker rate limit), then a slot of the
@@ -203,6 +217,8 @@ async fn hold<B: Broker>(
         () = waited => false,
         _ = stop.wait_for(|stopping| *stopping) => true,
     };
+    let mut job = job;
+    job.ready_since = Instant::now();
     if stopped {
         let _ = shared.completions.send(Completion::Requeue { job });
     } else if let Err(flume::SendError(job)) = jobs.send(job) {
@@ -213,6 +229,9 @@ async fn hold<B: Broker>(
 /// The task's rate limit: the worker's `--rate-limit` first, then the
 /// plugin's default for the task.
 fn rate_interval<B>(shared: &Shared<B>, task: &str) -> Option<Duration> {
+    if let Some(set_remotely) = shared.rate_limits.override_for(task) {
+        return set_remotely;
+    }
     if let Some(interval) = shared.config.rate_limits.get(task) {
         return Some(*interval);
     }
@@ -226,6 +245,9 @@ pub(super) fn is_expired(message: &TaskMessage) -> bool {
 }
 
 fn malformed<B: Broker>(shared: &Arc<Shared<B>>, tag: Option<String>, error: crate::protocol::MessageError, bytes: usize) {
+    if let Some(metrics) = &shared.metrics {
+        metrics.job_finished(error.task_name.as_deref().unwrap_or(""), crate::metrics::JobOutcome::rejected);
+    }
     let has_id = error.task_id.is_some();
     let job = Job::stub(tag, error.task_id.unwrap_or_default(), error.task_name.unwrap_or_default(), true, bytes);
     let mut plan = plan::plan(&job, &Outcome::Rejected { reason: error.reason }, None, &shared.settings);

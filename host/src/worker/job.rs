@@ -2,7 +2,7 @@
 //! from the message, the task's defaults and the worker's configuration.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::config::JobLimits;
 use crate::protocol::{bounds, TaskMessage};
@@ -20,6 +20,9 @@ pub struct Job {
     /// job is acked or requeued.
     pub bytes: usize,
     pub cancellation: Cancellation,
+    /// Since when it could run: its fetch, or the end of its ETA or
+    /// rate-limit wait. Its queue wait ends when it starts.
+    pub ready_since: Instant,
 }
 
 /// Effective limits for one job: message header, then task default, then
@@ -61,7 +64,7 @@ impl Job {
             kwargs: serde_json::value::RawValue::from_string("{}".into()).expect("literal"),
             embed: Default::default(),
         };
-        Self { tag, message, holds_slot, bytes, cancellation: Cancellation::default() }
+        Self { tag, message, holds_slot, bytes, cancellation: Cancellation::default(), ready_since: Instant::now() }
     }
 }
 

@@ -37,6 +37,7 @@ mod execute;
 mod fetch;
 mod job;
 mod lease;
+mod observe;
 mod persist;
 mod plan;
 mod rate;
@@ -106,6 +107,10 @@ struct Shared<B> {
     rate_limits: rate::RateLimits,
     started: Instant,
     events: Arc<crate::events::Events>,
+    /// Woken by the `shutdown` control command.
+    remote_shutdown: tokio::sync::Notify,
+    /// Prometheus metrics, with `--metrics` only.
+    metrics: Option<Arc<crate::metrics::Metrics>>,
 }
 
 impl<B: Broker> crate::control::Node for Shared<B> {
@@ -183,6 +188,18 @@ impl<B: Broker> crate::control::Node for Shared<B> {
     fn revoked(&self) -> Vec<String> {
         self.revoked.list()
     }
+
+    fn shutdown(&self) {
+        self.remote_shutdown.notify_one();
+    }
+
+    fn set_rate_limit(&self, task: &str, interval: Option<Duration>) -> bool {
+        if current_registry(self).resolve(task).is_none() {
+            return false;
+        }
+        self.rate_limits.set_override(task, interval);
+        true
+    }
 }
 
 /// Runs a worker until `shutdown` resolves, then drains and returns.
@@ -191,6 +208,7 @@ pub async fn run<B: Broker, R: ResultBackend>(
     broker: B,
     backend: R,
     control: Option<crate::control::ControlLink>,
+    metrics: Option<Arc<crate::metrics::Metrics>>,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> anyhow::Result<()> {
     let runtime = Runtime::new(&EngineOptions {
@@ -201,6 +219,9 @@ pub async fn run<B: Broker, R: ResultBackend>(
     let (registry, errors) = Registry::load_dir(&runtime, &config.plugins)
         .with_context(|| format!("reading plugin folder {}", config.plugins.display()))?;
     for error in errors {
+        if let Some(metrics) = &metrics {
+            metrics.plugin_load_failed(&error.plugin_name());
+        }
         tracing::error!("plugin {} not loaded: {error}", error.plugin_name());
     }
     for plugin in registry.plugins() {
@@ -253,7 +274,20 @@ pub async fn run<B: Broker, R: ResultBackend>(
         rate_limits: rate::RateLimits::default(),
         started: Instant::now(),
         events,
+        remote_shutdown: tokio::sync::Notify::new(),
+        metrics,
     });
+    let queue_sampler = match (&shared.metrics, &control) {
+        (Some(metrics), Some(link)) => {
+            observe::install_sampler(&shared, metrics);
+            Some(tokio::spawn(observe::sample_queues(shared.config.queues.clone(), metrics.clone(), link.connection.clone())))
+        }
+        (Some(metrics), None) => {
+            observe::install_sampler(&shared, metrics);
+            None
+        }
+        _ => None,
+    };
     let mut report_connection = control.as_ref().map(|link| link.connection.clone());
     let publisher = control.as_ref().map(|link| crate::events::Publisher::start(shared.events.clone(), link.connection.clone(), link.db));
     let control_task = match control {
@@ -288,7 +322,13 @@ pub async fn run<B: Broker, R: ResultBackend>(
         .collect();
     drop(jobs_rx);
 
-    let _watcher = match crate::runtime::watch(runtime.clone(), &shared.config.plugins, shared.registry.clone()) {
+    let on_reload = shared.metrics.clone().map(|metrics| -> crate::runtime::ReloadHook {
+        Arc::new(move |plugin: &str, loaded: bool| match loaded {
+            true => metrics.plugin_reloaded(plugin),
+            false => metrics.plugin_load_failed(plugin),
+        })
+    });
+    let _watcher = match crate::runtime::watch(runtime.clone(), &shared.config.plugins, shared.registry.clone(), on_reload) {
         Ok(handle) => Some(handle),
         Err(error) => {
             tracing::warn!(%error, "cannot watch the plugin folder: hot reload is off");
@@ -305,6 +345,10 @@ pub async fn run<B: Broker, R: ResultBackend>(
 
     let executors_died = tokio::select! {
         () = shutdown => false,
+        () = shared.remote_shutdown.notified() => {
+            tracing::info!("shutdown requested by remote control");
+            false
+        }
         () = shared.executors_gone.notified() => true,
     };
     if executors_died {
@@ -312,6 +356,9 @@ pub async fn run<B: Broker, R: ResultBackend>(
     }
     tracing::info!(drain_timeout = ?shared.config.drain_timeout, "shutting down: no new jobs; finishing running ones");
     shared.stopping.store(true, Ordering::SeqCst);
+    if let Some(metrics) = &shared.metrics {
+        metrics.health.set_stopping();
+    }
     let _ = stop_tx.send(true);
     // The fetcher owns the job channel's sender: once it returns, executors
     // exit after the jobs already queued (which they hand back).
@@ -349,6 +396,9 @@ pub async fn run<B: Broker, R: ResultBackend>(
     sweeper.abort();
     delayer.abort();
     releaser.abort();
+    if let Some(task) = queue_sampler {
+        task.abort();
+    }
     if let Some(task) = control_task {
         task.abort();
     }

@@ -19,7 +19,17 @@ that any Chard worker can load::
 Arguments and results travel as JSON. Celery's positional ``args`` and
 keyword ``kwargs`` are bound to the function's parameters with Python's own
 rules (``inspect.Signature.bind``); a call that does not fit the signature
-fails with ``TypeError``, before the task runs.
+fails with ``TypeError``, before the task runs. ``*args`` and ``**kwargs``
+collect what no named parameter takes, as in Celery. JSON ``null`` arrives as
+``None``; to tell an argument the caller left out from one sent as ``null``,
+give the parameter the default ``MISSING``::
+
+    @task
+    def patch(record_id, email=MISSING):
+        if email is MISSING:
+            ...  # not sent: leave the stored email alone
+        elif email is None:
+            ...  # sent as null: clear it
 
 Any exception a task raises ends the job as FAILURE, with the exception's
 class name (qualified with its module unless it is a builtin, e.g.
@@ -39,6 +49,7 @@ import traceback
 __all__ = [
     "task",
     "Task",
+    "MISSING",
     "Retry",
     "retry",
     "Failure",
@@ -77,6 +88,31 @@ def _parse_json(text, empty=None):
         raise json.JSONDecodeError("Extra data", text, end)
     return value
 
+
+class _Missing:
+    """The type of :data:`MISSING`: one instance, false in a test, never JSON."""
+
+    _instance = None
+
+    def __new__(cls):
+        if cls._instance is None:
+            cls._instance = super().__new__(cls)
+        return cls._instance
+
+    def __bool__(self):
+        return False
+
+    def __repr__(self):
+        return "MISSING"
+
+    def __reduce__(self):
+        return "MISSING"
+
+
+#: Default for a parameter whose absence means something else than ``None``:
+#: ``def f(x, limit=MISSING)`` sees ``MISSING`` when the call left ``limit``
+#: out and ``None`` when it sent ``null``.
+MISSING = _Missing()
 
 # Registered tasks by name, in registration order.
 _TASKS = {}

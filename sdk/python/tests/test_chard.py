@@ -51,6 +51,12 @@ def spread(*args, **kwargs):
 
 
 @task
+def patch(record_id, email=chard.MISSING, *tags, **changes):
+    state = "missing" if email is chard.MISSING else "null" if email is None else email
+    return [record_id, state, list(tags), changes]
+
+
+@task
 def not_json():
     return {1, 2}
 
@@ -90,6 +96,30 @@ class DispatchTest(unittest.TestCase):
         self.assertEqual(dispatch("add", " \n[2, 3]\t", " {} "), ("ok", "5"))
         self.assertEqual(dispatch("add", "[2, 3] x", "{}")[:2], ("failed", "TypeError"))
         self.assertEqual(dispatch("add", "[2, 3]", "{} {}")[:2], ("failed", "TypeError"))
+
+    def test_var_args_and_missing(self):
+        # Left out and sent as null are two different things.
+        self.assertEqual(dispatch("patch", "[7]", "{}"), ("ok", '[7,"missing",[],{}]'))
+        self.assertEqual(dispatch("patch", "[7, null]", "{}"), ("ok", '[7,"null",[],{}]'))
+        self.assertEqual(dispatch("patch", "[7]", '{"email": null}'), ("ok", '[7,"null",[],{}]'))
+        self.assertEqual(dispatch("patch", '[7, "a@b", "x", "y"]', '{"name": "A", "age": null}'),
+                         ("ok", '[7,"a@b",["x","y"],{"name":"A","age":null}]'))
+        self.assertEqual(dispatch("patch", "[]", '{"record_id": 1, "other": 2}'), ("ok", '[1,"missing",[],{"other":2}]'))
+        self.assertEqual(dispatch("patch", "[1]", '{"record_id": 1}'),
+                         ("failed", "TypeError", "patch: got multiple values for argument 'record_id'"))
+        self.assertEqual({t.name: t.params for t in chard.tasks()}["patch"], ["record_id", "email"])
+        self.assertFalse(chard.MISSING)
+        self.assertIs(chard.MISSING, type(chard.MISSING)())
+        self.assertEqual(repr(chard.MISSING), "MISSING")
+        self.assertEqual(dispatch("spread", "[]", "{}"), ("ok", "[[],{}]"))
+
+    def test_missing_is_not_json(self):
+        chard._TASKS.pop("leak", None)
+        task(name="leak")(lambda: chard.MISSING)
+        try:
+            self.assertEqual(dispatch("leak", "[]", "{}")[:2], ("failed", "TypeError"))
+        finally:
+            chard._TASKS.pop("leak", None)
 
     def test_warm_up_runs_no_task(self):
         before = list(chard.tasks())

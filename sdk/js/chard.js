@@ -13,7 +13,14 @@
 //
 // Celery's args/kwargs are bound to the parameters with Python's rules
 // (names come from the function's source; `params` overrides them); a call
-// that does not fit fails with TypeError. A thrown error ends the job as
+// that does not fit fails with TypeError. A rest parameter (`...more`) takes
+// the extra positional arguments, and the parameter named by the `kwargs`
+// option the extra keyword arguments (Python's `*args`/`**kwargs`):
+//
+//   export const patch = task((id, email = undefined, changes) => ..., { kwargs: 'changes' });
+//
+// An argument the caller left out is `undefined` (its default applies); one
+// sent as JSON null is `null`. A thrown error ends the job as
 // FAILURE with the error's name ("Error", "RangeError", or the class name)
 // and its message; `retry()` / `throw new Retry(...)` asks for a retry.
 //

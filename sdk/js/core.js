@@ -28,6 +28,7 @@ const OPTIONS = {
   retry_backoff_max: 'retryBackoffMax',
   retryJitter: 'retryJitter',
   retry_jitter: 'retryJitter',
+  kwargs: 'kwargs',
 };
 
 const META = Symbol.for('chard.task');
@@ -112,7 +113,9 @@ function rateLimit(value) {
  * Attach options to a task function: `export const charge = task((card, cents) => ..., { timeLimit: 5 })`.
  * Options (times in seconds): name, params, doc, queue, timeLimit, softTimeLimit, memoryLimit (MiB),
  * maxRetries, defaultRetryDelay, rateLimit ("10/s"), autoretryFor (names or Error classes),
- * retryBackoff (seconds, or true for 1 s), retryBackoffMax, retryJitter. snake_case works too.
+ * retryBackoff (seconds, or true for 1 s), retryBackoffMax, retryJitter, kwargs (the name of
+ * the parameter that receives the keyword arguments no other parameter takes, Python's
+ * `**kwargs`). snake_case works too.
  */
 export function task(fn, options = {}) {
   if (typeof fn !== 'function') throw new TypeError('task() expects a function');
@@ -233,8 +236,18 @@ class Task {
       }
       signature = options.params.map((p) => ({ name: p.replace(/^[?]|[?]$/g, ''), optional: p.endsWith('?'), rest: false }));
     }
+    // Python's `**kwargs`: the parameter named by the `kwargs` option gets an
+    // object of every keyword argument no other parameter takes (`{}` when
+    // none). JS has no syntax for it, and a rest parameter must come last.
+    if (options.kwargs !== undefined) {
+      const target = signature.find((p) => !p.rest && p.name === options.kwargs);
+      if (typeof options.kwargs !== 'string' || !target) {
+        throw new TypeError(`${this.name}: kwargs must name one of the task's parameters, got ${options.kwargs}`);
+      }
+      signature = signature.map((p) => (p === target ? { ...p, optional: true, varkw: true } : p));
+    }
     this.signature = signature;
-    this.params = signature.filter((p) => !p.rest && p.name).map((p) => p.name);
+    this.params = signature.filter((p) => !p.rest && !p.varkw && p.name).map((p) => p.name);
     this.doc = typeof options.doc === 'string' ? options.doc.trim().split('\n')[0] : undefined;
     const ms = (key) => (options[key] === undefined || options[key] === null ? undefined : secondsToMs(key, options[key]));
     let backoff;
@@ -261,9 +274,14 @@ class Task {
     };
   }
 
-  /** Python's binding rules; returns the positional argument list. */
+  /**
+   * Python's binding rules; returns the argument list for `fn(...list)`.
+   * A parameter that was not given is `undefined` (so its default applies),
+   * one sent as JSON null is `null`.
+   */
   bind(args, kwargs) {
-    const named = this.signature.filter((p) => !p.rest);
+    const slots = this.signature.filter((p) => !p.rest);
+    const named = slots.filter((p) => !p.varkw);
     const hasRest = this.signature.some((p) => p.rest);
     const names = named.map((p) => p.name).filter(Boolean);
     const typeError = (message) => new Failure(`${this.name}: ${message}`, 'TypeError');
@@ -272,30 +290,25 @@ class Task {
         `expected ${named.length} argument${named.length === 1 ? '' : 's'} (${names.join(', ')}), got ${args.length}`,
       );
     }
-    const bound = args.slice(0, named.length);
-    const extra = args.slice(named.length);
     const remaining = { ...kwargs };
-    for (let i = 0; i < named.length; i++) {
-      const param = named[i];
+    const values = new Map();
+    named.forEach((param, i) => {
       const byName = param.name !== null && Object.prototype.hasOwnProperty.call(remaining, param.name);
       if (i < args.length) {
         if (byName) throw typeError(`got multiple values for argument '${param.name}'`);
-        continue;
-      }
-      if (byName) {
-        bound[i] = remaining[param.name];
+        values.set(param, args[i]);
+      } else if (byName) {
+        values.set(param, remaining[param.name]);
         delete remaining[param.name];
-      } else if (param.optional) {
-        bound[i] = undefined;
-      } else {
+      } else if (!param.optional) {
         throw typeError(`missing required argument '${param.name ?? `#${i + 1}`}'`);
       }
-    }
+    });
+    const varkw = slots.find((p) => p.varkw);
     const unexpected = Object.keys(remaining);
-    if (unexpected.length) throw typeError(`got an unexpected keyword argument '${unexpected[0]}'`);
-    // Trailing optional parameters that were not given stay undefined, so
-    // their defaults apply.
-    return bound.concat(extra);
+    if (varkw) values.set(varkw, remaining);
+    else if (unexpected.length) throw typeError(`got an unexpected keyword argument '${unexpected[0]}'`);
+    return slots.map((p) => values.get(p)).concat(args.slice(named.length));
   }
 }
 
@@ -484,7 +497,10 @@ export function warmUp() {
   const host = state.host;
   state.host = undefined;
   const plain = new Task('plain', (x, y) => [x, y]);
-  const rest = new Task('rest', (x, y = null, ...more) => ({ x, y, more, values: [1.5, null, true, '\u00e9'] }));
+  const rest = new Task(
+    'rest',
+    task((x, y = null, options, ...more) => ({ x, y, options, more, values: [1.5, null, true, '\u00e9'] }), { kwargs: 'options' }),
+  );
   const thrower = new Task('thrower', (message) => {
     throw new RangeError(message);
   });
@@ -499,7 +515,7 @@ export function warmUp() {
   try {
     for (let round = 0; round < 3; round++) {
       attempt(() => runTask(plain, '[1, "two"]', '{}', context));
-      attempt(() => runTask(rest, '[1, 2, 3]', '{"y": {"nested": [false, null]}}', context));
+      attempt(() => runTask(rest, '[1, 2, 3]', '{"z": {"nested": [false, null]}}', context));
       attempt(() => runTask(thrower, '["warm-up"]', '', undefined));
       attempt(() => runTask(plain, '[', '', undefined));
       attempt(() => runTask(plain, '[]', '{"z": 1}', undefined));

@@ -58,6 +58,7 @@ test-sdk:
 	$(CARGO) test --release -p chard-sdk
 	@if [ -d .venv-guest ]; then python3 -m unittest discover -s sdk/python/tests; fi
 	@if [ -d sdk/js/node_modules ]; then node --test sdk/js/test/; fi
+	sdk/c/test/run.sh
 
 ## Per-job cost of the sandbox, per plugin language.
 bench: build plugins

@@ -538,8 +538,10 @@ struct chard_call {
     const chard_task *task;
     const chard_json **args;
     size_t nargs;
-    size_t nparams;
+    size_t nparams;     /* named parameters: not counting "*args" and "**kwargs" */
     char **param_names; /* without the trailing '?' */
+    chard_json *var_args;   /* extra positionals ("*name" declared), else NULL */
+    chard_json *var_kwargs; /* extra keywords ("**name" declared), else NULL */
     chard_context context;
     call_state state;
     char *result;
@@ -665,6 +667,13 @@ const chard_json *chard_arg(chard_call *call, size_t i) { return i < call->nargs
 
 bool chard_arg_present(chard_call *call, size_t i) { return chard_arg(call, i) != NULL; }
 
+static const chard_json EMPTY_ARRAY = {.type = CHARD_JSON_ARRAY};
+static const chard_json EMPTY_OBJECT = {.type = CHARD_JSON_OBJECT};
+
+const chard_json *chard_var_args(chard_call *call) { return call->var_args ? call->var_args : &EMPTY_ARRAY; }
+
+const chard_json *chard_var_kwargs(chard_call *call) { return call->var_kwargs ? call->var_kwargs : &EMPTY_OBJECT; }
+
 static const char *param_name(chard_call *call, size_t i) {
     return i < call->nparams ? call->param_names[i] : "?";
 }
@@ -774,11 +783,27 @@ bool chard_soft_deadline_passed(chard_call *call) {
 
 /* ---- The `tasks` export ------------------------------------------------- */
 
-static size_t param_count(const chard_task *task) {
+/* "*name" collects extra positional arguments, "**name" extra keyword
+ * arguments (Python's *args and **kwargs); neither is a named parameter. */
+static int param_stars(const char *name) { return name[0] != '*' ? 0 : name[1] != '*' ? 1 : 2; }
+
+static bool declares(const chard_task *task, int stars) {
+    for (size_t i = 0; task->params && task->params[i]; i++)
+        if (param_stars(task->params[i]) == stars) return true;
+    return false;
+}
+
+/* The named parameters, in order; `count` gets how many. */
+static const char **named_params(const chard_task *task, size_t *count) {
     size_t n = 0;
     if (task->params)
         while (task->params[n]) n++;
-    return n;
+    const char **named = xmalloc((n + 1) * sizeof *named);
+    *count = 0;
+    for (size_t i = 0; i < n; i++)
+        if (param_stars(task->params[i]) == 0) named[(*count)++] = task->params[i];
+    named[*count] = NULL;
+    return named;
 }
 
 static char *strip_optional(const char *name, bool *optional) {
@@ -810,12 +835,13 @@ void exports_chard_task_tasks_list_tasks(exports_chard_task_tasks_list_task_info
         const chard_task *task = &chard_tasks[t];
         exports_chard_task_tasks_task_info_t *info = &ret->ptr[t];
         plugin_string_dup(&info->name, task->name ? task->name : "");
-        size_t n = param_count(task);
+        size_t n;
+        const char **named = named_params(task, &n);
         info->params.len = n;
         info->params.ptr = xmalloc(n * sizeof *info->params.ptr);
         for (size_t i = 0; i < n; i++) {
             bool optional;
-            char *name = strip_optional(task->params[i], &optional);
+            char *name = strip_optional(named[i], &optional);
             plugin_string_dup(&info->params.ptr[i], name);
             free(name);
         }
@@ -853,9 +879,10 @@ static bool blank(const plugin_string_t *s) {
 /* Binds args/kwargs to the task's parameters with Python's rules. */
 static bool bind(chard_call *call, const chard_json *args, const chard_json *kwargs) {
     const chard_task *task = call->task;
-    size_t n = call->nparams;
+    size_t n;
+    const char **named = named_params(task, &n);
     size_t given = args->len;
-    if (given > n) {
+    if (given > n && !declares(task, 1)) {
         buf names = {0};
         for (size_t i = 0; i < n; i++) {
             if (i) buf_puts(&names, ", ");
@@ -865,13 +892,14 @@ static bool bind(chard_call *call, const chard_json *args, const chard_json *kwa
                     names.data ? names.data : "", given);
         return false;
     }
-    call->nargs = n;
-    call->args = xmalloc(n * sizeof *call->args);
+    size_t extra = given > n ? given - n : 0;
+    call->nargs = n + extra;
+    call->args = xmalloc(call->nargs * sizeof *call->args);
     bool *used = xmalloc(kwargs->len * sizeof *used);
     memset(used, 0, kwargs->len * sizeof *used);
     for (size_t i = 0; i < n; i++) {
         bool optional;
-        free(strip_optional(task->params[i], &optional));
+        free(strip_optional(named[i], &optional));
         const chard_json *by_name = NULL;
         for (size_t k = kwargs->len; k-- > 0;) {
             if (strcmp(kwargs->keys[k], call->param_names[i]) == 0) {
@@ -895,6 +923,26 @@ static bool bind(chard_call *call, const chard_json *args, const chard_json *kwa
             return false;
         }
     }
+    if (declares(task, 1)) {
+        call->var_args = new_value(CHARD_JSON_ARRAY);
+        call->var_args->len = extra;
+        call->var_args->items = xmalloc(extra * sizeof *call->var_args->items);
+        for (size_t j = 0; j < extra; j++) {
+            call->args[n + j] = args->items[n + j];
+            call->var_args->items[j] = args->items[n + j];
+        }
+    }
+    if (declares(task, 2)) {
+        chard_json *rest = call->var_kwargs = new_value(CHARD_JSON_OBJECT);
+        rest->items = xmalloc(kwargs->len * sizeof *rest->items);
+        rest->keys = xmalloc(kwargs->len * sizeof *rest->keys);
+        for (size_t k = 0; k < kwargs->len; k++) {
+            if (used[k]) continue;
+            rest->keys[rest->len] = kwargs->keys[k];
+            rest->items[rest->len++] = kwargs->items[k];
+        }
+        return true;
+    }
     for (size_t k = 0; k < kwargs->len; k++) {
         if (!used[k]) {
             chard_failf(call, "TypeError", "%s: got an unexpected keyword argument '%s'", task->name, kwargs->keys[k]);
@@ -912,8 +960,6 @@ static void run_task(chard_call *call, const plugin_string_t *args_text, const p
         chard_failf(call, "TypeError", "%s: args are not valid JSON: %s", task->name, error);
         return;
     }
-    static const chard_json EMPTY_ARRAY = {.type = CHARD_JSON_ARRAY};
-    static const chard_json EMPTY_OBJECT = {.type = CHARD_JSON_OBJECT};
     if (!args) args = &EMPTY_ARRAY;
     if (args->type != CHARD_JSON_ARRAY) {
         chard_failf(call, "TypeError", "%s: args must be a JSON array, got %s", task->name, chard_json_type_name(args));
@@ -961,11 +1007,11 @@ bool exports_chard_task_tasks_run(plugin_string_t *name, plugin_string_t *args, 
         plugin_string_dup(&err->val.failed.exception_type.val, "NotRegistered");
         return false;
     }
-    call.nparams = param_count(call.task);
+    const char **named = named_params(call.task, &call.nparams);
     call.param_names = xmalloc(call.nparams * sizeof *call.param_names);
     for (size_t i = 0; i < call.nparams; i++) {
         bool optional;
-        call.param_names[i] = strip_optional(call.task->params[i], &optional);
+        call.param_names[i] = strip_optional(named[i], &optional);
     }
     chard_context *c = &call.context;
     c->task_id = cstr(&context->task_id);

@@ -23,7 +23,10 @@
  * named parameters with Python's rules before the task runs: a call that
  * does not fit fails with TypeError ("add: expected 2 arguments (x, y),
  * got 3"). A parameter whose name ends in '?' ("limit?") is optional;
- * chard_arg_present() tells whether it was given.
+ * chard_arg_present() tells whether it was given: chard_arg() is NULL for an
+ * argument left out and a JSON null for one sent as null. "*name" collects
+ * the extra positional arguments and "**name" the extra keyword arguments
+ * (Python's *args and **kwargs): chard_var_args(), chard_var_kwargs().
  *
  * Memory: every job runs in a fresh instance, so nothing needs freeing; all
  * pointers the SDK hands out stay valid until the task returns.
@@ -122,7 +125,8 @@ extern const size_t chard_task_count;
 
 /* ---- Arguments --------------------------------------------------------- */
 
-/* Number of bound arguments (positional parameters, then extra positionals). */
+/* Number of bound arguments (named parameters, then the extra positionals
+ * a "*name" parameter collects). */
 size_t chard_arg_count(chard_call *call);
 /* Argument i as given (NULL when an optional parameter was not given). */
 const chard_json *chard_arg(chard_call *call, size_t i);
@@ -136,6 +140,10 @@ bool chard_arg_string(chard_call *call, size_t i, const char **out);
 /* An array argument; `len` gets its length. Elements via chard_json_at(). */
 bool chard_arg_array(chard_call *call, size_t i, const chard_json **out, size_t *len);
 bool chard_arg_object(chard_call *call, size_t i, const chard_json **out);
+/* The extra positional arguments (an array; empty unless "*name" is declared). */
+const chard_json *chard_var_args(chard_call *call);
+/* The extra keyword arguments (an object; empty unless "**name" is declared). */
+const chard_json *chard_var_kwargs(chard_call *call);
 
 /* ---- Ending a task ----------------------------------------------------- */
 

@@ -43,17 +43,30 @@ class Tasks(exports.Tasks):
 
     def run(self, name, args, kwargs, context):
         outcome = chard.dispatch(name, args, kwargs, context)
-        if outcome[0] == "ok":
+        kind = outcome[0]
+        if kind == "ok":
             return outcome[1]
-        if outcome[0] == "retry":
-            _, countdown_ms, reason, max_retries = outcome
+        if kind == "retry":
+            _, countdown_ms, reason, max_retries, exc, expires = outcome
             raise Err(
                 types.TaskError_Retry(
-                    types.RetryRequest(countdown_ms=countdown_ms, reason=reason, max_retries=max_retries)
+                    types.RetryRequest(
+                        countdown_ms=countdown_ms,
+                        reason=reason,
+                        max_retries=max_retries,
+                        exc=None if exc is None else _failure(*exc),
+                        expires=expires,
+                    )
                 )
             )
-        _, exception_type, message = outcome
-        raise Err(types.TaskError_Failed(types.Failure(message=message, exception_type=exception_type)))
+        if kind == "reject":
+            _, requeue, reason = outcome
+            raise Err(types.TaskError_Reject(types.RejectRequest(requeue=requeue, reason=reason)))
+        raise Err(types.TaskError_Failed(_failure(*outcome[1:])))
+
+
+def _failure(exception_type, message, args_json):
+    return types.Failure(message=message, exception_type=exception_type, args_json=args_json)
 
 
 def _warm_up():
@@ -73,8 +86,13 @@ def _warm_up():
         except Err:
             pass
         Ok("")
-        Err(types.TaskError_Failed(types.Failure(message="", exception_type=None)))
-        Err(types.TaskError_Retry(types.RetryRequest(countdown_ms=None, reason=None, max_retries=None)))
+        Err(types.TaskError_Failed(_failure(None, "", None)))
+        Err(
+            types.TaskError_Retry(
+                types.RetryRequest(countdown_ms=None, reason=None, max_retries=None, exc=None, expires=None)
+            )
+        )
+        Err(types.TaskError_Reject(types.RejectRequest(requeue=False, reason=None)))
         _defaults(chard.Task(lambda: None).defaults)
         random.seed()
 

@@ -3,6 +3,10 @@
 // component world (the host functions are passed in), so plain Node can load
 // it for tests; `chard.js` wires it to the real `chard:task/host` import.
 
+import { Failure, Replaced, secondsToMs, toTaskError } from './outcomes.js';
+
+export { Retry, retry, Failure, Reject, HostError, exceptionType, failureOf, setClock } from './outcomes.js';
+
 const OPTIONS = {
   name: 'name',
   params: 'params',
@@ -32,68 +36,6 @@ const OPTIONS = {
 };
 
 const META = Symbol.for('chard.task');
-
-/** Ask the worker to run the job again later (Celery's RETRY state). */
-export class Retry extends Error {
-  /**
-   * @param {{countdown?: number, reason?: string, maxRetries?: number, exc?: unknown}} [options]
-   *   countdown in seconds (default: the task's defaultRetryDelay)
-   */
-  constructor(options = {}) {
-    const { countdown, maxRetries, exc } = options;
-    let reason = options.reason;
-    if (reason === undefined && exc !== undefined) {
-      const type = exceptionType(exc);
-      const text = exc instanceof Error ? exc.message : String(exc);
-      reason = text ? `${type}: ${text}` : type;
-    }
-    super(reason ?? 'retry');
-    this.name = 'Retry';
-    this.reason = reason;
-    this.countdownMs = countdown === undefined || countdown === null ? undefined : secondsToMs('countdown', countdown);
-    if (maxRetries !== undefined && maxRetries !== null && !(Number.isInteger(maxRetries) && maxRetries >= 0)) {
-      throw new TypeError(`maxRetries must be a non-negative integer, got ${maxRetries}`);
-    }
-    this.maxRetries = maxRetries ?? undefined;
-  }
-}
-
-/** Throws a `Retry`: `retry({ countdown: 5, reason: 'busy' })`. */
-export function retry(options = {}) {
-  throw new Retry(options);
-}
-
-/**
- * Fail with an explicit exception type a Python client re-raises, without
- * defining a class: `throw new Failure('declined', 'billing.errors.CardDeclined')`.
- */
-export class Failure extends Error {
-  constructor(message, exceptionType) {
-    super(String(message));
-    this.name = 'Failure';
-    this.exceptionType = exceptionType ?? undefined;
-  }
-}
-
-/** The exception type reported for a thrown value: its `name`, or its class name. */
-export function exceptionType(error) {
-  if (error instanceof Error || (error && typeof error === 'object')) {
-    const name = typeof error.name === 'string' && error.name ? error.name : undefined;
-    const ctor = error.constructor && typeof error.constructor.name === 'string' ? error.constructor.name : undefined;
-    // `class CardDeclined extends Error {}` keeps name "Error": prefer the class.
-    if (name === 'Error' && ctor && ctor !== 'Error' && ctor !== 'Object') return ctor;
-    if (name) return name;
-    if (ctor && ctor !== 'Object') return ctor;
-  }
-  return 'Error';
-}
-
-function secondsToMs(option, value) {
-  if (typeof value !== 'number' || !Number.isFinite(value) || value < 0) {
-    throw new TypeError(`${option} must be a non-negative number of seconds, got ${value}`);
-  }
-  return Math.round(value * 1000);
-}
 
 function whole(option, value) {
   if (!Number.isInteger(value) || value < 0) {
@@ -366,28 +308,6 @@ function ok(value, name) {
   return text;
 }
 
-function toTaskError(error) {
-  if (error instanceof Retry) {
-    return {
-      tag: 'retry',
-      val: { countdownMs: toBigInt(error.countdownMs), reason: error.reason, maxRetries: error.maxRetries },
-    };
-  }
-  if (error instanceof Failure) {
-    return { tag: 'failed', val: { message: error.message, exceptionType: error.exceptionType } };
-  }
-  const message = error instanceof Error ? error.message : typeof error === 'string' ? error : safeString(error);
-  return { tag: 'failed', val: { message, exceptionType: exceptionType(error) } };
-}
-
-function safeString(value) {
-  try {
-    return typeof value === 'object' ? JSON.stringify(value) : String(value);
-  } catch {
-    return String(value);
-  }
-}
-
 function parseJson(text, what, name, isValid, fallback) {
   if (!text || !text.trim()) return fallback;
   let value;
@@ -435,8 +355,12 @@ export function exportTasks(namespace, host) {
   };
 }
 
-/** Throws `error` as a task error, logging the stack of an unexpected one. */
+/**
+ * Throws `error` as a task error, logging the stack of an unexpected one.
+ * `replace()` ends a task by throwing `Replaced`: the task then returns null.
+ */
 function fail(error) {
+  if (error instanceof Replaced) return 'null';
   const taskError = toTaskError(error);
   if (taskError.tag === 'failed' && !(error instanceof Failure) && state.host) {
     try {
@@ -460,7 +384,7 @@ function runTask(t, argsJson, kwargsJson, jobContext) {
     value = t.fn(...bound);
   } catch (error) {
     state.context = undefined;
-    fail(error);
+    return fail(error);
   }
   if (value && typeof value.then === 'function') {
     return value.then(

@@ -28,11 +28,17 @@ const host = { log() {}, nowMs: () => 0n };
 const tasks = exportTasks(plugin, host);
 const ctx = { taskId: 't', taskName: 'x', retries: 2, priority: 0, hostname: 'h', headers: '{}', timeLimitMs: 5000n };
 
+// A task error without its unset (undefined) fields.
+function defined(value) {
+  if (!value || typeof value !== 'object') return value;
+  return Object.fromEntries(Object.entries(value).filter(([, v]) => v !== undefined).map(([k, v]) => [k, defined(v)]));
+}
+
 function run(name, args = '[]', kwargs = '{}') {
   try {
     return ['ok', tasks.run(name, args, kwargs, ctx)];
   } catch (error) {
-    return [error.tag, error.val];
+    return [error.tag, defined(error.val)];
   }
 }
 

@@ -4,7 +4,7 @@ CARGO ?= cargo
 PLUGIN_DIR := target/plugins
 HOST := target/release/host
 RUST_PLUGINS := math faults
-GUEST_PLUGINS := $(notdir $(wildcard plugins/pymath plugins/jsmath plugins/cmath))
+GUEST_PLUGINS := $(notdir $(wildcard plugins/pymath plugins/jsmath plugins/cmath plugins/pyio plugins/jsio plugins/cio))
 VENV := .venv
 PYTHON := $(VENV)/bin/python
 

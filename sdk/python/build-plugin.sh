@@ -8,6 +8,9 @@
 # componentize-py comes from .venv-guest/ (tools/install-guest-toolchains.sh
 # python).
 #
+# The world is sdk/wit's `plugin`: `chard:task/plugin` plus
+# wasi:http/outgoing-handler (for chard.http).
+#
 # componentize-py leaves an extra export in the component (`exports`, its
 # build-time `init` hook); the host ignores exports other than
 # `chard:task/tasks`, so the component is used as componentize-py writes it.
@@ -33,7 +36,7 @@ if ! [ -x "$cpy" ] || [ "$("$cpy" --version 2>/dev/null)" != "componentize-py $C
 fi
 
 # Up to date? (newer than the WIT, the SDK, the plugin's files and the tool)
-if [ -f "$out" ] && [ -z "$(find "$ROOT/wit" "$ROOT/sdk/python" "$plugin_dir" "$cpy" "${BASH_SOURCE[0]}" \
+if [ -f "$out" ] && [ -z "$(find "$ROOT/wit" "$ROOT/sdk/wit" "$ROOT/sdk/python" "$plugin_dir" "$cpy" "${BASH_SOURCE[0]}" \
         -newer "$out" -type f ! -name '*.pyc' ! -path '*/node_modules/*' -print -quit)" ]; then
     echo "$(basename "$out") is up to date"
     exit 0
@@ -46,7 +49,7 @@ import $module  # registers the plugin's tasks
 from chard._component import Tasks  # the component's export
 PY
 
-PYTHONDONTWRITEBYTECODE=1 "$cpy" -d "$ROOT/wit" -w plugin componentize \
+PYTHONDONTWRITEBYTECODE=1 "$cpy" -d "$ROOT/sdk/wit" -w plugin componentize \
     -p "$work" -p "$plugin_dir" -p "$ROOT/sdk/python" \
     chard_plugin_entry -o "$work/out.wasm" >&2
 mv -f "$work/out.wasm" "$out"

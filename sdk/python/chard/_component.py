@@ -13,7 +13,8 @@ import random
 
 from componentize_py_types import Err, Ok
 from wit_world import exports
-from wit_world.imports import types
+# `chard_task_types`: the world also imports wasi:http's `types`.
+from wit_world.imports import chard_task_types as types
 
 import chard
 

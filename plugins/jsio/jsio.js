@@ -1,0 +1,71 @@
+// `jsio`: what a JavaScript task can do beyond computing, one task per
+// capability (the same tasks as `pyio` and `cio`). Granted in `jsio.toml`
+// next to the plugin (see README, "Writing tasks").
+import { updateState, send, replace, signature, group, kv } from 'chard';
+
+class ExpectedException extends Error {
+  constructor(...args) {
+    super(String(args[0]));
+    this.args = args; // a Celery client re-raises it with both arguments
+  }
+}
+
+export const add = (x, y) => x + y;
+
+/** GET `url` and return its status and JSON body. */
+export async function get_json(url) {
+  const response = await fetch(url);
+  return { status: response.status, body: await response.json() };
+}
+
+/** POST `payload` as JSON to `url`; return the status and JSON answer. */
+export async function post_json(url, payload) {
+  const response = await fetch(url, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify(payload),
+  });
+  return { status: response.status, body: await response.json() };
+}
+
+/** Report `steps` PROGRESS states, fetching `url` (slow) between two of them. */
+export async function progress(steps, url) {
+  for (let done = 1; done <= steps; done++) {
+    updateState('PROGRESS', { done, total: steps });
+    await (await fetch(url)).text();
+  }
+  return { done: steps };
+}
+
+export function fan_out(n) {
+  return Array.from({ length: n }, (_, i) => send(signature('jsio.add', [i, i])));
+}
+
+export function send_then_fail() {
+  send(signature('jsio.add', [1, 1]));
+  throw new RangeError('failed after sending');
+}
+
+/** Becomes `add(x, 1) | add(10)`: the result is x + 11. */
+export function replace_with_chain(x) {
+  replace(signature('jsio.add', [x, 1]).chain(signature('jsio.add', [10])));
+}
+
+/** Becomes `group(add(i, i) for i < n)`: the result is their list. */
+export function replace_with_group(n) {
+  replace(group(Array.from({ length: n }, (_, i) => signature('jsio.add', [i, i]))));
+}
+
+/** Does its work once per `order_id`, however often it is delivered. */
+export function once(order_id) {
+  if (!kv.setIfAbsent(`done:${order_id}`, '1', { ttl: 3600 })) {
+    return { order: order_id, ran: false, runs: kv.getJson(`runs:${order_id}`) };
+  }
+  const runs = kv.incr('runs');
+  kv.setJson(`runs:${order_id}`, runs);
+  return { order: order_id, ran: true, runs };
+}
+
+export function fail_with_args(message, code) {
+  throw new ExpectedException(message, code);
+}

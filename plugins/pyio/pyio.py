@@ -1,0 +1,78 @@
+"""`pyio`: what a Python task can do beyond computing, one task per
+capability (the same tasks as `jsio` and `cio`). Granted in `pyio.toml`
+next to the plugin (see README, "Writing tasks")."""
+
+import chard
+from chard import http, kv, task
+
+
+class ExpectedException(Exception):
+    """Raised with two arguments; a Celery client re-raises it with both."""
+
+
+@task
+def add(x, y):
+    return x + y
+
+
+@task
+def get_json(url):
+    """GET `url` and return its status and JSON body."""
+    response = http.get(url)
+    return {"status": response.status, "body": response.json()}
+
+
+@task
+def post_json(url, payload):
+    """POST `payload` as JSON to `url`; return the status and JSON answer."""
+    response = http.post(url, json=payload)
+    return {"status": response.status, "body": response.json()}
+
+
+@task
+def progress(steps, url):
+    """Report `steps` PROGRESS states, fetching `url` (a slow endpoint)
+    between two of them, so a client polling the result sees them."""
+    for done in range(1, steps + 1):
+        chard.update_state("PROGRESS", {"done": done, "total": steps})
+        http.get(url)
+    return {"done": steps}
+
+
+@task
+def fan_out(n):
+    """Send `n` additions; return their ids."""
+    return [chard.send(chard.signature("pyio.add", [i, i])) for i in range(n)]
+
+
+@task
+def send_then_fail():
+    chard.send(chard.signature("pyio.add", [1, 1]))
+    raise ValueError("failed after sending")
+
+
+@task
+def replace_with_chain(x):
+    """Becomes `add(x, 1) | add(10)`: the result is x + 11."""
+    chard.replace(chard.signature("pyio.add", [x, 1]) | chard.signature("pyio.add", [10]))
+
+
+@task
+def replace_with_group(n):
+    """Becomes `group(add(i, i) for i < n)`: the result is their list."""
+    chard.replace(chard.group([chard.signature("pyio.add", [i, i]) for i in range(n)]))
+
+
+@task
+def once(order_id):
+    """Does its work once per `order_id`, however often it is delivered."""
+    if not kv.set_if_absent("done:%s" % order_id, b"1", ttl=3600):
+        return {"order": order_id, "ran": False, "runs": kv.get_json("runs:%s" % order_id)}
+    runs = kv.incr("runs")
+    kv.set_json("runs:%s" % order_id, runs)
+    return {"order": order_id, "ran": True, "runs": runs}
+
+
+@task
+def fail_with_args(message, code):
+    raise ExpectedException(message, code)

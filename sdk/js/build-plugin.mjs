@@ -42,8 +42,9 @@ try {
     sourcePath: bundled,
     witPath: join(root, 'wit'),
     worldName: 'plugin',
-    // No fetch()/HTTP in tasks: the worker grants no network anyway.
-    disableFeatures: ['http', 'fetch-event'],
+    // `fetch()` works (over wasi:http/outgoing-handler, for the origins the
+    // manifest grants); a task plugin serves no HTTP, so no fetch-event.
+    disableFeatures: ['fetch-event'],
   });
   await writeFile(`${out}.tmp`, component);
   await rename(`${out}.tmp`, out);

@@ -40,7 +40,7 @@ try {
 
   const { component } = await componentize({
     sourcePath: bundled,
-    witPath: join(root, 'wit'),
+    witPath: join(root, 'wit', 'v0.1'),  // 0.1 world until this SDK moves to wit/chard.wit (0.2)
     worldName: 'plugin',
     // No fetch()/HTTP in tasks: the worker grants no network anyway.
     disableFeatures: ['http', 'fetch-event'],

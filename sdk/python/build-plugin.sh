@@ -46,7 +46,7 @@ import $module  # registers the plugin's tasks
 from chard._component import Tasks  # the component's export
 PY
 
-PYTHONDONTWRITEBYTECODE=1 "$cpy" -d "$ROOT/wit" -w plugin componentize \
+PYTHONDONTWRITEBYTECODE=1 "$cpy" -d "$ROOT/wit/v0.1" -w plugin componentize \
     -p "$work" -p "$plugin_dir" -p "$ROOT/sdk/python" \
     chard_plugin_entry -o "$work/out.wasm" >&2
 mv -f "$work/out.wasm" "$out"

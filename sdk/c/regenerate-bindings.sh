@@ -27,12 +27,12 @@ fi
 
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-if ! log=$(wit-bindgen c "$ROOT/wit" --world plugin --out-dir "$work/generated" 2>&1); then
+if ! log=$(wit-bindgen c "$ROOT/wit/v0.1" --world plugin --out-dir "$work/generated" 2>&1); then
     echo "$log" >&2
     exit 1
 fi
 mkdir -p "$SDK/generated"
-(cd "$ROOT" && find wit -type f -name '*.wit' | LC_ALL=C sort | xargs sha256sum) >"$work/generated/wit.sha256"
+(cd "$ROOT" && find wit/v0.1 -type f -name '*.wit' | LC_ALL=C sort | xargs sha256sum) >"$work/generated/wit.sha256"
 for file in plugin.c plugin.h plugin_component_type.o wit.sha256; do
     [ -f "$work/generated/$file" ] || { echo "error: wit-bindgen wrote no $file" >&2; exit 1; }
     cp "$work/generated/$file" "$SDK/generated/$file.tmp"

@@ -41,7 +41,7 @@ pub use watch::{watch, SharedRegistry, WatchHandle};
 /// Bindings generated once from `wit/`, the contract every plugin targets.
 pub mod bindings {
     wasmtime::component::bindgen!({
-        path: "../wit",
+        path: "../wit/v0.1",
         world: "plugin",
     });
 }

@@ -530,9 +530,24 @@ static bool write_value(buf *b, const chard_json *v) {
     return false;
 }
 
+char *chard_json_text(const chard_json *value) {
+    buf b = {0};
+    if (!write_value(&b, value)) {
+        free(b.data);
+        return NULL;
+    }
+    return b.data;
+}
+
+char *chard_json_quote(const char *text) {
+    buf b = {0};
+    write_string(&b, text, strlen(text));
+    return b.data;
+}
+
 /* ---- Calls -------------------------------------------------------------- */
 
-typedef enum { PENDING, DONE_OK, DONE_FAILED, DONE_RETRY } call_state;
+typedef enum { PENDING, DONE_OK, DONE_FAILED, DONE_RETRY, DONE_REJECT } call_state;
 
 struct chard_call {
     const chard_task *task;
@@ -546,14 +561,20 @@ struct chard_call {
     call_state state;
     char *result;
     size_t result_len;
-    char *message;
+    char *message;          /* failed: the message; reject: the reason (or NULL) */
     char *exception_type;
+    char *args_json;        /* failed: the exception's args (JSON array) or NULL */
     bool has_countdown;
     uint64_t countdown_ms;
     char *reason;
     bool has_max_retries;
     uint32_t max_retries;
+    char *exc_type, *exc_message, *exc_args_json; /* retry: fail with this when none is left */
+    char *expires;          /* retry: ISO-8601 */
+    bool requeue;           /* reject */
 };
+
+static char *dup_or_null(const char *s) { return s ? xstrndup(s, strlen(s)) : NULL; }
 
 static bool finish(chard_call *call, call_state state) {
     if (call->state != PENDING) return false; /* the first ending wins */
@@ -570,6 +591,42 @@ void chard_fail_as(chard_call *call, const char *exception_type, const char *mes
 }
 
 void chard_fail(chard_call *call, const char *message) { chard_fail_as(call, NULL, message); }
+
+void chard_fail_with_args(chard_call *call, const char *exception_type, const char *message, const char *args_json) {
+    if (chard_done(call)) return;
+    const char *error = NULL;
+    if (args_json) {
+        const chard_json *args = chard_json_parse(args_json, strlen(args_json), &error);
+        if (!args || args->type != CHARD_JSON_ARRAY) {
+            chard_failf(call, "TypeError", "%s: exception args must be a JSON array, got %s", call->task->name,
+                        error ? error : chard_json_type_name(args));
+            return;
+        }
+    }
+    chard_fail_as(call, exception_type, message);
+    call->args_json = dup_or_null(args_json);
+}
+
+void chard_reject(chard_call *call, bool requeue, const char *reason) {
+    if (!finish(call, DONE_REJECT)) return;
+    call->requeue = requeue;
+    call->message = dup_or_null(reason);
+}
+
+void chard_retry_with(chard_call *call, const chard_retry_options *options) {
+    if (chard_done(call)) return;
+    chard_retry(call, options->countdown_ms, options->reason ? options->reason : options->exc_message);
+    if (options->max_retries >= 0) {
+        call->has_max_retries = true;
+        call->max_retries = (uint32_t)options->max_retries;
+    }
+    if (options->exc_message || options->exc_type) {
+        call->exc_type = dup_or_null(options->exc_type);
+        call->exc_message = dup_or_null(options->exc_message ? options->exc_message : "");
+        call->exc_args_json = dup_or_null(options->exc_args_json);
+    }
+    call->expires = dup_or_null(options->expires);
+}
 
 void chard_failf(chard_call *call, const char *exception_type, const char *format, ...) {
     buf b = {0};
@@ -988,6 +1045,17 @@ static void to_wit_string(plugin_string_t *out, const char *s, size_t len) {
     out->len = len;
 }
 
+static void set_wit_option(plugin_option_string_t *out, const char *s) {
+    out->is_some = s != NULL;
+    if (s) to_wit_string(&out->val, s, strlen(s));
+}
+
+static void set_failure(chard_task_types_failure_t *out, const char *type, const char *message, const char *args_json) {
+    to_wit_string(&out->message, message, strlen(message));
+    set_wit_option(&out->exception_type, type);
+    set_wit_option(&out->args_json, args_json);
+}
+
 bool exports_chard_task_tasks_run(plugin_string_t *name, plugin_string_t *args, plugin_string_t *kwargs,
                                   exports_chard_task_tasks_context_t *context, plugin_string_t *ret,
                                   exports_chard_task_tasks_task_error_t *err) {
@@ -1041,10 +1109,12 @@ bool exports_chard_task_tasks_run(plugin_string_t *name, plugin_string_t *args, 
     switch (call.state) {
     case DONE_FAILED:
         err->tag = CHARD_TASK_TYPES_TASK_ERROR_FAILED;
-        to_wit_string(&err->val.failed.message, call.message, strlen(call.message));
-        err->val.failed.exception_type.is_some = call.exception_type != NULL;
-        if (call.exception_type)
-            to_wit_string(&err->val.failed.exception_type.val, call.exception_type, strlen(call.exception_type));
+        set_failure(&err->val.failed, call.exception_type, call.message, call.args_json);
+        return false;
+    case DONE_REJECT:
+        err->tag = CHARD_TASK_TYPES_TASK_ERROR_REJECT;
+        err->val.reject.requeue = call.requeue;
+        set_wit_option(&err->val.reject.reason, call.message);
         return false;
     case DONE_RETRY:
         err->tag = CHARD_TASK_TYPES_TASK_ERROR_RETRY;
@@ -1054,6 +1124,9 @@ bool exports_chard_task_tasks_run(plugin_string_t *name, plugin_string_t *args, 
         if (call.reason) to_wit_string(&err->val.retry.reason.val, call.reason, strlen(call.reason));
         err->val.retry.max_retries.is_some = call.has_max_retries;
         err->val.retry.max_retries.val = call.max_retries;
+        err->val.retry.exc.is_some = call.exc_message != NULL;
+        if (call.exc_message) set_failure(&err->val.retry.exc.val, call.exc_type, call.exc_message, call.exc_args_json);
+        set_wit_option(&err->val.retry.expires, call.expires);
         return false;
     default:
         to_wit_string(ret, call.result, call.result_len);

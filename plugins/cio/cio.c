@@ -1,0 +1,153 @@
+/* `cio`: what a C task can do beyond computing, one task per capability (the
+ * same tasks as `pyio` and `jsio`). Granted in `cio.toml` next to the plugin
+ * (see README, "Writing tasks"). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "chard.h"
+
+static void add(chard_call *call) {
+    int64_t x, y;
+    if (!chard_arg_int(call, 0, &x) || !chard_arg_int(call, 1, &y)) return;
+    chard_return_int(call, x + y);
+}
+
+/* {"status": <status>, "body": <the JSON body>} */
+static void return_response(chard_call *call, const chard_http_response *response) {
+    const char *error = NULL;
+    const chard_json *body = chard_json_parse(response->body, response->body_len, &error);
+    if (!body) {
+        chard_failf(call, "ValueError", "the response is not JSON: %s", error);
+        return;
+    }
+    char *body_text = chard_json_text(body);
+    size_t n = strlen(body_text) + 64;
+    char *text = malloc(n);
+    snprintf(text, n, "{\"status\":%u,\"body\":%s}", response->status, body_text);
+    chard_return_json(call, text);
+}
+
+static void get_json(chard_call *call) {
+    const char *url;
+    chard_http_response response;
+    if (!chard_arg_string(call, 0, &url) || !chard_http_get(call, url, &response)) return;
+    return_response(call, &response);
+}
+
+static void post_json(chard_call *call) {
+    const char *url;
+    chard_http_response response;
+    if (!chard_arg_string(call, 0, &url)) return;
+    char *payload = chard_json_text(chard_arg(call, 1));
+    if (!chard_http_post_json(call, url, payload, &response)) return;
+    return_response(call, &response);
+}
+
+/* Report `steps` PROGRESS states, fetching `url` (slow) between two of them. */
+static void progress(chard_call *call) {
+    int64_t steps;
+    const char *url;
+    if (!chard_arg_int(call, 0, &steps) || !chard_arg_string(call, 1, &url)) return;
+    for (int64_t done = 1; done <= steps; done++) {
+        char meta[64];
+        snprintf(meta, sizeof meta, "{\"done\":%lld,\"total\":%lld}", (long long)done, (long long)steps);
+        chard_http_response response;
+        if (!chard_update_state(call, "PROGRESS", meta) || !chard_http_get(call, url, &response)) return;
+    }
+    char result[48];
+    snprintf(result, sizeof result, "{\"done\":%lld}", (long long)steps);
+    chard_return_json(call, result);
+}
+
+static void fan_out(chard_call *call) {
+    int64_t n;
+    if (!chard_arg_int(call, 0, &n)) return;
+    size_t cap = 2 + (size_t)n * 40;
+    char *ids = malloc(cap);
+    strcpy(ids, "[");
+    for (int64_t i = 0; i < n; i++) {
+        char args[48];
+        snprintf(args, sizeof args, "[%lld,%lld]", (long long)i, (long long)i);
+        const char *id;
+        if (!chard_send(call, chard_signature("cio.add", args), &id)) return;
+        char *quoted = chard_json_quote(id);
+        if (i) strcat(ids, ",");
+        strcat(ids, quoted);
+    }
+    strcat(ids, "]");
+    chard_return_json(call, ids);
+}
+
+static void send_then_fail(chard_call *call) {
+    if (!chard_send(call, chard_signature("cio.add", "[1,1]"), NULL)) return;
+    chard_fail_as(call, "ValueError", "failed after sending");
+}
+
+/* Becomes `add(x, 1) | add(10)`: the result is x + 11. */
+static void replace_with_chain(chard_call *call) {
+    int64_t x;
+    if (!chard_arg_int(call, 0, &x)) return;
+    char args[32];
+    snprintf(args, sizeof args, "[%lld,1]", (long long)x);
+    chard_replace(call, chard_chain(chard_signature("cio.add", args), chard_signature("cio.add", "[10]"), NULL));
+}
+
+/* Becomes `group(add(0, 0), add(1, 1), add(2, 2))`: the result is [0, 2, 4]. */
+static void replace_with_group(chard_call *call) {
+    chard_replace(call, chard_group(chard_signature("cio.add", "[0,0]"), chard_signature("cio.add", "[1,1]"),
+                                    chard_signature("cio.add", "[2,2]"), NULL));
+}
+
+/* Does its work once per `order_id`, however often it is delivered. */
+static void once(chard_call *call) {
+    const char *order;
+    if (!chard_arg_string(call, 0, &order)) return;
+    char done_key[256], runs_key[256], result[512];
+    snprintf(done_key, sizeof done_key, "done:%s", order);
+    snprintf(runs_key, sizeof runs_key, "runs:%s", order);
+    char *quoted = chard_json_quote(order);
+    bool stored;
+    if (!chard_kv_set_if_absent(call, done_key, "1", 1, 3600 * 1000, &stored)) return;
+    if (!stored) {
+        const uint8_t *runs;
+        size_t len;
+        if (!chard_kv_get(call, runs_key, &runs, &len)) return;
+        snprintf(result, sizeof result, "{\"order\":%s,\"ran\":false,\"runs\":%.*s}", quoted, (int)len,
+                 runs ? (const char *)runs : "null");
+        chard_return_json(call, result);
+        return;
+    }
+    int64_t runs;
+    if (!chard_kv_incr(call, "runs", 1, &runs)) return;
+    char text[32];
+    int n = snprintf(text, sizeof text, "%lld", (long long)runs);
+    if (!chard_kv_set(call, runs_key, text, (size_t)n, -1)) return;
+    snprintf(result, sizeof result, "{\"order\":%s,\"ran\":true,\"runs\":%lld}", quoted, (long long)runs);
+    chard_return_json(call, result);
+}
+
+/* Fails with ExpectedException(message, code): a Python client re-raises it
+ * with both arguments. */
+static void fail_with_args(chard_call *call) {
+    const char *message;
+    if (!chard_arg_string(call, 0, &message)) return;
+    char *code = chard_json_text(chard_arg(call, 1));
+    char *quoted = chard_json_quote(message);
+    char *args = malloc(strlen(quoted) + strlen(code) + 4);
+    sprintf(args, "[%s,%s]", quoted, code);
+    chard_fail_with_args(call, "ExpectedException", message, args);
+}
+
+CHARD_TASKS(
+    {.name = "add", .fn = add, .params = CHARD_PARAMS("x", "y")},
+    {.name = "get_json", .fn = get_json, .params = CHARD_PARAMS("url"), .doc = "GET a URL: status and JSON body."},
+    {.name = "post_json", .fn = post_json, .params = CHARD_PARAMS("url", "payload"), .doc = "POST JSON to a URL."},
+    {.name = "progress", .fn = progress, .params = CHARD_PARAMS("steps", "url"), .doc = "Report PROGRESS states."},
+    {.name = "fan_out", .fn = fan_out, .params = CHARD_PARAMS("n"), .doc = "Send n additions."},
+    {.name = "send_then_fail", .fn = send_then_fail, .doc = "Send, then fail: nothing is sent."},
+    {.name = "replace_with_chain", .fn = replace_with_chain, .params = CHARD_PARAMS("x")},
+    {.name = "replace_with_group", .fn = replace_with_group},
+    {.name = "once", .fn = once, .params = CHARD_PARAMS("order_id"), .doc = "Run once per order id."},
+    {.name = "fail_with_args", .fn = fail_with_args, .params = CHARD_PARAMS("message", "code")},
+);

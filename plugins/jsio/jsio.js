@@ -1,7 +1,7 @@
 // `jsio`: what a JavaScript task can do beyond computing, one task per
 // capability (the same tasks as `pyio` and `cio`). Granted in `jsio.toml`
 // next to the plugin (see README, "Writing tasks").
-import { updateState, send, replace, signature, group, kv } from 'chard';
+import { updateState, send, replace, signature, group, kv, Failure } from 'chard';
 
 class ExpectedException extends Error {
   constructor(...args) {
@@ -43,7 +43,7 @@ export function fan_out(n) {
 
 export function send_then_fail() {
   send(signature('jsio.add', [1, 1]));
-  throw new RangeError('failed after sending');
+  throw new Failure('failed after sending', 'ValueError'); // as Python's ValueError
 }
 
 /** Becomes `add(x, 1) | add(10)`: the result is x + 11. */

@@ -9,6 +9,7 @@ mod call;
 mod celery;
 mod fleet;
 mod events;
+mod guest_io;
 mod languages;
 mod manifest;
 mod reload;

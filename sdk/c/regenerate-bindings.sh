@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Regenerate the C bindings the C SDK compiles with, for sdk/wit's `plugin`
-# world (wit/chard.wit's plugin world plus wasi:http/outgoing-handler):
+# Regenerate the C bindings the C SDK compiles with, for sdk/wit's
+# `plugin` world (wit/chard.wit's plugin world plus
+# wasi:http/outgoing-handler; a plugin that makes no request does not end up
+# importing it):
 #
 #   sdk/c/regenerate-bindings.sh
 #

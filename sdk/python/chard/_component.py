@@ -13,8 +13,10 @@ import random
 
 from componentize_py_types import Err, Ok
 from wit_world import exports
-# `chard_task_types`: the world also imports wasi:http's `types`.
-from wit_world.imports import chard_task_types as types
+try:  # built with --http: the world also imports wasi:http's `types`
+    from wit_world.imports import chard_task_types as types
+except ImportError:
+    from wit_world.imports import types
 
 import chard
 

@@ -20,6 +20,7 @@ pub(super) async fn complete_loop<B: Broker, R: ResultBackend>(shared: Arc<Share
                 Err(_) => break,
             }
         }
+        let mut setup: Vec<ResultWrite> = Vec::new();
         let mut publish = Vec::new();
         let mut writes: Vec<ResultWrite> = Vec::new();
         let mut acks = Vec::new();
@@ -29,6 +30,7 @@ pub(super) async fn complete_loop<B: Broker, R: ResultBackend>(shared: Arc<Share
         for completion in batch {
             match completion {
                 Completion::Finished { job, plan } => {
+                    setup.extend(plan.setup);
                     publish.extend(plan.publish);
                     writes.extend(plan.writes);
                     chords.extend(plan.chord);
@@ -42,6 +44,7 @@ pub(super) async fn complete_loop<B: Broker, R: ResultBackend>(shared: Arc<Share
             }
         }
         let finished = acks.len() as u64;
+        persist("store what follow-ups need", || backend.store(&setup)).await;
         persist("publish follow-up messages", || shared.broker.publish(&publish)).await;
         persist("store results", || backend.store(&writes)).await;
         for member in &chords {

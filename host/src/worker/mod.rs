@@ -35,9 +35,13 @@ mod complete;
 mod execute;
 mod fetch;
 mod job;
+mod keyvalue;
 mod lease;
+mod outbox;
 mod plan;
+mod progress;
 mod rate;
+mod replace;
 mod report;
 
 pub use rate::parse_rate;
@@ -53,7 +57,7 @@ use tokio::sync::{watch, Semaphore};
 use crate::backend::ResultBackend;
 use crate::broker::Broker;
 use crate::config::WorkerConfig;
-use crate::runtime::{EngineOptions, Registry, Runtime};
+use crate::runtime::{Cancellation, EngineOptions, Registry, Runtime};
 use job::Job;
 use plan::{Plan, PlanSettings};
 
@@ -76,7 +80,10 @@ struct Shared<B> {
     broker: B,
     /// Swapped whole by the plugin watcher (hot reload).
     registry: crate::runtime::SharedRegistry,
-    settings: PlanSettings,
+    settings: Arc<PlanSettings>,
+    /// What jobs may use beyond computing (each behind a manifest grant).
+    services: crate::runtime::Services,
+    progress: Arc<progress::ProgressBoard>,
     hostname: Arc<str>,
     /// Prefetch slots.
     slots: Semaphore,
@@ -209,12 +216,22 @@ pub async fn run<B: Broker, R: ResultBackend>(
     let (jobs_tx, jobs_rx) = flume::unbounded::<Job>();
     let hostname: Arc<str> = config.hostname.clone().into();
     let events = Arc::new(crate::events::Events::new(&config.hostname, config.task_events));
+    let settings = Arc::new(PlanSettings {
+        hostname: config.hostname.clone(),
+        result_expires: config.result_expires,
+        routes: config.routes.clone(),
+    });
+    let progress = Arc::new(progress::ProgressBoard::default());
+    let services = crate::runtime::Services {
+        progress: Some(progress.clone()),
+        sender: Some(Arc::new(outbox::Sender { settings: settings.clone() })),
+        keyvalue: Some(Arc::new(keyvalue::BackendKeyValue { backend: backend.clone(), handle: tokio::runtime::Handle::current() })),
+    };
+    let flusher = tokio::spawn(progress::flush_loop(progress.clone(), backend.clone(), config.result_expires));
     let shared = Arc::new(Shared {
-        settings: PlanSettings {
-            hostname: config.hostname.clone(),
-            result_expires: config.result_expires,
-            routes: config.routes.clone(),
-        },
+        settings,
+        services,
+        progress,
         slots: Semaphore::new(config.prefetch),
         config,
         broker,
@@ -316,6 +333,7 @@ pub async fn run<B: Broker, R: ResultBackend>(
     }
     keeper.abort();
     sweeper.abort();
+    flusher.abort();
     if let Some(task) = control_task {
         task.abort();
     }

@@ -53,7 +53,25 @@ static void add(chard_call *call) {
     chard_return_int(call, x + y);
 }
 
+static void fails_with_args(chard_call *call) { chard_fail_with_args(call, "ExpectedException", "msg", "[\"msg\", 42]"); }
+static void fails_with_bad_args(chard_call *call) { chard_fail_with_args(call, "E", "msg", "{}"); }
+static void rejects(chard_call *call) { chard_reject(call, true, "poison"); }
+static void retries(chard_call *call) {
+    chard_retry_options options = CHARD_RETRY_DEFAULTS;
+    options.countdown_ms = 1500;
+    options.exc_type = "ExpectedException";
+    options.exc_message = "down";
+    options.exc_args_json = "[\"down\", 503]";
+    options.expires = "2030-01-01T00:00:00+00:00";
+    chard_retry_with(call, &options);
+    chard_return_int(call, 1); /* ignored: the first ending wins */
+}
+
 CHARD_TASKS(
+    {.name = "fails_with_args", .fn = fails_with_args},
+    {.name = "fails_with_bad_args", .fn = fails_with_bad_args},
+    {.name = "rejects", .fn = rejects},
+    {.name = "retries", .fn = retries},
     {.name = "patch", .fn = patch, .params = CHARD_PARAMS("x", "limit?", "*more", "**options")},
     {.name = "rest", .fn = rest, .params = CHARD_PARAMS("*more", "**options")},
     {.name = "add", .fn = add, .params = CHARD_PARAMS("x", "y")},
@@ -83,11 +101,20 @@ static char *run(const char *name, const char *args, const char *kwargs) {
     if (exports_chard_task_tasks_run(&n, &a, &k, &context, &ret, &err)) {
         snprintf(out, 1024, "ok %.*s", (int)ret.len, (const char *)ret.ptr);
     } else if (err.tag == CHARD_TASK_TYPES_TASK_ERROR_FAILED) {
-        snprintf(out, 1024, "%.*s: %.*s", (int)err.val.failed.exception_type.val.len,
-                 (const char *)err.val.failed.exception_type.val.ptr, (int)err.val.failed.message.len,
-                 (const char *)err.val.failed.message.ptr);
+        chard_task_types_failure_t *f = &err.val.failed;
+        snprintf(out, 1024, "%.*s: %.*s%s%.*s", (int)f->exception_type.val.len, (const char *)f->exception_type.val.ptr,
+                 (int)f->message.len, (const char *)f->message.ptr, f->args_json.is_some ? " args=" : "",
+                 f->args_json.is_some ? (int)f->args_json.val.len : 0, (const char *)f->args_json.val.ptr);
+    } else if (err.tag == CHARD_TASK_TYPES_TASK_ERROR_REJECT) {
+        snprintf(out, 1024, "reject requeue=%d reason=%.*s", err.val.reject.requeue,
+                 (int)err.val.reject.reason.val.len, (const char *)err.val.reject.reason.val.ptr);
     } else {
-        snprintf(out, 1024, "retry");
+        chard_task_types_retry_request_t *r = &err.val.retry;
+        snprintf(out, 1024, "retry %llu %.*s exc=%.*s: %.*s args=%.*s expires=%.*s", (unsigned long long)r->countdown_ms.val,
+                 (int)r->reason.val.len, (const char *)r->reason.val.ptr, (int)r->exc.val.exception_type.val.len,
+                 (const char *)r->exc.val.exception_type.val.ptr, (int)r->exc.val.message.len,
+                 (const char *)r->exc.val.message.ptr, (int)r->exc.val.args_json.val.len,
+                 (const char *)r->exc.val.args_json.val.ptr, (int)r->expires.val.len, (const char *)r->expires.val.ptr);
     }
     return out;
 }
@@ -120,18 +147,72 @@ static void test_var_args(void) {
     expect("add", "[1, 2]", "{}", "ok 3");
 }
 
+static void test_endings(void) {
+    expect("fails_with_args", "[]", "{}", "ExpectedException: msg args=[\"msg\", 42]");
+    expect("fails_with_bad_args", "[]", "{}", "TypeError: fails_with_bad_args: exception args must be a JSON array, got object");
+    expect("rejects", "[]", "{}", "reject requeue=1 reason=poison");
+    expect("retries", "[]", "{}",
+           "retry 1500 down exc=ExpectedException: down args=[\"down\", 503] expires=2030-01-01T00:00:00+00:00");
+}
+
 static void test_params_listed(void) {
     exports_chard_task_tasks_list_task_info_t list;
     exports_chard_task_tasks_list_tasks(&list);
     /* The var parameters are not named parameters. */
-    if (list.len != 3 || list.ptr[0].params.len != 2 || list.ptr[1].params.len != 0) {
-        fprintf(stderr, "FAIL list-tasks: params of patch/rest are %zu/%zu, want 2/0\n", list.ptr[0].params.len,
-                list.ptr[1].params.len);
+    if (list.len != 7 || list.ptr[4].params.len != 2 || list.ptr[5].params.len != 0) {
+        fprintf(stderr, "FAIL list-tasks: params of patch/rest are %zu/%zu, want 2/0\n", list.ptr[4].params.len,
+                list.ptr[5].params.len);
         failures++;
     }
 }
 
+static void expect_text(const char *what, const char *got, const char *want) {
+    if (strcmp(got, want) != 0) {
+        fprintf(stderr, "FAIL %s:\n  got  %s\n  want %s\n", what, got, want);
+        failures++;
+    }
+}
+
+static void test_signature_builders(void) {
+    const char *add = chard_signature("math.add", "[2, 2]");
+    expect_text("signature", add,
+                "{\"task\":\"math.add\",\"args\":[2, 2],\"kwargs\":{},\"options\":{},\"subtask_type\":null,"
+                "\"immutable\":false}");
+    const char *mul = chard_signature_kw("math.mul", "[10]", "{\"z\": 1}", true);
+    expect_text("signature_kw", mul,
+                "{\"task\":\"math.mul\",\"args\":[10],\"kwargs\":{\"z\": 1},\"options\":{},\"subtask_type\":null,"
+                "\"immutable\":true}");
+    /* A chain inside a chain is flattened; every builder gives valid JSON. */
+    const char *chain = chard_chain(chard_chain(add, mul, NULL), add, NULL);
+    const chard_json *parsed = chard_json_parse(chain, strlen(chain), NULL);
+    const chard_json *steps = chard_json_get(chard_json_get(parsed, "kwargs"), "tasks");
+    if (!parsed || chard_json_len(steps) != 3 ||
+        strcmp(chard_json_string(chard_json_get(parsed, "subtask_type"), NULL), "chain") != 0 ||
+        strcmp(chard_json_string(chard_json_get(chard_json_at(steps, 1), "task"), NULL), "math.mul") != 0) {
+        fprintf(stderr, "FAIL chain: %s\n", chain);
+        failures++;
+    }
+    const char *group = chard_group(add, mul, NULL);
+    const char *chord = chard_chord(group, chard_signature("math.xsum", NULL));
+    parsed = chard_json_parse(chord, strlen(chord), NULL);
+    const chard_json *kwargs = chard_json_get(parsed, "kwargs");
+    if (!parsed || chard_json_len(chard_json_get(kwargs, "header")) != 2 ||
+        strcmp(chard_json_string(chard_json_get(chard_json_get(kwargs, "body"), "task"), NULL), "math.xsum") != 0 ||
+        strcmp(chard_json_string(chard_json_get(parsed, "task"), NULL), "celery.chord") != 0) {
+        fprintf(stderr, "FAIL chord: %s\n", chord);
+        failures++;
+    }
+    const char *listed = chard_chord("[]", add);
+    if (!chard_json_parse(listed, strlen(listed), NULL)) {
+        fprintf(stderr, "FAIL chord from a list: %s\n", listed);
+        failures++;
+    }
+    expect_text("quote", chard_json_quote("a\"b\n\u00e9"), "\"a\\\"b\\n\u00e9\"");
+}
+
 int main(void) {
+    test_signature_builders();
+    test_endings();
     test_missing_versus_null();
     test_var_args();
     test_params_listed();

@@ -132,29 +132,30 @@ static char *canvas_of(const char *task, const char *subtask_type, const char *k
     return out;
 }
 
+/* A chain (steps flattened) or a group of the JSON texts `first`, ... NULL. */
+static char *sequence(bool chain, const char *first, va_list rest) {
+    size_t count;
+    const char **items = collect(first, rest, &count);
+    char *list = json_list(items, count, chain);
+    char *out = canvas_of(chain ? "celery.chain" : "celery.group", chain ? "chain" : "group", "{\"tasks\":%s%s}", list, "");
+    free(items);
+    free(list);
+    return out;
+}
+
 char *chard_chain(const char *first, ...) {
     va_list rest;
     va_start(rest, first);
-    size_t count;
-    const char **items = collect(first, rest, &count);
+    char *out = sequence(true, first, rest);
     va_end(rest);
-    char *steps = json_list(items, count, true);
-    char *out = canvas_of("celery.chain", "chain", "{\"tasks\":%s%s}", steps, "");
-    free(items);
-    free(steps);
     return out;
 }
 
 char *chard_group(const char *first, ...) {
     va_list rest;
     va_start(rest, first);
-    size_t count;
-    const char **items = collect(first, rest, &count);
+    char *out = sequence(false, first, rest);
     va_end(rest);
-    char *members = json_list(items, count, false);
-    char *out = canvas_of("celery.group", "group", "{\"tasks\":%s%s}", members, "");
-    free(items);
-    free(members);
     return out;
 }
 

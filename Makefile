@@ -4,7 +4,7 @@ CARGO ?= cargo
 PLUGIN_DIR := target/plugins
 HOST := target/release/host
 RUST_PLUGINS := math faults
-GUEST_PLUGINS := $(notdir $(wildcard plugins/pymath plugins/jsmath plugins/cmath plugins/pyio plugins/jsio plugins/cio))
+GUEST_PLUGINS := $(notdir $(wildcard plugins/pymath plugins/jsmath plugins/cmath plugins/pyio plugins/jsio plugins/cio plugins/pyhttp plugins/jshttp plugins/chttp))
 VENV := .venv
 PYTHON := $(VENV)/bin/python
 

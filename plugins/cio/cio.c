@@ -1,6 +1,6 @@
 /* `cio`: what a C task can do beyond computing, one task per capability (the
- * same tasks as `pyio` and `jsio`). Granted in `cio.toml` next to the plugin
- * (see README, "Writing tasks"). */
+ * same tasks as `pyio` and `jsio`; HTTP is in `chttp`). Granted in `cio.toml`
+ * next to the plugin (see README, "Writing tasks"). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,47 +13,18 @@ static void add(chard_call *call) {
     chard_return_int(call, x + y);
 }
 
-/* {"status": <status>, "body": <the JSON body>} */
-static void return_response(chard_call *call, const chard_http_response *response) {
-    const char *error = NULL;
-    const chard_json *body = chard_json_parse(response->body, response->body_len, &error);
-    if (!body) {
-        chard_failf(call, "ValueError", "the response is not JSON: %s", error);
-        return;
-    }
-    char *body_text = chard_json_text(body);
-    size_t n = strlen(body_text) + 64;
-    char *text = malloc(n);
-    snprintf(text, n, "{\"status\":%u,\"body\":%s}", response->status, body_text);
-    chard_return_json(call, text);
-}
-
-static void get_json(chard_call *call) {
-    const char *url;
-    chard_http_response response;
-    if (!chard_arg_string(call, 0, &url) || !chard_http_get(call, url, &response)) return;
-    return_response(call, &response);
-}
-
-static void post_json(chard_call *call) {
-    const char *url;
-    chard_http_response response;
-    if (!chard_arg_string(call, 0, &url)) return;
-    char *payload = chard_json_text(chard_arg(call, 1));
-    if (!chard_http_post_json(call, url, payload, &response)) return;
-    return_response(call, &response);
-}
-
-/* Report `steps` PROGRESS states, fetching `url` (slow) between two of them. */
+/* Report `steps` PROGRESS states, `step_ms` apart (the worker's clock, no
+ * grant needed), so a client polling the result sees them. */
 static void progress(chard_call *call) {
-    int64_t steps;
-    const char *url;
-    if (!chard_arg_int(call, 0, &steps) || !chard_arg_string(call, 1, &url)) return;
+    int64_t steps, step_ms;
+    if (!chard_arg_int(call, 0, &steps) || !chard_arg_int(call, 1, &step_ms)) return;
     for (int64_t done = 1; done <= steps; done++) {
         char meta[64];
         snprintf(meta, sizeof meta, "{\"done\":%lld,\"total\":%lld}", (long long)done, (long long)steps);
-        chard_http_response response;
-        if (!chard_update_state(call, "PROGRESS", meta) || !chard_http_get(call, url, &response)) return;
+        if (!chard_update_state(call, "PROGRESS", meta)) return;
+        uint64_t until = chard_now_ms() + (uint64_t)step_ms;
+        while (chard_now_ms() < until) {
+        }
     }
     char result[48];
     snprintf(result, sizeof result, "{\"done\":%lld}", (long long)steps);
@@ -141,9 +112,7 @@ static void fail_with_args(chard_call *call) {
 
 CHARD_TASKS(
     {.name = "add", .fn = add, .params = CHARD_PARAMS("x", "y")},
-    {.name = "get_json", .fn = get_json, .params = CHARD_PARAMS("url"), .doc = "GET a URL: status and JSON body."},
-    {.name = "post_json", .fn = post_json, .params = CHARD_PARAMS("url", "payload"), .doc = "POST JSON to a URL."},
-    {.name = "progress", .fn = progress, .params = CHARD_PARAMS("steps", "url"), .doc = "Report PROGRESS states."},
+    {.name = "progress", .fn = progress, .params = CHARD_PARAMS("steps", "step_ms"), .doc = "Report PROGRESS states."},
     {.name = "fan_out", .fn = fan_out, .params = CHARD_PARAMS("n"), .doc = "Send n additions."},
     {.name = "send_then_fail", .fn = send_then_fail, .doc = "Send, then fail: nothing is sent."},
     {.name = "replace_with_chain", .fn = replace_with_chain, .params = CHARD_PARAMS("x")},

@@ -3,4 +3,4 @@
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 out_dir=${1:?usage: $0 OUT_DIR}
-exec "$here/../../sdk/js/build-plugin.sh" --http "$here/jsio.js" "$out_dir/jsio.wasm"
+exec "$here/../../sdk/js/build-plugin.sh" "$here/jsio.js" "$out_dir/jsio.wasm"

@@ -1,7 +1,7 @@
 // `jsio`: what a JavaScript task can do beyond computing, one task per
-// capability (the same tasks as `pyio` and `cio`). Granted in `jsio.toml`
-// next to the plugin (see README, "Writing tasks").
-import { updateState, send, replace, signature, group, kv, Failure } from 'chard';
+// capability (the same tasks as `pyio` and `cio`; HTTP is in `jshttp`).
+// Granted in `jsio.toml` next to the plugin (see README, "Writing tasks").
+import { updateState, send, replace, signature, group, kv, Failure, nowMs } from 'chard';
 
 class ExpectedException extends Error {
   constructor(...args) {
@@ -12,27 +12,14 @@ class ExpectedException extends Error {
 
 export const add = (x, y) => x + y;
 
-/** GET `url` and return its status and JSON body. */
-export async function get_json(url) {
-  const response = await fetch(url);
-  return { status: response.status, body: await response.json() };
-}
-
-/** POST `payload` as JSON to `url`; return the status and JSON answer. */
-export async function post_json(url, payload) {
-  const response = await fetch(url, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json' },
-    body: JSON.stringify(payload),
-  });
-  return { status: response.status, body: await response.json() };
-}
-
-/** Report `steps` PROGRESS states, fetching `url` (slow) between two of them. */
-export async function progress(steps, url) {
+/** Report `steps` PROGRESS states, `step_ms` apart (the worker's clock). */
+export function progress(steps, step_ms) {
   for (let done = 1; done <= steps; done++) {
     updateState('PROGRESS', { done, total: steps });
-    await (await fetch(url)).text();
+    const until = nowMs() + step_ms;
+    while (nowMs() < until) {
+      // wait
+    }
   }
   return { done: steps };
 }

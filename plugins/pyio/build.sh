@@ -3,4 +3,4 @@
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 out_dir=${1:?usage: $0 OUT_DIR}
-exec "$here/../../sdk/python/build-plugin.sh" --http "$here" pyio "$out_dir/pyio.wasm"
+exec "$here/../../sdk/python/build-plugin.sh" "$here" pyio "$out_dir/pyio.wasm"

@@ -1,8 +1,9 @@
 //! What a task does beyond computing, from the Python, JavaScript and C SDKs:
 //! outbound HTTP, progress, sending and replacing tasks, key-value and
-//! exception arguments. The same tasks live in `pyio`, `jsio` and `cio`;
-//! a stock Celery client drives them through one worker, against an HTTP
-//! server on 127.0.0.1 that the test starts.
+//! exception arguments. The same tasks live in `pyio`, `jsio` and `cio`
+//! (HTTP in `pyhttp`, `jshttp` and `chttp`, built with wasi:http); a stock
+//! Celery client drives them through one worker, against an HTTP server on
+//! 127.0.0.1 that the test starts.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -15,6 +16,7 @@ use serde_json::{json, Value};
 use crate::util::{free_port, plugin_folder, run_python, RedisServer, Worker};
 
 const PLUGINS: [&str; 3] = ["pyio", "jsio", "cio"];
+const HTTP_PLUGINS: [&str; 3] = ["pyhttp", "jshttp", "chttp"];
 
 /// A small HTTP/1.1 server: `GET /json`, `POST /echo` (answers with what it
 /// received), `GET /slow` (answers after 150 ms). One request per
@@ -95,14 +97,15 @@ fn serve(stream: TcpStream) -> Option<()> {
     Some(())
 }
 
-/// A worker serving the three plugins, each granted `capabilities` (TOML
-/// lines under `[capabilities]`).
-fn worker(redis: &RedisServer, capabilities: &str) -> (tempfile::TempDir, Worker) {
-    let plugins = plugin_folder(&PLUGINS);
-    for plugin in PLUGINS {
+/// A worker serving `names`, each granted `capabilities` (TOML lines under
+/// `[capabilities]`); `args` are more worker flags.
+fn worker(redis: &RedisServer, names: &[&str], capabilities: &str, args: &[&str]) -> (tempfile::TempDir, Worker) {
+    let plugins = plugin_folder(names);
+    for plugin in names {
         std::fs::write(plugins.path().join(format!("{plugin}.toml")), format!("[capabilities]\n{capabilities}\n")).unwrap();
     }
-    let worker = Worker::start(plugins.path(), &redis.url(0), &["--result-backend", &redis.url(1)]);
+    let backend = redis.url(1);
+    let worker = Worker::start(plugins.path(), &redis.url(0), &[&["--result-backend", backend.as_str()][..], args].concat());
     (plugins, worker)
 }
 
@@ -117,8 +120,8 @@ fn http_get_post_and_a_denied_origin_from_every_guest_language() {
     let server = HttpServer::start();
     let denied = format!("http://127.0.0.1:{}", free_port());
     let redis = RedisServer::start();
-    let (_plugins, _worker) = worker(&redis, &format!("http = [\"{}\"]", server.base()));
-    for plugin in PLUGINS {
+    let (_plugins, _worker) = worker(&redis, &HTTP_PLUGINS, &format!("http = [\"{}\"]", server.base()), &[]);
+    for plugin in HTTP_PLUGINS {
         let seen = scenario(&redis, "http", plugin, &[&server.base(), &denied]);
         assert_eq!(seen["get"], json!({"status": 200, "body": {"hello": "world", "n": 42}}), "{plugin}");
         assert_eq!(
@@ -133,16 +136,15 @@ fn http_get_post_and_a_denied_origin_from_every_guest_language() {
             seen["denied"]
         );
     }
-    assert_eq!(server.requests.load(Ordering::SeqCst), 2 * PLUGINS.len(), "no request reached a denied origin");
+    assert_eq!(server.requests.load(Ordering::SeqCst), 2 * HTTP_PLUGINS.len(), "no request reached a denied origin");
 }
 
 #[test]
 fn progress_is_polled_from_the_celery_client() {
-    let server = HttpServer::start();
     let redis = RedisServer::start();
-    let (_plugins, _worker) = worker(&redis, &format!("http = [\"{}\"]\nprogress = true", server.base()));
+    let (_plugins, _worker) = worker(&redis, &PLUGINS, "progress = true", &[]);
     for plugin in PLUGINS {
-        let seen = scenario(&redis, "progress", plugin, &[&server.base()]);
+        let seen = scenario(&redis, "progress", plugin, &[]);
         let steps = seen["seen"].as_array().unwrap();
         assert!(!steps.is_empty(), "{plugin}: the client saw no PROGRESS state: {seen}");
         for step in steps {
@@ -158,7 +160,7 @@ fn progress_is_polled_from_the_celery_client() {
 #[test]
 fn tasks_send_and_replace_tasks() {
     let redis = RedisServer::start();
-    let (_plugins, _worker) = worker(&redis, "send = true");
+    let (_plugins, _worker) = worker(&redis, &PLUGINS, "send = true", &[]);
     for plugin in PLUGINS {
         let seen = scenario(&redis, "canvas", plugin, &[]);
         assert_eq!(seen["children"], json!([0, 2, 4, 6, 8]), "{plugin}: {seen}");
@@ -172,13 +174,9 @@ fn tasks_send_and_replace_tasks() {
 #[test]
 fn a_task_that_sends_then_fails_sends_nothing() {
     let redis = RedisServer::start();
-    let plugins = plugin_folder(&PLUGINS);
-    for plugin in PLUGINS {
-        std::fs::write(plugins.path().join(format!("{plugin}.toml")), "[capabilities]\nsend = true\n").unwrap();
-    }
     // One job at a time, in queue order: a child sent by the failed task
     // would run before the sentinel the client sends next.
-    let _worker = Worker::start(plugins.path(), &redis.url(0), &["--result-backend", &redis.url(1), "-c", "1"]);
+    let (_plugins, _worker) = worker(&redis, &PLUGINS, "send = true", &["-c", "1"]);
     let mut stored = 0;
     for plugin in PLUGINS {
         let seen = scenario(&redis, "send_then_fail", plugin, &[]);
@@ -193,7 +191,7 @@ fn a_task_that_sends_then_fails_sends_nothing() {
 #[test]
 fn a_key_value_marker_makes_a_task_run_once() {
     let redis = RedisServer::start();
-    let (_plugins, _worker) = worker(&redis, "keyvalue = true");
+    let (_plugins, _worker) = worker(&redis, &PLUGINS, "keyvalue = true", &[]);
     for plugin in PLUGINS {
         let seen = scenario(&redis, "once", plugin, &["order-7"]);
         assert_eq!(seen[0], json!({"order": "order-7", "ran": true, "runs": 1}), "{plugin}");
@@ -208,7 +206,7 @@ fn a_key_value_marker_makes_a_task_run_once() {
 #[test]
 fn exception_args_round_trip_to_the_celery_client() {
     let redis = RedisServer::start();
-    let (_plugins, _worker) = worker(&redis, "");
+    let (_plugins, _worker) = worker(&redis, &PLUGINS, "", &[]);
     for plugin in PLUGINS {
         let seen = scenario(&redis, "errors", plugin, &[]);
         assert_eq!(seen["args"]["type"], json!("ExpectedException"), "{plugin}: {seen}");
@@ -218,14 +216,27 @@ fn exception_args_round_trip_to_the_celery_client() {
 
 #[test]
 fn every_capability_is_denied_without_its_grant() {
+    let redis = RedisServer::start();
+    let (_plugins, _worker) = worker(&redis, &PLUGINS, "", &[]);
+    for plugin in PLUGINS {
+        let seen = scenario(&redis, "denied", plugin, &[]);
+        for key in ["progress", "send", "keyvalue"] {
+            let message = seen[key]["args"][0].as_str().unwrap_or_default();
+            assert!(message.contains(&format!("`{key} = true`")) && message.contains(&format!("{plugin}.toml")), "{plugin}, {key}: {}", seen[key]);
+        }
+    }
+}
+
+#[test]
+fn http_is_denied_without_a_grant() {
     let server = HttpServer::start();
     let redis = RedisServer::start();
-    let (_plugins, _worker) = worker(&redis, "");
-    for plugin in PLUGINS {
-        let seen = scenario(&redis, "denied", plugin, &[&server.base()]);
-        for key in ["http", "progress", "send", "keyvalue"] {
-            let message = seen[key]["args"][0].as_str().unwrap_or_default();
-            assert!(message.contains(key) && message.contains(&format!("{plugin}.toml")), "{plugin}, {key}: {}", seen[key]);
+    let (_plugins, _worker) = worker(&redis, &HTTP_PLUGINS, "", &[]);
+    for plugin in HTTP_PLUGINS {
+        let seen = scenario(&redis, "http", plugin, &[&server.base(), &server.base()]);
+        for case in ["get", "denied"] {
+            let message = seen[case]["args"][0].as_str().unwrap_or_default();
+            assert!(message.contains("is not granted") && message.contains(&format!("{plugin}.toml")), "{plugin}: {seen}");
         }
     }
     assert_eq!(server.requests.load(Ordering::SeqCst), 0, "nothing reached the server");
@@ -237,8 +248,8 @@ fn every_capability_is_denied_without_its_grant() {
 fn cost_of_one_loopback_get_per_job() {
     let server = HttpServer::start();
     let redis = RedisServer::start();
-    let (_plugins, _worker) = worker(&redis, &format!("http = [\"{}\"]", server.base()));
-    for plugin in PLUGINS {
+    let (_plugins, _worker) = worker(&redis, &HTTP_PLUGINS, &format!("http = [\"{}\"]", server.base()), &[]);
+    for plugin in HTTP_PLUGINS {
         let seen = scenario(&redis, "cost", plugin, &[&server.base(), "30"]);
         let (add, get) = (seen["add"].as_f64().unwrap(), seen["get"].as_f64().unwrap());
         eprintln!("{plugin}: add {:.2} ms/job, add+GET {:.2} ms/job: a loopback GET adds {:.2} ms", add * 1e3, get * 1e3, (get - add) * 1e3);

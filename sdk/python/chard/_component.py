@@ -13,12 +13,31 @@ import random
 
 from componentize_py_types import Err, Ok
 from wit_world import exports
+from wit_world.imports import canvas, host, keyvalue, progress
+
 try:  # built with --http: the world also imports wasi:http's `types`
     from wit_world.imports import chard_task_types as types
+    from wit_world.imports import outgoing_handler, wasi_http_types
 except ImportError:
     from wit_world.imports import types
 
+    outgoing_handler = wasi_http_types = None
+
 import chard
+from chard import _imports
+
+# Every import module the SDK calls, bound now: a job cannot import a module
+# componentize-py did not snapshot.
+for _name, _module in (
+    ("host", host),
+    ("progress", progress),
+    ("canvas", canvas),
+    ("keyvalue", keyvalue),
+    ("outgoing_handler", outgoing_handler),
+    ("wasi_http_types", wasi_http_types),
+):
+    if _module is not None:
+        setattr(_imports.imports, _name, _module)
 
 
 def _defaults(values):

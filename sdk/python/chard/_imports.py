@@ -24,7 +24,11 @@ class HostError(Failure):
 
 
 class _Imports:
-    """The generated import modules, by interface name, loaded lazily."""
+    """The generated import modules, by interface name. The component glue
+    (``chard._component``) sets them at build time: componentize-py keeps
+    only the modules imported before its snapshot, so a job cannot import
+    one later. Outside a component, an attribute that was not set is
+    looked up once (and fails: there are no bindings)."""
 
     def __getattr__(self, name):
         import importlib

@@ -139,11 +139,17 @@ impl Signature {
     /// the same id. Return from the task after calling it; the value it
     /// returns is ignored.
     pub fn replace(&self) -> Result<(), TaskError> {
-        crate::bindings::chard::task::canvas::replace(&self.to_json()).map_err(TaskError::failed)
+        replace_json(&self.to_json())
     }
 }
 
 /// Sends a signature given as JSON text (e.g. one received as an argument).
 pub fn send_json(signature: &str) -> Result<String, TaskError> {
     crate::bindings::chard::task::canvas::send(signature).map_err(TaskError::failed)
+}
+
+/// Replaces this task with a signature given as JSON text (see
+/// [`Signature::replace`]).
+pub fn replace_json(signature: &str) -> Result<(), TaskError> {
+    crate::bindings::chard::task::canvas::replace(signature).map_err(TaskError::failed)
 }

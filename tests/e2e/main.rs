@@ -6,6 +6,7 @@ mod util;
 
 mod beat;
 mod call;
+mod capabilities;
 mod celery;
 mod fleet;
 mod events;

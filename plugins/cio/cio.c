@@ -110,6 +110,27 @@ static void fail_with_args(chard_call *call) {
     chard_fail_with_args(call, "ExpectedException", message, args);
 }
 
+/* Retries at once with no retry left: the job fails with `exc`, which a
+ * client re-raises with both arguments. */
+static void retry_until_out(chard_call *call) {
+    const char *message;
+    if (!chard_arg_string(call, 0, &message)) return;
+    char *code = chard_json_text(chard_arg(call, 1));
+    char *quoted = chard_json_quote(message);
+    char *args = malloc(strlen(quoted) + strlen(code) + 4);
+    sprintf(args, "[%s,%s]", quoted, code);
+    chard_retry_options options = CHARD_RETRY_DEFAULTS;
+    options.countdown_ms = 0;
+    options.max_retries = 0;
+    options.exc_type = "ExpectedException";
+    options.exc_message = message;
+    options.exc_args_json = args;
+    chard_retry_with(call, &options);
+}
+
+/* Refuses its message: it is dropped and no result is stored. */
+static void reject_it(chard_call *call) { chard_reject(call, false, "not for us"); }
+
 CHARD_TASKS(
     {.name = "add", .fn = add, .params = CHARD_PARAMS("x", "y")},
     {.name = "progress", .fn = progress, .params = CHARD_PARAMS("steps", "step_ms"), .doc = "Report PROGRESS states."},
@@ -119,4 +140,6 @@ CHARD_TASKS(
     {.name = "replace_with_group", .fn = replace_with_group},
     {.name = "once", .fn = once, .params = CHARD_PARAMS("order_id"), .doc = "Run once per order id."},
     {.name = "fail_with_args", .fn = fail_with_args, .params = CHARD_PARAMS("message", "code")},
+    {.name = "retry_until_out", .fn = retry_until_out, .params = CHARD_PARAMS("message", "code")},
+    {.name = "reject_it", .fn = reject_it},
 );

@@ -1,7 +1,7 @@
 // `jsio`: what a JavaScript task can do beyond computing, one task per
 // capability (the same tasks as `pyio` and `cio`; HTTP is in `jshttp`).
 // Granted in `jsio.toml` next to the plugin (see README, "Writing tasks").
-import { updateState, send, replace, signature, group, kv, Failure, nowMs } from 'chard';
+import { updateState, send, replace, signature, group, kv, Failure, nowMs, retry, Reject } from 'chard';
 
 class ExpectedException extends Error {
   constructor(...args) {
@@ -55,4 +55,14 @@ export function once(order_id) {
 
 export function fail_with_args(message, code) {
   throw new ExpectedException(message, code);
+}
+
+/** Retries at once with no retry left: the job fails with `exc` (both arguments). */
+export function retry_until_out(message, code) {
+  retry({ countdown: 0, maxRetries: 0, exc: new ExpectedException(message, code) });
+}
+
+/** Refuses its message: it is dropped and no result is stored. */
+export function reject_it() {
+  throw new Reject('not for us', { requeue: false });
 }

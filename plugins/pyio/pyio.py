@@ -64,3 +64,16 @@ def once(order_id):
 @task
 def fail_with_args(message, code):
     raise ExpectedException(message, code)
+
+
+@task
+def retry_until_out(message, code):
+    """Retries at once with no retry left: the job fails with `exc`, which a
+    client re-raises with both arguments."""
+    chard.retry(countdown=0, max_retries=0, exc=ExpectedException(message, code))
+
+
+@task
+def reject_it():
+    """Refuses its message: it is dropped and no result is stored."""
+    raise chard.Reject("not for us", requeue=False)

@@ -204,13 +204,19 @@ fn a_key_value_marker_makes_a_task_run_once() {
 }
 
 #[test]
-fn exception_args_round_trip_to_the_celery_client() {
+fn exception_args_retry_exc_and_reject_from_every_guest_language() {
     let redis = RedisServer::start();
     let (_plugins, _worker) = worker(&redis, &PLUGINS, "", &[]);
     for plugin in PLUGINS {
         let seen = scenario(&redis, "errors", plugin, &[]);
         assert_eq!(seen["args"]["type"], json!("ExpectedException"), "{plugin}: {seen}");
         assert_eq!(seen["args"]["args"], json!(["card declined", 42]), "{plugin}: {seen}");
+        // A retry's `exc` is what the job fails with once no retry is left.
+        assert_eq!(seen["retry_exc"]["type"], json!("ExpectedException"), "{plugin}: {seen}");
+        assert_eq!(seen["retry_exc"]["args"], json!(["upstream down", 503]), "{plugin}: {seen}");
+        // Rejected without requeue: dropped, nothing stored (the worker went on).
+        assert_eq!(seen["sentinel"], json!(3), "{plugin}");
+        assert_eq!(seen["rejected_state"], json!("PENDING"), "{plugin}: {seen}");
     }
 }
 

@@ -87,7 +87,16 @@ def once(app, plugin, order_id):
 
 
 def errors(app, plugin):
-    return {"args": error_of(lambda: call(app, plugin, "fail_with_args", "card declined", 42))}
+    """Exception args on a failure and on a retry's `exc`; a rejected
+    message (no result; the sentinel after it runs)."""
+    rejected = app.send_task("%s.reject_it" % plugin)
+    sentinel = call(app, plugin, "add", 1, 2)
+    return {
+        "args": error_of(lambda: call(app, plugin, "fail_with_args", "card declined", 42)),
+        "retry_exc": error_of(lambda: call(app, plugin, "retry_until_out", "upstream down", 503)),
+        "rejected_state": rejected.state,
+        "sentinel": sentinel,
+    }
 
 
 def cost(app, plugin, base, count):

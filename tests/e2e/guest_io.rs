@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use crate::util::{free_port, plugin_folder, run_python, RedisServer, Worker};
+use crate::util::{free_port, host, plugin_folder, run_python, RedisServer, Worker};
 
 const PLUGINS: [&str; 3] = ["pyio", "jsio", "cio"];
 const HTTP_PLUGINS: [&str; 3] = ["pyhttp", "jshttp", "chttp"];
@@ -97,9 +97,23 @@ fn serve(stream: TcpStream) -> Option<()> {
     Some(())
 }
 
+/// Compiles the six plugins into the test run's compile cache once, before
+/// any worker here starts: a cold compile of two Python and two JavaScript
+/// components by several workers at once can outlast a worker's start-up
+/// wait on a busy 2-core machine.
+fn warm_compile_cache() {
+    static WARM: std::sync::Once = std::sync::Once::new();
+    WARM.call_once(|| {
+        let all: Vec<&str> = PLUGINS.iter().chain(HTTP_PLUGINS.iter()).copied().collect();
+        let folder = plugin_folder(&all);
+        host(&["tasks", folder.path().to_str().unwrap()]);
+    });
+}
+
 /// A worker serving `names`, each granted `capabilities` (TOML lines under
 /// `[capabilities]`); `args` are more worker flags.
 fn worker(redis: &RedisServer, names: &[&str], capabilities: &str, args: &[&str]) -> (tempfile::TempDir, Worker) {
+    warm_compile_cache();
     let plugins = plugin_folder(names);
     for plugin in names {
         std::fs::write(plugins.path().join(format!("{plugin}.toml")), format!("[capabilities]\n{capabilities}\n")).unwrap();

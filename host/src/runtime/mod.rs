@@ -30,6 +30,7 @@ mod outcome;
 mod plugin;
 mod progress;
 mod registry;
+mod wasm_kind;
 mod watch;
 mod world;
 
@@ -42,7 +43,7 @@ pub use outcome::{Failure, Outcome, RetryRequest};
 pub use manifest::{parse_toml, DirGrant, DirMode, Grants, Manifest, ManifestError};
 pub use plugin::{LoadError, Plugin, TaskDefaults, TaskInfo};
 pub use progress::ProgressSink;
-pub use registry::{Registry, ResolveError};
+pub use registry::{empty_folder_hint, Registry, ResolveError};
 pub use watch::{watch, SharedRegistry, WatchHandle};
 
 /// Bindings generated once per world, the contracts plugins target. A

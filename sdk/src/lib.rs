@@ -32,8 +32,8 @@
 //! What a task can do besides computing, each only when the plugin's
 //! manifest grants it: report progress ([`update_state`], `progress = true`),
 //! send and replace tasks ([`canvas`], `send = true`), keep state across jobs
-//! ([`keyvalue`], `keyvalue = true`), and call HTTP origins listed under
-//! `http` (through `wasi:http`, e.g. with the `wstd` or `waki` crates).
+//! ([`keyvalue`], `keyvalue = true`). Outbound HTTP (`wasi:http`) is not
+//! provided by workers yet.
 //!
 //! This SDK targets the `chard:task@0.2.0` world (`wit/chard.wit`); workers
 //! keep running plugins built with the 0.1 SDK.

@@ -105,11 +105,6 @@ def request(app):
     return out
 
 
-def main():
-    scenario, broker, backend = sys.argv[1:4]
-    app = app_for(broker, backend)
-    print(json.dumps(globals()[scenario](app)))
-
-
 if __name__ == "__main__":
-    main()
+    scenario, broker, backend = sys.argv[1:4]
+    print(json.dumps(globals()[scenario](app_for(broker, backend))))

@@ -57,13 +57,13 @@ impl Ids {
     }
 }
 
-fn parse(value: &Value) -> Result<Signature, String> {
+pub(super) fn parse(value: &Value) -> Result<Signature, String> {
     serde_json::from_value(value.clone()).map_err(|error| format!("not a Celery signature: {error}"))
 }
 
 /// `kwargs[name]` of a canvas signature, as a list of signatures (a group
 /// dict stands for its tasks).
-fn members(signature: &Signature, name: &str) -> Result<Vec<Signature>, String> {
+pub(super) fn members(signature: &Signature, name: &str) -> Result<Vec<Signature>, String> {
     let mut value = signature.kwargs.get(name).cloned().unwrap_or(Value::Null);
     if value.get("subtask_type").and_then(Value::as_str) == Some("group") {
         value = value["kwargs"]["tasks"].clone();

@@ -18,6 +18,7 @@
 use serde_json::{json, Map, Value};
 
 use super::job::Job;
+use super::outbox::{members, parse};
 use super::plan::{from_signature, signature_args, Lineage, Plan, PlanSettings};
 use crate::backend::ResultWrite;
 use crate::protocol::{queue_key_for, OutgoingTask, Signature, TaskMessage};
@@ -27,28 +28,6 @@ const ID_NAMESPACE: uuid::Uuid = uuid::Uuid::from_u128(0x0b7c_52d1_64e8_4f0a_93b
 
 fn derived_id(message: &TaskMessage, n: usize) -> String {
     uuid::Uuid::new_v5(&ID_NAMESPACE, format!("{}:{}:replace:{n}", message.id, message.retries()).as_bytes()).to_string()
-}
-
-fn parse(value: &Value) -> Result<Signature, String> {
-    serde_json::from_value(value.clone()).map_err(|error| format!("not a Celery signature: {error}"))
-}
-
-fn tasks_of(signature: &Signature, name: &str) -> Result<Vec<Signature>, String> {
-    let mut value = signature.kwargs.get(name).cloned().unwrap_or(Value::Null);
-    if value.get("subtask_type").and_then(Value::as_str) == Some("group") {
-        value = value["kwargs"]["tasks"].clone();
-    }
-    let Value::Array(items) = value else { return Err(format!("kwargs.{name} must be a list of signatures")) };
-    items
-        .iter()
-        .map(|item| {
-            let signature = parse(item)?;
-            match signature.subtask_type.as_deref() {
-                None => Ok(signature),
-                Some(kind) => Err(format!("a {kind} nested inside the replacement is not supported yet")),
-            }
-        })
-        .collect()
 }
 
 fn push_option(signature: &mut Signature, option: &str, items: &[Signature]) {
@@ -108,7 +87,7 @@ pub(super) fn plan(job: &Job, signature: &Value, settings: &PlanSettings) -> Res
             publish(&task, &mut plan);
         }
         Some("chain") => {
-            let mut steps = tasks_of(&signature, "tasks")?;
+            let mut steps = members(&signature, "tasks")?;
             if steps.is_empty() {
                 return Err("cannot replace with an empty chain (Celery: ImproperlyConfigured)".into());
             }
@@ -136,13 +115,13 @@ pub(super) fn plan(job: &Job, signature: &Value, settings: &PlanSettings) -> Res
                 // Celery: `sig |= celery.accumulate.s(index=0)`.
                 let mut kwargs = Map::new();
                 kwargs.insert("index".into(), Value::from(0));
-                (tasks_of(&signature, "tasks")?, Signature::new("celery.accumulate", Vec::new(), kwargs))
+                (members(&signature, "tasks")?, Signature::new("celery.accumulate", Vec::new(), kwargs))
             } else {
                 let body = parse(signature.kwargs.get("body").unwrap_or(&Value::Null))?;
                 if body.subtask_type.is_some() {
                     return Err("a chord body that is itself a canvas is not supported in a replacement yet".into());
                 }
-                (tasks_of(&signature, "header")?, body)
+                (members(&signature, "header")?, body)
             };
             if header.is_empty() {
                 return Err(format!("cannot replace with an empty {kind}"));

@@ -3,8 +3,10 @@ SHELL := /bin/bash
 CARGO ?= cargo
 PLUGIN_DIR := target/plugins
 HOST := target/release/host
-RUST_PLUGINS := math faults
-GUEST_PLUGINS := $(notdir $(wildcard plugins/pymath plugins/jsmath plugins/cmath))
+RUST_PLUGINS := math faults io
+GUEST_PLUGINS := $(notdir $(wildcard plugins/pymath plugins/jsmath plugins/cmath plugins/pyio plugins/jsio plugins/cio))
+# Built with wasi:http, which workers do not provide yet: not part of `plugins`.
+HTTP_PLUGINS := pyhttp jshttp chttp
 VENV := .venv
 PYTHON := $(VENV)/bin/python
 
@@ -46,6 +48,11 @@ guest-plugins: toolchains
 	@mkdir -p $(PLUGIN_DIR)
 	@for p in $(GUEST_PLUGINS); do echo "building $$p"; plugins/$$p/build.sh $(PLUGIN_DIR) || exit 1; done
 
+## The outbound-HTTP examples (tests/e2e/guest_http.rs), for a worker with wasi:http.
+http-plugins: toolchains
+	@mkdir -p $(PLUGIN_DIR)
+	@for p in $(HTTP_PLUGINS); do echo "building $$p"; plugins/$$p/build.sh $(PLUGIN_DIR) || exit 1; done
+
 ## Toolchains for Python, JavaScript and C plugins (from PyPI, npm, Debian).
 toolchains:
 	@tools/install-guest-toolchains.sh
@@ -77,6 +84,7 @@ test-sdk:
 	$(CARGO) test --release -p chard-sdk
 	@if [ -d .venv-guest ]; then python3 -m unittest discover -s sdk/python/tests; fi
 	@if [ -d sdk/js/node_modules ]; then node --test sdk/js/test/; fi
+	sdk/c/test/run.sh
 
 ## Per-job cost of the sandbox, per plugin language.
 bench: build plugins

@@ -52,7 +52,7 @@ fn main() {
     let out_dir = PathBuf::from(std::env::var("OUT_DIR").unwrap());
     std::fs::write(out_dir.join("embedded.rs"), out).unwrap();
 
-    for watched in ["wit", "sdk/src", "sdk/macros", "sdk/python", "sdk/c", "sdk/Cargo.toml", "Cargo.toml", "Cargo.lock", "tools/install-guest-toolchains.sh"] {
+    for watched in ["wit", "sdk/wit", "sdk/src", "sdk/macros", "sdk/python", "sdk/c", "sdk/Cargo.toml", "Cargo.toml", "Cargo.lock", "tools/install-guest-toolchains.sh"] {
         println!("cargo::rerun-if-changed={}", root.join(watched).display());
     }
     // `sdk/js` holds node_modules: watch its files one by one, not the folder.

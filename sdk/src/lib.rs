@@ -24,19 +24,35 @@
 //! `target/wasm32-wasip2/release/` is the plugin.
 //!
 //! A task that wants to know about its job (task id, retry count, soft
-//! deadline) takes a `&Context` parameter anywhere in its signature; it is
-//! filled by the worker, not from the message's arguments.
+//! deadline, headers, delivery info) takes a `&Context` parameter anywhere in
+//! its signature; it is filled by the worker, not from the message's
+//! arguments. `Args` and `Kwargs` parameters take Python's `*args` and
+//! `**kwargs`; a `Maybe<T>` parameter tells a missing argument from `null`.
+//!
+//! What a task can do besides computing, each only when the plugin's
+//! manifest grants it: report progress ([`update_state`], `progress = true`),
+//! send and replace tasks ([`canvas`], `send = true`), keep state across jobs
+//! ([`keyvalue`], `keyvalue = true`). Outbound HTTP (`wasi:http`) is not
+//! provided by workers yet.
+//!
+//! This SDK targets the `chard:task@0.2.0` world (`wit/chard.wit`); workers
+//! keep running plugins built with the 0.1 SDK.
 
 extern crate self as chard_sdk;
 
 pub use chard_sdk_macros::{export_tasks, task};
 
 mod args;
+pub mod canvas;
 mod error;
+pub mod keyvalue;
 mod log;
+mod progress;
 
+pub use args::{Args, Kwargs, Maybe};
 pub use error::TaskError;
 pub use log::{log, Level};
+pub use progress::update_state;
 
 #[doc(hidden)]
 pub mod bindings {
@@ -52,6 +68,9 @@ pub mod bindings {
 
 /// What the worker tells a task about the job it runs (Celery's request).
 pub type Context = bindings::chard::task::types::Context;
+
+/// Where the message came from (`context.delivery_info`).
+pub type DeliveryInfo = bindings::chard::task::types::DeliveryInfo;
 
 /// Defaults a task declares with `#[task(...)]`.
 pub type TaskDefaults = bindings::chard::task::types::TaskDefaults;
@@ -70,7 +89,7 @@ pub fn soft_deadline_passed(context: &Context) -> bool {
 /// Items the macros expand to. Not a public API.
 #[doc(hidden)]
 pub mod __private {
-    pub use crate::args::{bind_arguments, decode_argument, encode_result};
+    pub use crate::args::{bind_arguments, decode_argument, decode_maybe, encode_result, Shape};
     pub use crate::bindings::chard::task::types::{
         TaskDefaults, TaskError as WitTaskError, TaskInfo,
     };

@@ -33,5 +33,6 @@ pub fn run(config: CallConfig) -> anyhow::Result<Outcome> {
         time_limit,
         memory_limit_bytes,
         cancellation: None,
+        services: Default::default(),
     }))
 }

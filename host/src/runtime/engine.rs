@@ -72,8 +72,12 @@ impl Runtime {
         let mut linker = Linker::<JobState>::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
         gate_capabilities(&mut linker)?;
-        bindings::chard::task::host::add_to_linker::<JobState, HasSelf<JobState>>(&mut linker, |state| state)
-            ?;
+        // Both worlds' imports: a plugin links against the one it was built for.
+        bindings::v0_1::chard::task::host::add_to_linker::<JobState, HasSelf<JobState>>(&mut linker, |state| state)?;
+        bindings::v0_2::chard::task::host::add_to_linker::<JobState, HasSelf<JobState>>(&mut linker, |state| state)?;
+        bindings::v0_2::chard::task::progress::add_to_linker::<JobState, HasSelf<JobState>>(&mut linker, |state| state)?;
+        bindings::v0_2::chard::task::canvas::add_to_linker::<JobState, HasSelf<JobState>>(&mut linker, |state| state)?;
+        bindings::v0_2::chard::task::keyvalue::add_to_linker::<JobState, HasSelf<JobState>>(&mut linker, |state| state)?;
         spawn_ticker(&engine);
         let cache = options.cache_dir.as_ref().map(|dir| Arc::new(CompileCache::new(&engine, dir)));
         Ok(Self { engine, linker: Arc::new(linker), cache })

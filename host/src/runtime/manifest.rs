@@ -68,6 +68,12 @@ pub struct Grants {
     /// `wasi:random/random`, the secure generator (the insecure seed that
     /// hash tables use is always there).
     pub random: bool,
+    /// `chard:task/progress`: `update-state` (Celery's custom states).
+    pub progress: bool,
+    /// `chard:task/canvas`: sending and replacing tasks.
+    pub send: bool,
+    /// `chard:task/keyvalue`: the plugin's own key-value store.
+    pub keyvalue: bool,
 }
 
 impl Grants {
@@ -91,8 +97,10 @@ impl Grants {
         if self.wall_clock {
             parts.push("wall_clock".into());
         }
-        if self.random {
-            parts.push("random".into());
+        for (granted, name) in [(self.random, "random"), (self.progress, "progress"), (self.send, "send"), (self.keyvalue, "keyvalue")] {
+            if granted {
+                parts.push(name.into());
+            }
         }
         if parts.is_empty() {
             "none".into()
@@ -147,6 +155,12 @@ struct CapabilitiesFile {
     wall_clock: bool,
     #[serde(default)]
     random: bool,
+    #[serde(default)]
+    progress: bool,
+    #[serde(default)]
+    send: bool,
+    #[serde(default)]
+    keyvalue: bool,
 }
 
 /// Per-task settings; each one set here wins over the plugin's own default.
@@ -350,7 +364,16 @@ fn resolve_grants(capabilities: &CapabilitiesFile, manifest: &Path, resolve: boo
         let addresses = (host, port).to_socket_addrs().map_err(|error| bad(entry, format!("cannot resolve: {error}")))?;
         network.extend(addresses);
     }
-    Ok(Grants { env, dirs, network, wall_clock: capabilities.wall_clock, random: capabilities.random })
+    Ok(Grants {
+        env,
+        dirs,
+        network,
+        wall_clock: capabilities.wall_clock,
+        random: capabilities.random,
+        progress: capabilities.progress,
+        send: capabilities.send,
+        keyvalue: capabilities.keyvalue,
+    })
 }
 
 /// `host:port` or `[v6]:port`, split.

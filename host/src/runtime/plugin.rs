@@ -7,12 +7,13 @@ use std::time::Duration;
 
 use wasmtime::component::Component;
 
-use super::bindings::{chard::task::types, PluginPre};
+use super::bindings::v0_2::chard::task::types;
 use super::engine::Runtime;
-use super::job::{self, JobRequest};
+use super::job::{self, Finished, JobRequest};
 use super::manifest::{Grants, Manifest, ManifestError};
 use super::outcome::Outcome;
 use super::wasm_kind::{self, WasmKind};
+use super::world::WorldPre;
 
 /// Why a plugin could not be loaded.
 #[derive(Debug, thiserror::Error)]
@@ -101,7 +102,7 @@ pub struct Plugin {
     name: Arc<str>,
     path: PathBuf,
     runtime: Runtime,
-    pre: PluginPre<job::JobState>,
+    pre: WorldPre,
     tasks: Vec<TaskInfo>,
     /// Short content hash of the `.wasm`, shown to say which version runs.
     version: String,
@@ -163,7 +164,7 @@ impl Plugin {
             path: path.to_path_buf(),
             reason: one_line(&error),
         })?;
-        let pre = PluginPre::new(instance_pre)
+        let pre = WorldPre::new(instance_pre)
             .map_err(|error| LoadError::Link { path: path.to_path_buf(), reason: one_line(&error) })?;
         let mut plugin = Self {
             name: name.into(),
@@ -188,24 +189,28 @@ impl Plugin {
     fn list_tasks(&self) -> Result<Vec<TaskInfo>, String> {
         let (mut store, _stdout, stderr) = job::new_store(self, 64 << 20, String::new(), "list-tasks".into());
         store.set_epoch_deadline(500); // a plugin that hangs while listing is broken
-        let instance = self.pre.instantiate(&mut store).map_err(|error| one_line(&error))?;
-        let tasks = instance.chard_task_tasks().call_list_tasks(&mut store).map_err(|error| {
+        self.pre.list_tasks(&mut store).map_err(|error| {
             let output = stderr.contents();
             let detail = String::from_utf8_lossy(&output);
             format!("{} {}", error.root_cause(), detail.trim())
-        })?;
-        Ok(tasks.into_iter().map(TaskInfo::from).collect())
+        })
     }
 
-    /// Runs one job in a fresh instance.
+    /// Runs one job in a fresh instance; what it sent is dropped (see
+    /// [`Plugin::run_job`]).
     pub fn run(&self, request: JobRequest<'_>) -> Outcome {
-        job::run(self, request).0
+        job::run(self, request).outcome
     }
 
-    /// Like [`Plugin::run`], and how long creating the instance took
-    /// (`None` if it failed before that).
-    pub fn run_measured(&self, request: JobRequest<'_>) -> (Outcome, Option<std::time::Duration>) {
+    /// Runs one job in a fresh instance: its outcome, its effects, and how
+    /// long creating the instance took.
+    pub fn run_job(&self, request: JobRequest<'_>) -> Finished {
         job::run(self, request)
+    }
+
+    /// The `chard:task` world the plugin was built against: "0.2" or "0.1".
+    pub fn world(&self) -> &'static str {
+        self.pre.version()
     }
 
     pub fn name(&self) -> &str {
@@ -259,7 +264,7 @@ impl Plugin {
         &self.runtime
     }
 
-    pub(crate) fn pre(&self) -> &PluginPre<job::JobState> {
+    pub(crate) fn pre(&self) -> &WorldPre {
         &self.pre
     }
 }

@@ -63,6 +63,12 @@ pub(super) async fn complete_loop<B: Broker, R: ResultBackend>(shared: Arc<Share
 /// `finished`. A job one of whose writes Redis refuses for good ends FAILURE
 /// instead, naming the key.
 async fn write_outcomes<B: Broker, R: ResultBackend>(shared: &Arc<Shared<B>>, backend: &R, finished: &mut [(Job, Plan)]) {
+    // What the follow-ups rely on (chord sizes of canvases a task sent)
+    // goes first, so no member can finish before its chord is known.
+    let (setup, owners) = take_each(finished, |plan| std::mem::take(&mut plan.setup));
+    let refused = write_isolating("store what follow-ups need", &setup, &owners, |write| &write.key, |batch| backend.store(batch)).await;
+    fail_refused(shared, finished, &refused);
+
     let (messages, owners) = take_each(finished, |plan| std::mem::take(&mut plan.publish));
     let refused =
         write_isolating("publish follow-up messages", &messages, &owners, |(key, _)| key, |batch| shared.broker.publish(batch)).await;

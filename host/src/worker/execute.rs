@@ -8,9 +8,9 @@ use std::time::{Duration, Instant};
 use super::fetch::is_expired;
 use super::job::{self, Job};
 use super::plan::{self, Plan, PlanSettings};
-use super::{builtins, current_registry, Completion, Shared};
+use super::{builtins, current_registry, outbox, replace, Completion, Shared};
 use crate::broker::Broker;
-use crate::runtime::{JobRequest, Outcome};
+use crate::runtime::{Effects, Failure, JobRequest, Outcome};
 
 pub(super) fn finish_without_running<B: Broker>(shared: &Arc<Shared<B>>, job: Job, make: impl FnOnce(&Job, &PlanSettings) -> Plan) {
     let plan = make(&job, &shared.settings);
@@ -100,14 +100,14 @@ fn execute<B: Broker>(shared: &Arc<Shared<B>>, job: Job) -> Completion {
     shared.running.lock().unwrap().insert(message.id.clone(), job.cancellation.clone());
     let started = Instant::now();
     let mut instantiation = None;
-    let (outcome, publish, task) = match work {
+    let (outcome, publish, task, effects) = match work {
         Work::Builtin(builtin) => {
             let (outcome, publish) = builtins::run(shared, &job, builtin);
-            (outcome, publish, None)
+            (outcome, publish, None, Effects::default())
         }
         Work::Plugin(plugin, task) => {
             let limits = job::limits_for(message, task, &shared.config.limits);
-            let (outcome, instantiated) = plugin.run_measured(JobRequest {
+            let finished = plugin.run_job(JobRequest {
                 task: &task.name,
                 args: message.args.get(),
                 kwargs: message.kwargs.get(),
@@ -115,13 +115,21 @@ fn execute<B: Broker>(shared: &Arc<Shared<B>>, job: Job) -> Completion {
                 time_limit: limits.time_limit,
                 memory_limit_bytes: limits.memory_limit_bytes,
                 cancellation: Some(job.cancellation.clone()),
+                services: shared.services.clone(),
             });
-            instantiation = instantiated;
-            (outcome, Vec::new(), Some(task))
+            instantiation = finished.instantiation;
+            // Before the plan reaches the completer: no progress report is
+            // written after this job's final state.
+            shared.progress.finish(&message.id);
+            (finished.outcome, Vec::new(), Some(task), finished.effects)
         }
     };
     shared.running.lock().unwrap().remove(&message.id);
     if outcome == Outcome::Terminated && shared.forced.load(Ordering::SeqCst) {
+        return Completion::Requeue { job };
+    }
+    if let Outcome::Refused { requeue: true, reason } = &outcome {
+        tracing::info!(id = %message.id, task = %message.task, reason = reason.as_deref().unwrap_or(""), "task rejected its message: requeued");
         return Completion::Requeue { job };
     }
     let runtime = started.elapsed();
@@ -131,7 +139,15 @@ fn execute<B: Broker>(shared: &Arc<Shared<B>>, job: Job) -> Completion {
             metrics.instantiated(took);
         }
     }
-    let mut plan = plan::plan(&job, &outcome, task, &shared.settings);
+    let mut plan = match (&outcome, effects.replacement) {
+        // Celery's `self.replace(sig)`: the signature takes the job's place.
+        (Outcome::Succeeded { .. }, Some(signature)) => replace::plan(&job, &signature, &shared.settings)
+            .unwrap_or_else(|error| plan::plan(&job, &Outcome::Failed(Failure::new("ValueError", format!("replace: {error}"))), task, &shared.settings)),
+        _ => plan::plan(&job, &outcome, task, &shared.settings),
+    };
+    if matches!(outcome, Outcome::Succeeded { .. }) {
+        outbox::apply(&mut plan, effects.sent);
+    }
     plan.publish.extend(publish);
     report_end(shared, &job, &plan, Some(&outcome), runtime);
     if let Some(note) = &plan.note {

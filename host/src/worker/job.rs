@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use crate::config::JobLimits;
 use crate::protocol::{bounds, TaskMessage};
-use crate::runtime::{job_context, Cancellation, JobContext, TaskInfo};
+use crate::runtime::{job_context, Cancellation, JobContext, JobDeliveryInfo, TaskInfo};
 
 /// One received message on its way through the worker.
 pub struct Job {
@@ -68,7 +68,12 @@ impl Job {
     }
 }
 
-pub fn context_for(message: &TaskMessage, task: &TaskInfo, limits: &EffectiveLimits, hostname: &Arc<str>) -> JobContext {
+pub fn context_for(
+    message: &TaskMessage,
+    task: &TaskInfo,
+    limits: &EffectiveLimits,
+    hostname: &Arc<str>,
+) -> JobContext {
     let mut context = job_context(&message.id, &message.task);
     let millis = |duration: Duration| duration.as_millis() as u64;
     context.root_id = Some(message.root_id().to_string());
@@ -84,7 +89,23 @@ pub fn context_for(message: &TaskMessage, task: &TaskInfo, limits: &EffectiveLim
     context.soft_time_limit_ms = limits.soft_time_limit.map(millis);
     context.soft_deadline_ms = limits.soft_time_limit.map(|soft| crate::runtime::unix_millis().saturating_add(millis(soft)));
     context.hostname = hostname.to_string();
-    // Only headers without a field of their own: the rest is in the context.
-    context.headers = serde_json::to_string(&message.headers.extra).unwrap_or_else(|_| "{}".into());
+    // Every header as sent, standard and custom (0.2; a 0.1 plugin gets
+    // only the custom ones, see runtime/world.rs).
+    context.headers = serde_json::to_string(&message.headers).unwrap_or_else(|_| "{}".into());
+    let properties = &message.properties;
+    context.correlation_id = properties.correlation_id.clone();
+    context.reply_to = properties.reply_to.clone();
+    let non_empty = |text: &str| (!text.is_empty()).then(|| text.to_string());
+    context.delivery_info = JobDeliveryInfo {
+        priority: properties.priority,
+        routing_key: non_empty(&properties.delivery_info.routing_key),
+        exchange: non_empty(&properties.delivery_info.exchange),
+        // Set by the restore of an unacked message (broker/redis/restore.lua).
+        redelivered: message.headers.extra.get("redelivered").and_then(serde_json::Value::as_bool).unwrap_or(false),
+    };
+    let (hard, soft) = message.headers.timelimit.unwrap_or((None, None));
+    let requested = |seconds: Option<f64>| seconds.filter(|s| s.is_finite() && *s > 0.0).map(|s| (s * 1000.0).round() as u64);
+    context.requested_time_limit_ms = requested(hard);
+    context.requested_soft_time_limit_ms = requested(soft);
     context
 }

@@ -36,11 +36,15 @@ mod delayed;
 mod execute;
 mod fetch;
 mod job;
+mod keyvalue;
 mod lease;
 mod observe;
 mod persist;
+mod outbox;
 mod plan;
+mod progress;
 mod rate;
+mod replace;
 mod report;
 
 pub use rate::parse_rate;
@@ -79,7 +83,10 @@ struct Shared<B> {
     broker: B,
     /// Swapped whole by the plugin watcher (hot reload).
     registry: crate::runtime::SharedRegistry,
-    settings: PlanSettings,
+    settings: Arc<PlanSettings>,
+    /// What jobs may use beyond computing (each behind a manifest grant).
+    services: crate::runtime::Services,
+    progress: Arc<progress::ProgressBoard>,
     hostname: Arc<str>,
     /// Prefetch slots.
     slots: Semaphore,
@@ -247,13 +254,23 @@ pub async fn run<B: Broker, R: ResultBackend>(
     let (jobs_tx, jobs_rx) = flume::unbounded::<Job>();
     let hostname: Arc<str> = config.hostname.clone().into();
     let events = Arc::new(crate::events::Events::new(&config.hostname, config.task_events));
+    let settings = Arc::new(PlanSettings {
+        hostname: config.hostname.clone(),
+        result_expires: config.result_expires,
+        routes: config.routes.clone(),
+        max_result_bytes: config.max_result_bytes,
+    });
+    let progress = Arc::new(progress::ProgressBoard::default());
+    let services = crate::runtime::Services {
+        progress: Some(progress.clone()),
+        sender: Some(Arc::new(outbox::Sender { settings: settings.clone() })),
+        keyvalue: Some(Arc::new(keyvalue::BackendKeyValue { backend: backend.clone(), handle: tokio::runtime::Handle::current() })),
+    };
+    let flusher = tokio::spawn(progress::flush_loop(progress.clone(), backend.clone(), config.result_expires));
     let shared = Arc::new(Shared {
-        settings: PlanSettings {
-            hostname: config.hostname.clone(),
-            result_expires: config.result_expires,
-            routes: config.routes.clone(),
-            max_result_bytes: config.max_result_bytes,
-        },
+        settings,
+        services,
+        progress,
         slots: Semaphore::new(config.prefetch),
         held_bytes: AtomicUsize::new(0),
         bytes_freed: Notify::new(),
@@ -396,6 +413,7 @@ pub async fn run<B: Broker, R: ResultBackend>(
     sweeper.abort();
     delayer.abort();
     releaser.abort();
+    flusher.abort();
     if let Some(task) = queue_sampler {
         task.abort();
     }

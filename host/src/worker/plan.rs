@@ -44,6 +44,8 @@ pub struct ChordMember {
 /// What to write and publish for one finished job.
 #[derive(Default)]
 pub struct Plan {
+    /// Written before anything is published (a chord's header size).
+    pub setup: Vec<ResultWrite>,
     pub writes: Vec<ResultWrite>,
     /// Set when the job was a member of a chord's header.
     pub chord: Option<ChordMember>,
@@ -73,10 +75,15 @@ pub fn plan(job: &Job, outcome: &Outcome, task: Option<&TaskInfo>, settings: &Pl
             if let Some(request) = autoretry(failure, task, message) {
                 return retry(plan, message, &request, task, Some(failure), settings);
             }
-            let (module, exc_type) = failure.module_and_type();
-            (State::Failure, ResultValue::Exception(ExceptionInfo::new(module, exc_type, echo(&failure.message))))
+            (State::Failure, ResultValue::Exception(exception_of(failure)))
         }
         Outcome::Retry(request) => return retry(plan, message, request, task, None, settings),
+        Outcome::Refused { .. } => {
+            // Celery's Reject without requeue: the message is acked and
+            // dropped, and no state is stored (a requeue never gets here).
+            plan.note = Some(outcome.describe());
+            return plan;
+        }
         Outcome::TimedOut { limit } => (
             State::Failure,
             ResultValue::Exception(ExceptionInfo::new("billiard.exceptions", "TimeLimitExceeded", json!(limit.as_secs_f64()))),
@@ -195,6 +202,22 @@ fn finish(
     plan
 }
 
+/// Celery's serialised exception for a task's failure: `exc_message` is
+/// the exception's args.
+fn exception_of(failure: &Failure) -> ExceptionInfo {
+    let (module, exc_type) = failure.module_and_type();
+    // Text a task echoes from its arguments is capped (see `echo`).
+    let exc_message = failure
+        .exc_message()
+        .into_iter()
+        .map(|arg| match arg {
+            Value::String(text) => Value::String(echo(&text)),
+            other => other,
+        })
+        .collect();
+    ExceptionInfo { exc_type: exc_type.to_string(), exc_message, exc_module: module.to_string() }
+}
+
 /// A failure listed in the task's `autoretry_for` becomes a retry, with
 /// Celery's exponential backoff when the task asked for it.
 fn autoretry(failure: &Failure, task: Option<&TaskInfo>, message: &TaskMessage) -> Option<RetryRequest> {
@@ -216,7 +239,13 @@ fn autoretry(failure: &Failure, task: Option<&TaskInfo>, message: &TaskMessage) 
             delay
         }
     });
-    Some(RetryRequest { countdown, reason: Some(format!("{}: {}", failure.exception_type, failure.message)), max_retries: None })
+    Some(RetryRequest {
+        countdown,
+        reason: Some(format!("{}: {}", failure.exception_type, failure.message)),
+        max_retries: None,
+        exc: None,
+        expires: None,
+    })
 }
 
 fn retry(
@@ -233,11 +262,10 @@ fn retry(
         .unwrap_or(DEFAULT_MAX_RETRIES);
     if message.retries() >= max_retries {
         // Out of retries: FAILURE with the original error, as Celery does.
-        let result = match failure {
-            Some(failure) => {
-                let (module, exc_type) = failure.module_and_type();
-                ExceptionInfo::new(module, exc_type, echo(&failure.message))
-            }
+        // Out of retries: the error that caused them, else the exception the
+        // task named for this case (`retry(exc=...)`), else Celery's own.
+        let result = match failure.or(request.exc.as_ref()) {
+            Some(failure) => exception_of(failure),
             None => ExceptionInfo::new(
                 "celery.exceptions",
                 "MaxRetriesExceededError",
@@ -264,6 +292,9 @@ fn retry(
     copy.eta = Some(eta.to_rfc3339_opts(chrono::SecondsFormat::Micros, false));
     copy.parent_id = Some(message.id.clone());
     copy.id = message.id.clone();
+    if let Some(expires) = &request.expires {
+        copy.expires = Some(expires.clone());
+    }
     plan.publish.push((queue_key_for(&copy.queue, copy.priority), copy.to_envelope()));
     let reason = request.reason.as_deref().map(echo).unwrap_or_else(|| "retry requested".into());
     plan.note = Some(format!("retry {} of {max_retries} in {:.3}s: {reason}", copy.retries, countdown.as_secs_f64()));
@@ -297,11 +328,11 @@ fn routing_queue(message: &TaskMessage) -> &str {
 }
 
 /// Where a follow-up message hangs in its workflow.
-struct Lineage<'a> {
-    root_id: &'a str,
-    parent_id: &'a str,
+pub(super) struct Lineage<'a> {
+    pub root_id: &'a str,
+    pub parent_id: &'a str,
     /// Queue used when the signature names none.
-    default_queue: &'a str,
+    pub default_queue: &'a str,
 }
 
 impl<'a> Lineage<'a> {
@@ -311,7 +342,7 @@ impl<'a> Lineage<'a> {
 }
 
 /// A follow-up message from a canvas signature.
-fn from_signature(signature: &Signature, args: Vec<Value>, lineage: &Lineage, settings: &PlanSettings) -> OutgoingTask {
+pub(super) fn from_signature(signature: &Signature, args: Vec<Value>, lineage: &Lineage, settings: &PlanSettings) -> OutgoingTask {
     let to_raw = |value: &Value| serde_json::value::to_raw_value(value).expect("JSON value");
     let mut task = OutgoingTask::new(&signature.task, to_raw(&Value::Array(args)), to_raw(&Value::Object(signature.kwargs.clone())), settings.hostname.clone());
     let option = |key: &str| signature.options.get(key).filter(|value| !value.is_null());
@@ -347,7 +378,7 @@ fn as_list(value: &Value) -> Value {
     }
 }
 
-fn signature_args(signature: &Signature, leading: Option<Value>) -> Vec<Value> {
+pub(super) fn signature_args(signature: &Signature, leading: Option<Value>) -> Vec<Value> {
     match leading {
         Some(value) if !signature.immutable => std::iter::once(value).chain(signature.args.iter().cloned()).collect(),
         _ => signature.args.clone(),

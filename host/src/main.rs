@@ -39,6 +39,7 @@ fn main() -> ExitCode {
         Command::PluginsList(config) => {
             tokio_runtime().block_on(chard::commands::deploy::list(config)).map(|()| ExitCode::SUCCESS)
         }
+        Command::Keygen(config) => chard::commands::deploy::keygen(config).map(|()| ExitCode::SUCCESS),
         Command::Result(config) => tokio_runtime().block_on(chard::commands::submit::result(config)).map(ExitCode::from),
     };
     result.unwrap_or_else(|error| fail(&error, 2))

@@ -23,15 +23,22 @@ pub async fn run(config: WorkerConfig) -> anyhow::Result<()> {
             .with_context(|| format!("connecting to broker {}", redact(&config.broker_url)))?,
         db,
     };
-    if config.sync {
+    if let Some(trust) = &config.sync {
+        if matches!(trust, crate::fleet::Trust::Unsigned) {
+            tracing::warn!(
+                "--sync-unsigned: this worker applies UNSIGNED deploys: anyone who can write to the broker's Redis \
+                 can change the code it runs. For development only; use --trust-key in production."
+            );
+        }
         // Before the first load, so the worker starts on the deployed versions.
+        let mut syncer = crate::fleet::Syncer::new(config.plugins.clone(), trust.clone());
         let mut connection = control.connection.clone();
-        match crate::fleet::sync_once(&mut connection, &config.plugins).await {
+        match syncer.sync_once(&mut connection).await {
             Ok(names) if !names.is_empty() => tracing::info!(plugins = ?names, "synced deployed plugins"),
             Ok(_) => {}
             Err(error) => tracing::warn!("deploy sync failed: {error:#}"),
         }
-        tokio::spawn(crate::fleet::follow(broker_client.clone(), control.connection.clone(), config.plugins.clone()));
+        tokio::spawn(crate::fleet::follow(broker_client.clone(), control.connection.clone(), syncer));
     }
     let broker = RedisBroker::connect(broker_client, &config.queues)
         .await

@@ -10,6 +10,7 @@ use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAlloc
 use super::bindings;
 use super::cache::CompileCache;
 use super::job::JobState;
+use super::policy::Policy;
 
 /// How often the engine's epoch advances: the granularity of time limits
 /// and of cancellation.
@@ -29,11 +30,19 @@ pub struct EngineOptions {
     pub pooling: bool,
     /// Where compiled plugins are cached; `None` disables the cache.
     pub cache_dir: Option<std::path::PathBuf>,
+    /// What plugins may be granted and their ceilings (checked at load).
+    pub policy: Policy,
 }
 
 impl Default for EngineOptions {
     fn default() -> Self {
-        Self { max_instances: 16, max_memory_bytes: 1 << 30, pooling: true, cache_dir: default_cache_dir() }
+        Self {
+            max_instances: 16,
+            max_memory_bytes: 1 << 30,
+            pooling: true,
+            cache_dir: default_cache_dir(),
+            policy: Policy::default(),
+        }
     }
 }
 
@@ -43,6 +52,7 @@ pub struct Runtime {
     pub(crate) engine: Engine,
     pub(crate) linker: Arc<Linker<JobState>>,
     pub(crate) cache: Option<Arc<CompileCache>>,
+    pub(crate) policy: Arc<Policy>,
 }
 
 /// `$CHARD_CACHE_DIR`, else `$XDG_CACHE_HOME/chard`, else `~/.cache/chard`.
@@ -76,11 +86,16 @@ impl Runtime {
             ?;
         spawn_ticker(&engine);
         let cache = options.cache_dir.as_ref().map(|dir| Arc::new(CompileCache::new(&engine, dir)));
-        Ok(Self { engine, linker: Arc::new(linker), cache })
+        Ok(Self { engine, linker: Arc::new(linker), cache, policy: Arc::new(options.policy.clone()) })
     }
 
     pub fn engine(&self) -> &Engine {
         &self.engine
+    }
+
+    /// The policy every plugin load is checked against.
+    pub fn policy(&self) -> &Policy {
+        &self.policy
     }
 }
 

@@ -11,7 +11,9 @@ use super::bindings::{chard::task::types, PluginPre};
 use super::engine::Runtime;
 use super::job::{self, JobRequest};
 use super::manifest::{Grants, Manifest, ManifestError};
+use super::origin::origin_of;
 use super::outcome::Outcome;
+use super::policy::Refusal;
 
 /// Why a plugin could not be loaded.
 #[derive(Debug, thiserror::Error)]
@@ -28,6 +30,8 @@ pub enum LoadError {
     BadName { path: PathBuf, name: String },
     #[error(transparent)]
     Manifest(#[from] ManifestError),
+    #[error("{path}: refused by the worker's policy: {refusal}")]
+    Policy { path: PathBuf, refusal: Refusal },
 }
 
 /// Defaults a plugin declared for a task, in host types.
@@ -74,12 +78,18 @@ pub struct Plugin {
 
 impl Plugin {
     /// Compiles and links the component at `path`, applies the manifest
-    /// beside it (`<name>.toml`, if any), then asks it for its tasks.
+    /// beside it (`<name>.toml`, if any), then asks it for its tasks. The
+    /// manifest and the tasks' limits must fit the runtime's policy for the
+    /// plugin's origin (see `policy`).
     pub fn load(runtime: &Runtime, path: &Path) -> Result<Self, LoadError> {
-        let manifest = Manifest::load_for(path)?;
+        let manifest = Manifest::load_for(path, runtime.policy(), origin_of(path))?;
         let manifest_hash = manifest.text().map(|text| content_hash(text.as_bytes()));
         let bytes = std::fs::read(path).map_err(|source| LoadError::Read { path: path.to_path_buf(), source })?;
         let mut plugin = Self::from_bytes(runtime, path, &bytes, manifest)?;
+        runtime
+            .policy()
+            .check_limits(&plugin.tasks)
+            .map_err(|refusal| LoadError::Policy { path: path.to_path_buf(), refusal })?;
         plugin.manifest_hash = manifest_hash;
         Ok(plugin)
     }

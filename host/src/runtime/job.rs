@@ -101,6 +101,8 @@ impl host::Host for JobState {
         }
     }
 
+    /// Never called: `engine::gate_capabilities` replaces it with one that
+    /// checks the wall-clock grant (this signature cannot trap).
     fn now_ms(&mut self) -> u64 {
         unix_millis()
     }

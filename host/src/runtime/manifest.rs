@@ -85,6 +85,13 @@ impl Grants {
         *self == Self::default()
     }
 
+    /// Whether the plugin may look `name` up: a host of its `network`
+    /// grant, or an IP literal (which needs no lookup).
+    pub fn may_look_up(&self, name: &str) -> bool {
+        let bare = name.trim_start_matches('[').trim_end_matches(']');
+        bare.parse::<std::net::IpAddr>().is_ok() || self.lookup_names.iter().any(|allowed| allowed.eq_ignore_ascii_case(bare))
+    }
+
     /// One line for logs and listings: `env(API_TOKEN) dir(/data:ro) wall_clock`.
     pub fn summary(&self) -> String {
         let mut parts = Vec::new();
@@ -248,7 +255,10 @@ impl Manifest {
         }
         let requested = file.capabilities.requested(path);
         if let Some(allowance) = resolve.and_then(|(policy, origin)| policy.allowance(origin).map(|allowance| (allowance, origin))) {
-            allowance.0.check(&requested, allowance.1).map_err(|refusal| error("[capabilities]", refusal.0))?;
+            allowance.0.check(&requested, allowance.1).map_err(|refusal| {
+                let needle = if text.contains(&refusal.needle) { refusal.needle } else { "[capabilities]".to_string() };
+                error(&needle, refusal.message)
+            })?;
         }
         let grants = resolve_grants(&file.capabilities, &requested, path, resolve.is_some())
             .map_err(|(needle, message)| error(&needle, message))?;

@@ -109,8 +109,18 @@ pub struct PolicyFile {
 
 /// Why a plugin was refused; the caller adds which plugin.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
-#[error("{0}")]
-pub struct Refusal(pub String);
+#[error("{message}")]
+pub struct Refusal {
+    pub message: String,
+    /// Text to find the offending line of a manifest by.
+    pub needle: String,
+}
+
+impl Refusal {
+    fn new(message: String, needle: String) -> Self {
+        Self { message, needle }
+    }
+}
 
 impl Policy {
     /// Reads a `--policy` file; `worker_memory_bytes` is the ceiling unless
@@ -169,21 +179,27 @@ impl Policy {
         for task in tasks {
             if let (Some(ceiling), Some(mb)) = (self.max_memory_bytes, task.defaults.memory_limit_mb) {
                 if u64::from(mb) << 20 > ceiling {
-                    return Err(Refusal(format!(
-                        "task {} asks for memory_limit {mb} MiB, above the worker's ceiling of {} MiB (max_memory_limit_mb in the policy)",
-                        task.name,
-                        ceiling >> 20
-                    )));
+                    return Err(Refusal::new(
+                        format!(
+                            "task {} asks for memory_limit {mb} MiB, above the worker's ceiling of {} MiB (max_memory_limit_mb in the policy)",
+                            task.name,
+                            ceiling >> 20
+                        ),
+                        "memory_limit_mb".into(),
+                    ));
                 }
             }
             if let (Some(ceiling), Some(limit)) = (self.max_time_limit, task.defaults.time_limit) {
                 if limit.is_zero() || limit > ceiling {
                     let asked = if limit.is_zero() { "no time limit".to_string() } else { format!("time_limit {} s", limit.as_secs_f64()) };
-                    return Err(Refusal(format!(
-                        "task {} asks for {asked}, above the worker's ceiling of {} s (max_time_limit in the policy)",
-                        task.name,
-                        ceiling.as_secs_f64()
-                    )));
+                    return Err(Refusal::new(
+                        format!(
+                            "task {} asks for {asked}, above the worker's ceiling of {} s (max_time_limit in the policy)",
+                            task.name,
+                            ceiling.as_secs_f64()
+                        ),
+                        "time_limit".into(),
+                    ));
                 }
             }
         }
@@ -196,10 +212,12 @@ impl Allowance {
     /// already made absolute) against this allowance; `origin` only words
     /// the refusal.
     pub fn check(&self, requested: &Requested, origin: Origin) -> Result<(), Refusal> {
-        let refuse = |what: String| Err(Refusal(format!("{what} is beyond the worker's policy for {origin} plugins")));
+        let refuse = |what: String, needle: String| {
+            Err(Refusal::new(format!("{what} is beyond the worker's policy for {origin} plugins"), needle))
+        };
         for name in &requested.env {
             if !self.env.iter().any(|allowed| name_matches(allowed, name)) {
-                return refuse(format!("capabilities.env {name:?}"));
+                return refuse(format!("capabilities.env {name:?}"), format!("{name:?}"));
             }
         }
         for dir in &requested.dirs {
@@ -209,19 +227,20 @@ impl Allowance {
             });
             if !permitted {
                 let mode = if dir.mode == DirMode::ReadOnly { "ro" } else { "rw" };
-                return refuse(format!("capabilities.dirs {} ({mode})", dir.host.display()));
+                let needle = dir.host.file_name().map(|name| name.to_string_lossy().into_owned()).unwrap_or_else(|| "\"/\"".into());
+                return refuse(format!("capabilities.dirs {} ({mode})", dir.host.display()), needle);
             }
         }
         for entry in &requested.network {
             if !self.network.iter().any(|allowed| destination_matches(allowed, entry)) {
-                return refuse(format!("capabilities.network {entry:?}"));
+                return refuse(format!("capabilities.network {entry:?}"), format!("{entry:?}"));
             }
         }
         if requested.wall_clock && !self.wall_clock {
-            return refuse("capabilities.wall_clock".into());
+            return refuse("capabilities.wall_clock".into(), "wall_clock".into());
         }
         if requested.random && !self.random {
-            return refuse("capabilities.random".into());
+            return refuse("capabilities.random".into(), "random".into());
         }
         Ok(())
     }
@@ -281,7 +300,7 @@ mod tests {
         let policy = Policy::default();
         assert!(policy.allowance(Origin::Local).is_none(), "local plugins: anything");
         let deployed = policy.allowance(Origin::Deployed).unwrap();
-        let asks = |requested: Requested| deployed.check(&requested, Origin::Deployed).map_err(|refusal| refusal.0);
+        let asks = |requested: Requested| deployed.check(&requested, Origin::Deployed).map_err(|refusal| refusal.message);
         assert_eq!(asks(Requested { wall_clock: true, random: true, ..Default::default() }), Ok(()));
         assert_eq!(
             asks(Requested { dirs: vec![dir(Path::new("/"), DirMode::ReadWrite)], ..Default::default() }),
@@ -329,8 +348,8 @@ mod tests {
         };
         assert!(policy.check_limits(&[task(Some(128), Some(60.0))]).is_ok());
         let error = policy.check_limits(&[task(Some(512), None)]).unwrap_err();
-        assert!(error.0.starts_with("task add asks for memory_limit 512 MiB, above the worker's ceiling of 128 MiB"), "{error}");
+        assert!(error.message.starts_with("task add asks for memory_limit 512 MiB, above the worker's ceiling of 128 MiB"), "{error}");
         assert!(policy.check_limits(&[task(None, Some(61.0))]).is_err());
-        assert!(policy.check_limits(&[task(None, Some(0.0))]).unwrap_err().0.contains("no time limit"));
+        assert!(policy.check_limits(&[task(None, Some(0.0))]).unwrap_err().message.contains("no time limit"));
     }
 }

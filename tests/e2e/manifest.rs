@@ -175,3 +175,14 @@ fn name_lookups_are_allowed_only_for_hosts_in_the_network_grant() {
     std::fs::write(dir.join("faults.toml"), format!("[capabilities]\nnetwork = [\"{by_name}\"]\n")).unwrap();
     assert_eq!(call(dir, "connect", &json!([by_name, "PING\r\n"])).ok(), "\"+PONG\"");
 }
+
+#[test]
+fn the_soft_deadline_needs_no_wall_clock_grant() {
+    let redis = RedisServer::start();
+    let plugins = plugin_folder(&["faults"]);
+    std::fs::write(plugins.path().join("faults.toml"), "[tasks.wind_down]\nsoft_time_limit = 0.2\ntime_limit = 30\n").unwrap();
+    let _worker = Worker::start(plugins.path(), &redis.url(0), &[]);
+    let run = host(&["submit", "faults.wind_down", "[]", "--broker", &redis.url(0), "--wait", "--timeout", "20"]);
+    let elapsed: u64 = run.ok().parse().unwrap();
+    assert!(elapsed >= 200, "wound down at the soft limit, not before: {elapsed} ms");
+}

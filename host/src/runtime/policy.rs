@@ -37,7 +37,7 @@ use super::plugin::TaskInfo;
 /// The policy in force on a worker. `Default` is the policy of a worker
 /// given none: local plugins unrestricted, deployed ones capped to nothing
 /// but the clock and randomness, no ceilings on limits.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Policy {
     /// Largest memory limit a task may declare, in bytes.
     pub max_memory_bytes: Option<u64>,
@@ -47,12 +47,6 @@ pub struct Policy {
     pub local: Option<Allowance>,
     /// What a plugin written by fleet sync may be granted.
     pub deployed: Allowance,
-}
-
-impl Default for Policy {
-    fn default() -> Self {
-        Self { max_memory_bytes: None, max_time_limit: None, local: None, deployed: Allowance::default() }
-    }
 }
 
 /// What a manifest may grant. `Default`: no environment, no directories, no

@@ -161,7 +161,10 @@ fn unsigned_or_wrongly_signed_deploys_are_refused_and_the_previous_version_keeps
 
     let worker = Worker::start(dir.path(), &url, &["--sync", "--trust-key", &public, "-c", "1"]);
     deploy_signed(&plugin("math"), &secret, &url, &[]).ok();
-    eventually(Duration::from_secs(30), "the signed deploy", || (add(&url) == "5").then_some(()));
+    eventually(Duration::from_secs(30), "the signed deploy", || {
+        let run = host(&["submit", "math.add", "[2, 3]", "--broker", &url, "--wait", "--timeout", "5"]);
+        (run.code == Some(0) && run.stdout.trim() == "5").then_some(())
+    });
 
     let unsigned = host(&["deploy", plus1000().to_str().unwrap(), "--name", "math", "--broker", &url]);
     assert!(unsigned.ok().ends_with("unsigned: only workers started with --sync-unsigned apply it"), "{}", unsigned.stdout);

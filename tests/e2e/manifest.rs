@@ -184,5 +184,8 @@ fn the_soft_deadline_needs_no_wall_clock_grant() {
     let _worker = Worker::start(plugins.path(), &redis.url(0), &[]);
     let run = host(&["submit", "faults.wind_down", "[]", "--broker", &redis.url(0), "--wait", "--timeout", "20"]);
     let elapsed: u64 = run.ok().parse().unwrap();
-    assert!(elapsed >= 200, "wound down at the soft limit, not before: {elapsed} ms");
+    // Without the grant, the old wall-clock check trapped; now the task runs
+    // until its soft limit (less the moment between the job's start and the
+    // task's own first clock reading) and returns.
+    assert!(elapsed >= 190, "wound down at the soft limit, not before: {elapsed} ms");
 }

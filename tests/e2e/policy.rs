@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde_json::{json, Value};
 
 use crate::fleet::{deploy_signed, keygen};
-use crate::util::{eventually, host, plugin, plugin_folder, RedisServer, Worker};
+use crate::util::{eventually, host, plugin, plugin_folder, run_python, RedisServer, Worker};
 
 fn submit(url: &str, task: &str, args: &Value) -> crate::util::Run {
     host(&["submit", task, &args.to_string(), "--broker", url, "--wait", "--timeout", "20"])
@@ -124,4 +124,16 @@ fn a_policy_file_is_parsed_strictly() {
     std::fs::write(&policy, "[local]\ndirs = [{ host = \"relative\" }]\n").unwrap();
     let run = host(&["run", "--plugins", dir.path().to_str().unwrap(), "--policy", policy.to_str().unwrap()]);
     assert!(run.error_line().contains("policy.toml:2: dirs: relative must be an absolute path"), "{}", run.stderr);
+}
+
+#[test]
+fn the_time_ceiling_also_holds_for_limits_a_celery_client_asks_for() {
+    let redis = RedisServer::start();
+    let plugins = plugin_folder(&["faults"]);
+    let policy = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(policy.path(), "max_time_limit = 60\n").unwrap();
+    let _worker = Worker::start(plugins.path(), &redis.url(0), &["--result-backend", &redis.url(1), "--policy", policy.path().to_str().unwrap()]);
+    let seen = run_python("celery_client.py", &["time_ceiling", &redis.url(0), &redis.url(1)]);
+    assert_eq!(seen["longer"]["time_limit_ms"], json!(60_000), "held to the ceiling: {seen}");
+    assert_eq!(seen["shorter"]["time_limit_ms"], json!(7_000), "below it, the message's own: {seen}");
 }

@@ -15,4 +15,5 @@ mod manifest;
 mod policy;
 mod reload;
 mod routing;
+mod sentinel;
 mod worker;

@@ -11,8 +11,11 @@ use crate::broker::redis::RedisBroker;
 use crate::client::{open, redact};
 use crate::config::WorkerConfig;
 
-pub async fn run(config: WorkerConfig) -> anyhow::Result<()> {
+pub async fn run(mut config: WorkerConfig) -> anyhow::Result<()> {
     anyhow::ensure!(config.plugins.is_dir(), "plugin folder {} does not exist", config.plugins.display());
+    // Every connection below goes through a relay that follows failovers.
+    config.broker_url = crate::client::sentinel::follow(&config.broker_url).await?;
+    config.result_backend_url = crate::client::sentinel::follow(&config.result_backend_url).await?;
     let broker_client = open(&config.broker_url)?;
     let backend_client = open(&config.result_backend_url)?;
     let db = broker_client.get_connection_info().redis.db;

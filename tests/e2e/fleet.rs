@@ -125,7 +125,7 @@ fn deploy_ships_the_manifest_and_refuses_broken_plugins() {
     let garbage = staging.path().join("faults.wasm");
     std::fs::write(&garbage, b"\0asm\x01\0\0\0").unwrap();
     let run = deploy_signed(&garbage, &secret, &url, &["--no-manifest"]);
-    assert!(run.error_line().contains("not a WebAssembly component"), "{}", run.stderr);
+    assert!(run.error_line().contains("a core WebAssembly module, not a component"), "{}", run.stderr);
     std::fs::write(&manifest, "[tasks.clock]\ntimelimit = 1\n").unwrap();
     let run = deploy_signed(&plugin("faults"), &secret, &url, &["--manifest", manifest.to_str().unwrap()]);
     assert!(run.error_line().contains("faults-prod.toml:2: unknown field `timelimit`"), "{}", run.stderr);

@@ -4,15 +4,19 @@
 
 mod util;
 
+mod bad_plugins;
 mod beat;
 mod call;
 mod celery;
+mod error_texts;
 mod fleet;
 mod events;
 mod frozen;
 mod languages;
 mod manifest;
 mod policy;
+mod new_project;
+mod redis_reach;
 mod reload;
 mod routing;
 mod sentinel;

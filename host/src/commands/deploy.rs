@@ -41,10 +41,7 @@ pub async fn deploy(config: DeployConfig) -> anyhow::Result<()> {
     };
 
     let client = open(&config.broker_url)?;
-    let mut connection = client
-        .get_multiplexed_async_connection()
-        .await
-        .with_context(|| format!("connecting to broker {}", redact(&config.broker_url)))?;
+    let mut connection = crate::client::connect_once(&client).await?;
     let (deployment, listeners) =
         fleet::deploy(&mut connection, &name, &wasm, manifest_text.as_deref().map(str::as_bytes), label, key.as_ref()).await?;
     println!(
@@ -85,10 +82,7 @@ pub fn keygen(config: KeygenConfig) -> anyhow::Result<()> {
 
 pub async fn list(config: PluginsListConfig) -> anyhow::Result<()> {
     let client = open(&config.broker_url)?;
-    let mut connection = client
-        .get_multiplexed_async_connection()
-        .await
-        .with_context(|| format!("connecting to broker {}", redact(&config.broker_url)))?;
+    let mut connection = crate::client::connect_once(&client).await?;
     let deployed = fleet::deployed(&mut connection).await?;
     let workers = fleet::workers(&mut connection).await?;
     let mut names: std::collections::BTreeSet<&String> = deployed.keys().collect();

@@ -29,6 +29,7 @@ mod outcome;
 mod plugin;
 mod policy;
 mod registry;
+mod wasm_kind;
 mod watch;
 
 pub use engine::{default_cache_dir, EngineOptions, Runtime, TICK};
@@ -39,7 +40,7 @@ pub use manifest::{parse_toml, DirGrant, DirMode, Grants, Manifest, ManifestErro
 pub use origin::{origin_of, DeployRecord, Origin, Written, RECORD_FILE};
 pub use policy::{AllowedDir, Allowance, Policy, PolicyFile, Refusal};
 pub use plugin::{LoadError, Plugin, TaskDefaults, TaskInfo};
-pub use registry::{Registry, ResolveError};
+pub use registry::{empty_folder_hint, Registry, ResolveError};
 pub use watch::{watch, SharedRegistry, WatchHandle};
 
 /// Bindings generated once from `wit/`, the contract every plugin targets.

@@ -50,7 +50,8 @@ impl LoadError {
             | Self::NotAComponent { path, .. }
             | Self::Link { path, .. }
             | Self::ListTasks { path, .. }
-            | Self::BadName { path, .. } => path,
+            | Self::BadName { path, .. }
+            | Self::Policy { path, .. } => path,
             Self::Manifest(error) => &error.path,
         };
         path.file_stem().map(|stem| stem.to_string_lossy().into_owned()).unwrap_or_default()

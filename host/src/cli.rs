@@ -12,7 +12,7 @@ use crate::protocol::Routes;
 use crate::scaffold::Language;
 
 use crate::config::{BeatConfig, CanvasConfig, CanvasKind, FileConfig, SendConfig, 
-    CallConfig, ClientConfig, DeployConfig, GlobalConfig, NewConfig, PluginsListConfig, JobLimits, LogFormat, ResultConfig, RevokeConfig, SubmitConfig, TasksConfig,
+    CallConfig, ClientConfig, DeployConfig, GlobalConfig, KeygenConfig, NewConfig, PluginsListConfig, JobLimits, LogFormat, ResultConfig, RevokeConfig, SubmitConfig, TasksConfig,
     WorkerConfig,
 };
 
@@ -67,10 +67,19 @@ enum CommandArgs {
     Control(ops::ControlArgs),
     /// Serve the HTTP job API: submit tasks, read results, revoke, list tasks and workers.
     Serve(ops::ServeArgs),
+    /// Make an Ed25519 key pair for signed deploys: BASE.key (secret, mode 0600) and BASE.pub.
+    Keygen(KeygenArgs),
     /// Create a plugin project that builds with `make` into NAME.wasm.
     New(NewArgs),
     /// The guest SDK and WIT files this `host` carries.
     Sdk(SdkArgs),
+}
+
+#[derive(Debug, Args)]
+struct KeygenArgs {
+    /// Path without extension, e.g. `deploy` writes deploy.key and deploy.pub (never overwrites).
+    #[arg(default_value = "chard-deploy")]
+    base: PathBuf,
 }
 
 #[derive(Debug, Args)]
@@ -130,6 +139,9 @@ struct DeployArgs {
     /// Plugin name (default: the file stem); tasks are served as <name>.<task>.
     #[arg(long)]
     name: Option<String>,
+    /// Sign the deploy with this secret key (from `host keygen`); workers with --trust-key accept only signed deploys.
+    #[arg(long, env = "CHARD_SIGN_KEY", value_name = "KEY")]
+    sign_key: Option<PathBuf>,
     /// Broker URL.
     #[arg(long, env = "CHARD_BROKER_URL", default_value = "redis://127.0.0.1:6379/0")]
     broker: String,
@@ -220,9 +232,18 @@ struct RunArgs {
     global_rate_limit: Vec<String>,
     #[command(flatten)]
     routing: RoutingArgs,
-    /// Keep the plugin folder in sync with plugins published by `host deploy`.
+    /// Keep the plugin folder in sync with plugins published by `host deploy` (needs --trust-key or --sync-unsigned).
     #[arg(long)]
     sync: bool,
+    /// Public key (file from `host keygen`, or its line) whose signed deploys --sync accepts; repeatable.
+    #[arg(long, value_name = "PUB")]
+    trust_key: Vec<String>,
+    /// DEVELOPMENT ONLY: let --sync apply unsigned deploys, i.e. anyone who can write to Redis.
+    #[arg(long, conflicts_with = "trust_key")]
+    sync_unsigned: bool,
+    /// Policy file: what plugin manifests may grant on this worker (or a [policy] table in --config).
+    #[arg(long, env = "CHARD_POLICY", value_name = "FILE")]
+    policy: Option<PathBuf>,
     /// Send task events for Flower and `celery events` from the start (Celery's -E); monitors can also switch them on.
     #[arg(short = 'E', long = "events", visible_alias = "task-events")]
     task_events: bool,
@@ -434,6 +455,7 @@ pub enum Command {
     Beat(BeatConfig),
     Deploy(DeployConfig),
     PluginsList(PluginsListConfig),
+    Keygen(KeygenConfig),
     New(NewConfig),
     SdkExport(PathBuf),
     RemoteControl(crate::config::RemoteControlConfig),
@@ -491,7 +513,9 @@ pub fn parse() -> anyhow::Result<(GlobalConfig, Command)> {
             manifest: args.manifest,
             no_manifest: args.no_manifest,
             name: args.name,
+            sign_key: args.sign_key,
         }),
+        CommandArgs::Keygen(args) => Command::Keygen(KeygenConfig { base: args.base }),
         CommandArgs::Plugins(PluginsArgs { command: PluginsCommand::List { broker } }) => {
             Command::PluginsList(PluginsListConfig { broker_url: broker })
         }
@@ -524,6 +548,7 @@ fn canvas_config(kind: CanvasKind, args: CanvasArgs) -> anyhow::Result<CanvasCon
 }
 
 fn worker_config(args: RunArgs) -> anyhow::Result<WorkerConfig> {
+    let sync = sync_trust(&args)?;
     let connection = args.connection.into_config();
     let mut config = WorkerConfig::new(args.plugins, &connection.broker_url);
     config.result_backend_url = connection.result_backend_url;
@@ -556,14 +581,38 @@ fn worker_config(args: RunArgs) -> anyhow::Result<WorkerConfig> {
     config.visibility_timeout = required_seconds("--visibility-timeout", args.visibility_timeout)?;
     config.drain_timeout = seconds("--drain-timeout", args.drain_timeout)?.unwrap_or_default();
     config.result_expires = required_seconds("--result-expires", args.result_expires)?;
-    config.sync = args.sync;
-    let (file, routes) = args.routing.load()?;
+    config.sync = sync;
+    let (mut file, routes) = args.routing.load()?;
+    config.policy = match (&args.policy, file.policy(config.limits.memory_limit_bytes)?) {
+        (Some(_), Some(_)) => anyhow::bail!("--policy and a [policy] table in --config: give the policy in one place"),
+        (Some(path), None) => crate::runtime::Policy::load(path, config.limits.memory_limit_bytes)?,
+        (None, Some(policy)) => policy,
+        (None, None) => crate::runtime::Policy::for_worker(config.limits.memory_limit_bytes),
+    };
     config.routes = routes;
     config.rate_limits = rate_limits("--rate-limit", &file.rate_limits, &args.rate_limit)?;
     config.global_rate_limits = rate_limits("--global-rate-limit", &file.global_rate_limits, &args.global_rate_limit)?;
     config.task_events = args.task_events;
     args.ops.apply(&file, &mut config)?;
     Ok(config)
+}
+
+/// What `--sync` accepts: deploys signed by a `--trust-key`, or (for
+/// development) anything with `--sync-unsigned`.
+fn sync_trust(args: &RunArgs) -> anyhow::Result<Option<crate::fleet::Trust>> {
+    if !args.sync {
+        anyhow::ensure!(args.trust_key.is_empty() && !args.sync_unsigned, "--trust-key and --sync-unsigned only apply with --sync");
+        return Ok(None);
+    }
+    if args.sync_unsigned {
+        return Ok(Some(crate::fleet::Trust::Unsigned));
+    }
+    anyhow::ensure!(
+        !args.trust_key.is_empty(),
+        "--sync needs --trust-key PUB (the public key of whoever signs deploys, from `host keygen`), or --sync-unsigned for development"
+    );
+    let keys = args.trust_key.iter().map(|key| crate::fleet::sign::read_public(key)).collect::<Result<Vec<_>, _>>()?;
+    Ok(Some(crate::fleet::Trust::Keys(keys)))
 }
 
 fn required_seconds(flag: &str, value: f64) -> anyhow::Result<Duration> {

@@ -108,8 +108,11 @@ pub struct WorkerConfig {
     pub global_rate_limits: HashMap<String, Duration>,
     /// Queues for follow-up messages (callbacks, chain links) by task name.
     pub routes: Routes,
-    /// Keep the plugin folder in sync with what `host deploy` published.
-    pub sync: bool,
+    /// Keep the plugin folder in sync with what `host deploy` published,
+    /// accepting deploys this trust allows; `None`: no sync.
+    pub sync: Option<crate::fleet::Trust>,
+    /// What plugins may be granted, and ceilings on their limits.
+    pub policy: crate::runtime::Policy,
     /// Send task events from the start (`-E`); remote control can still
     /// switch them (`enable_events`/`disable_events`). Worker events
     /// (online, heartbeat, offline) are always sent.
@@ -143,7 +146,8 @@ impl WorkerConfig {
             rate_limits: Default::default(),
             global_rate_limits: Default::default(),
             routes: Routes::default(),
-            sync: false,
+            sync: None,
+            policy: crate::runtime::Policy::for_worker(JobLimits::default().memory_limit_bytes),
             task_events: false,
             metrics_listen: None,
             http: None,
@@ -236,6 +240,14 @@ pub struct DeployConfig {
     pub no_manifest: bool,
     /// The plugin name; default: the file stem.
     pub name: Option<String>,
+    /// Secret key file to sign the deploy with (`host keygen`).
+    pub sign_key: Option<PathBuf>,
+}
+
+/// `host keygen`: where to write the key pair (`<base>.key`, `<base>.pub`).
+#[derive(Debug, Clone)]
+pub struct KeygenConfig {
+    pub base: PathBuf,
 }
 
 /// `host plugins list`.
@@ -257,6 +269,9 @@ pub struct PluginsListConfig {
 ///
 /// [global_rate_limits]     # shared by every worker through Redis
 /// "email.send" = "10/s"
+///
+/// [policy]                 # what plugins may be granted (see runtime::policy)
+/// max_memory_limit_mb = 256
 /// ```
 #[derive(Debug, Default, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -269,6 +284,10 @@ pub struct FileConfig {
     pub global_rate_limits: BTreeMap<String, String>,
     #[serde(default)]
     pub metrics: MetricsFileConfig,
+    policy: Option<crate::runtime::PolicyFile>,
+    /// Where the file was read from, and its text: to point at lines.
+    #[serde(skip)]
+    source: Option<(PathBuf, String)>,
 }
 
 impl FileConfig {
@@ -284,7 +303,16 @@ impl FileConfig {
         for (pattern, queue) in &file.routes {
             anyhow::ensure!(!queue.trim().is_empty(), "{}: [routes] {pattern:?}: the queue name is empty", path.display());
         }
+        let mut file = file;
+        file.source = Some((path.to_path_buf(), text));
         Ok(file)
+    }
+
+    /// The `[policy]` table, checked, if the file has one; the worker's
+    /// memory limit is its memory ceiling unless it sets one.
+    pub fn policy(&mut self, worker_memory_bytes: u64) -> anyhow::Result<Option<crate::runtime::Policy>> {
+        let (Some(file), Some((path, text))) = (self.policy.take(), &self.source) else { return Ok(None) };
+        Ok(Some(crate::runtime::Policy::from_file(file, path, text, worker_memory_bytes)?))
     }
 }
 

@@ -39,6 +39,7 @@ fn main() -> ExitCode {
         Command::PluginsList(config) => {
             tokio_runtime().block_on(chard::commands::deploy::list(config)).map(|()| ExitCode::SUCCESS)
         }
+        Command::Keygen(config) => chard::commands::deploy::keygen(config).map(|()| ExitCode::SUCCESS),
         Command::New(config) => chard::commands::new::new(config).map(|()| ExitCode::SUCCESS),
         Command::SdkExport(dir) => chard::commands::new::export_sdk(&dir).map(|()| ExitCode::SUCCESS),
         Command::RemoteControl(config) => tokio_runtime().block_on(chard::commands::inspect::run(config)).map(ExitCode::from),

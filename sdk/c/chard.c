@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "plugin.h"
 
@@ -832,10 +833,22 @@ void chard_log(chard_level level, const char *message, ...) {
     free(pairs);
 }
 
+/* The wall clock: a capability (`wall_clock = true`), the job traps without it. */
 uint64_t chard_now_ms(void) { return chard_task_host_now_ms(); }
 
+/* Milliseconds on the monotonic clock, which needs no grant. */
+static int64_t monotonic_ms(void) {
+    struct timespec now;
+    if (clock_gettime(CLOCK_MONOTONIC, &now) != 0) return 0;
+    return (int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000;
+}
+
+/* When the current job started (a fresh instance per job). */
+static int64_t job_started_ms = -1;
+
 bool chard_soft_deadline_passed(chard_call *call) {
-    return call->context.soft_deadline_ms >= 0 && chard_now_ms() >= (uint64_t)call->context.soft_deadline_ms;
+    return call->context.soft_time_limit_ms >= 0 && job_started_ms >= 0 &&
+           monotonic_ms() - job_started_ms >= call->context.soft_time_limit_ms;
 }
 
 /* ---- The `tasks` export ------------------------------------------------- */
@@ -1099,6 +1112,7 @@ bool exports_chard_task_tasks_run(plugin_string_t *name, plugin_string_t *args, 
     c->hostname = cstr(&context->hostname);
     c->headers = cstr(&context->headers);
 
+    job_started_ms = monotonic_ms();
     run_task(&call, args, kwargs);
 
     plugin_string_free(name);

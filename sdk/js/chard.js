@@ -103,15 +103,23 @@ function warmUp() {
   }
 }
 
-/** Wall-clock time as Unix milliseconds, as the worker sees it. */
+/**
+ * Wall-clock time as Unix milliseconds, as the worker sees it. The wall
+ * clock is a capability (`wall_clock = true`): the job fails without it.
+ * Use `performance.now()` for durations.
+ */
 export function nowMs() {
   return Number(hostNowMs());
 }
 
-/** True once the job's soft time limit has passed: wind down. */
+/**
+ * True once the job's soft time limit has passed: wind down. Measured on
+ * the monotonic clock, so it needs no wall-clock grant.
+ */
 export function softDeadlinePassed() {
-  const deadline = core.context()?.softDeadlineMs;
-  return deadline !== undefined && deadline !== null && nowMs() >= deadline;
+  const limit = core.context()?.softTimeLimitMs;
+  const started = core.jobStartedAt();
+  return limit !== undefined && limit !== null && started !== undefined && performance.now() - started >= limit;
 }
 
 const LEVELS = ['trace', 'debug', 'info', 'warn', 'error'];

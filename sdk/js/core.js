@@ -291,7 +291,12 @@ function plainContext(context) {
   return plain;
 }
 
-const state = { context: undefined, host: undefined };
+const state = { context: undefined, host: undefined, startedAt: undefined };
+
+/** `performance.now()` when the current job started (monotonic clock). */
+export function jobStartedAt() {
+  return state.startedAt;
+}
 
 /** The job being run, as the worker passed it (camelCase fields), or undefined. */
 export function context() {
@@ -381,6 +386,7 @@ function runTask(t, argsJson, kwargsJson, jobContext) {
     const kwargs = parseJson(kwargsJson, 'kwargs', name, (v) => v !== null && typeof v === 'object' && !Array.isArray(v), {});
     const bound = t.bind(args, kwargs);
     state.context = plainContext(jobContext);
+    state.startedAt = typeof performance === 'undefined' ? undefined : performance.now();
     value = t.fn(...bound);
   } catch (error) {
     state.context = undefined;

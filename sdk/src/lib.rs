@@ -75,20 +75,32 @@ pub type DeliveryInfo = bindings::chard::task::types::DeliveryInfo;
 /// Defaults a task declares with `#[task(...)]`.
 pub type TaskDefaults = bindings::chard::task::types::TaskDefaults;
 
-/// Wall-clock time as Unix milliseconds, as the worker sees it.
+/// Wall-clock time as Unix milliseconds, as the worker sees it. The wall
+/// clock is a capability: without `wall_clock = true` in the plugin's
+/// manifest the job traps. Use `std::time::Instant` to measure durations.
 pub fn now_ms() -> u64 {
     bindings::chard::task::host::now_ms()
 }
 
+/// When this job started, on the monotonic clock (every job runs in a fresh
+/// instance, so this static is per job).
+static JOB_STARTED: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+
 /// True once the job's soft time limit has passed: a long task should check
-/// this and return early (the hard limit stops it regardless).
+/// this and return early (the hard limit stops it regardless). Measured on
+/// the monotonic clock, so it needs no wall-clock grant.
 pub fn soft_deadline_passed(context: &Context) -> bool {
-    context.soft_deadline_ms.is_some_and(|deadline| now_ms() >= deadline)
+    let elapsed = JOB_STARTED.get().map(|started| started.elapsed().as_millis() as u64).unwrap_or(0);
+    context.soft_time_limit_ms.is_some_and(|limit| elapsed >= limit)
 }
 
 /// Items the macros expand to. Not a public API.
 #[doc(hidden)]
 pub mod __private {
+    /// Called by the generated `run` before the task: starts the job's clock.
+    pub fn job_started() {
+        let _ = super::JOB_STARTED.set(std::time::Instant::now());
+    }
     pub use crate::args::{bind_arguments, decode_argument, decode_maybe, encode_result, Shape};
     pub use crate::bindings::chard::task::types::{
         TaskDefaults, TaskError as WitTaskError, TaskInfo,

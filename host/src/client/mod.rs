@@ -22,6 +22,7 @@ use serde_json::Value;
 use crate::protocol::{queue_key_for, result_key, OutgoingTask, Routes};
 
 mod canvas;
+pub mod sentinel;
 mod reach;
 
 pub use canvas::parse_step;
@@ -80,8 +81,8 @@ fn display(value: &Value) -> String {
 
 impl Client {
     pub async fn connect(broker_url: &str, result_backend_url: &str) -> anyhow::Result<Self> {
-        let broker_client = open(broker_url)?;
-        let backend_client = open(result_backend_url)?;
+        let broker_client = open(&sentinel::follow(broker_url).await?)?;
+        let backend_client = open(&sentinel::follow(result_backend_url).await?)?;
         // Fail within seconds when Redis is not there, not after the
         // connection manager's retries.
         connect_once(&broker_client).await?;

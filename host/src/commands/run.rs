@@ -11,8 +11,11 @@ use crate::broker::redis::RedisBroker;
 use crate::client::{open, redact};
 use crate::config::WorkerConfig;
 
-pub async fn run(config: WorkerConfig) -> anyhow::Result<()> {
+pub async fn run(mut config: WorkerConfig) -> anyhow::Result<()> {
     anyhow::ensure!(config.plugins.is_dir(), "plugin folder {} does not exist", config.plugins.display());
+    // Every connection below goes through a relay that follows failovers.
+    config.broker_url = crate::client::sentinel::follow(&config.broker_url).await?;
+    config.result_backend_url = crate::client::sentinel::follow(&config.result_backend_url).await?;
     let broker_client = open(&config.broker_url)?;
     let backend_client = open(&config.result_backend_url)?;
     crate::client::wait_until_reachable(&broker_client).await;
@@ -27,15 +30,22 @@ pub async fn run(config: WorkerConfig) -> anyhow::Result<()> {
             .with_context(|| format!("connecting to broker {}", redact(&config.broker_url)))?,
         db,
     };
-    if config.sync {
+    if let Some(trust) = &config.sync {
+        if matches!(trust, crate::fleet::Trust::Unsigned) {
+            tracing::warn!(
+                "--sync-unsigned: this worker applies UNSIGNED deploys: anyone who can write to the broker's Redis \
+                 can change the code it runs. For development only; use --trust-key in production."
+            );
+        }
         // Before the first load, so the worker starts on the deployed versions.
+        let mut syncer = crate::fleet::Syncer::new(config.plugins.clone(), trust.clone());
         let mut connection = control.connection.clone();
-        match crate::fleet::sync_once(&mut connection, &config.plugins).await {
+        match syncer.sync_once(&mut connection).await {
             Ok(names) if !names.is_empty() => tracing::info!(plugins = ?names, "synced deployed plugins"),
             Ok(_) => {}
             Err(error) => tracing::warn!("deploy sync failed: {error:#}"),
         }
-        tokio::spawn(crate::fleet::follow(broker_client.clone(), control.connection.clone(), config.plugins.clone()));
+        tokio::spawn(crate::fleet::follow(broker_client.clone(), control.connection.clone(), syncer));
     }
     let broker = RedisBroker::connect(broker_client, &config.queues)
         .await

@@ -185,6 +185,8 @@ impl v0_1::chard::task::host::Host for JobState {
         self.log_line(level as u8, &message, &fields);
     }
 
+    /// Never called: `engine::gate_capabilities` replaces it with one that
+    /// checks the wall-clock grant (this signature cannot trap).
     fn now_ms(&mut self) -> u64 {
         unix_millis()
     }

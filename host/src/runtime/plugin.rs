@@ -11,7 +11,9 @@ use super::bindings::v0_2::chard::task::types;
 use super::engine::Runtime;
 use super::job::{self, Finished, JobRequest};
 use super::manifest::{Grants, Manifest, ManifestError};
+use super::origin::origin_of;
 use super::outcome::Outcome;
+use super::policy::Refusal;
 use super::wasm_kind::{self, WasmKind};
 use super::world::WorldPre;
 
@@ -34,6 +36,8 @@ pub enum LoadError {
     BadName { path: PathBuf, name: String },
     #[error(transparent)]
     Manifest(#[from] ManifestError),
+    #[error("{path}: refused by the worker's policy: {refusal}")]
+    Policy { path: PathBuf, refusal: Refusal },
 }
 
 impl LoadError {
@@ -47,7 +51,8 @@ impl LoadError {
             | Self::NotAComponent { path, .. }
             | Self::Link { path, .. }
             | Self::ListTasks { path, .. }
-            | Self::BadName { path, .. } => path,
+            | Self::BadName { path, .. }
+            | Self::Policy { path, .. } => path,
             Self::Manifest(error) => &error.path,
         };
         path.file_stem().map(|stem| stem.to_string_lossy().into_owned()).unwrap_or_default()
@@ -116,12 +121,18 @@ pub struct Plugin {
 
 impl Plugin {
     /// Compiles and links the component at `path`, applies the manifest
-    /// beside it (`<name>.toml`, if any), then asks it for its tasks.
+    /// beside it (`<name>.toml`, if any), then asks it for its tasks. The
+    /// manifest and the tasks' limits must fit the runtime's policy for the
+    /// plugin's origin (see `policy`).
     pub fn load(runtime: &Runtime, path: &Path) -> Result<Self, LoadError> {
-        let manifest = Manifest::load_for(path)?;
+        let manifest = Manifest::load_for(path, runtime.policy(), origin_of(path))?;
         let manifest_hash = manifest.text().map(|text| content_hash(text.as_bytes()));
         let bytes = std::fs::read(path).map_err(|source| LoadError::Read { path: path.to_path_buf(), source })?;
         let mut plugin = Self::from_bytes(runtime, path, &bytes, manifest)?;
+        runtime
+            .policy()
+            .check_limits(&plugin.tasks)
+            .map_err(|refusal| LoadError::Policy { path: path.to_path_buf(), refusal })?;
         plugin.manifest_hash = manifest_hash;
         Ok(plugin)
     }

@@ -106,7 +106,7 @@ fn execute<B: Broker>(shared: &Arc<Shared<B>>, job: Job) -> Completion {
             (outcome, publish, None, Effects::default())
         }
         Work::Plugin(plugin, task) => {
-            let limits = job::limits_for(message, task, &shared.config.limits);
+            let limits = job::limits_for(message, task, &shared.config.limits).capped(shared.config.policy.max_time_limit);
             let finished = plugin.run_job(JobRequest {
                 task: &task.name,
                 args: message.args.get(),

@@ -68,6 +68,20 @@ impl Job {
     }
 }
 
+impl EffectiveLimits {
+    /// The hard limit held to the worker policy's `max_time_limit`, whatever
+    /// the message asked for (a message with no limit, or a longer one, gets
+    /// the ceiling): a client cannot buy a job more time than the worker
+    /// allows any plugin to declare.
+    pub fn capped(mut self, max_time_limit: Option<Duration>) -> Self {
+        if let Some(ceiling) = max_time_limit {
+            self.time_limit = Some(self.time_limit.map_or(ceiling, |limit| limit.min(ceiling)));
+            self.soft_time_limit = self.soft_time_limit.map(|soft| soft.min(ceiling));
+        }
+        self
+    }
+}
+
 pub fn context_for(
     message: &TaskMessage,
     task: &TaskInfo,

@@ -220,7 +220,9 @@ pub async fn run<B: Broker, R: ResultBackend>(
 ) -> anyhow::Result<()> {
     let runtime = Runtime::new(&EngineOptions {
         max_instances: (config.concurrency + 4) as u32,
-        max_memory_bytes: config.limits.memory_limit_bytes.max(1 << 30),
+        // A pooled memory slot must hold the largest limit the policy allows.
+        max_memory_bytes: config.limits.memory_limit_bytes.max(config.policy.max_memory_bytes.unwrap_or(0)).max(1 << 30),
+        policy: config.policy.clone(),
         ..EngineOptions::default()
     })?;
     let (registry, errors) = Registry::load_dir(&runtime, &config.plugins)

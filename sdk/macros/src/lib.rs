@@ -412,6 +412,7 @@ pub fn export_tasks(input: TokenStream) -> TokenStream {
                 kwargs: ::std::string::String,
                 context: ::chard_sdk::Context,
             ) -> ::core::result::Result<::std::string::String, ::chard_sdk::__private::WitTaskError> {
+                ::chard_sdk::__private::job_started();
                 #(
                     if name == <#markers as ::chard_sdk::__private::Task>::NAME {
                         return <#markers as ::chard_sdk::__private::Task>::call(&args, &kwargs, &context);

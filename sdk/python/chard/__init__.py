@@ -51,6 +51,7 @@ CPython as well.
 import inspect
 import json
 import traceback
+import time as _time
 
 from chard import _imports
 from chard.outcomes import (
@@ -149,6 +150,7 @@ _TASKS = {}
 
 # The job being run (a `Context` from the bindings), or None outside a job.
 _CONTEXT = None
+_STARTED = None  # time.monotonic() when the current job started
 
 _OPTIONS = (
     "name",
@@ -337,15 +339,18 @@ def context():
 
 
 def now_ms():
-    """Wall-clock time as Unix milliseconds, as the worker sees it."""
+    """Wall-clock time as Unix milliseconds, as the worker sees it. The wall
+    clock is a capability: without ``wall_clock = true`` in the plugin's
+    manifest the job fails. Use ``time.monotonic()`` for durations."""
     return _imports.imports.host.now_ms()
 
 
 def soft_deadline_passed():
     """True once the job's soft time limit has passed: a long task should
     check this and wind down (the hard limit stops it regardless)."""
-    deadline = getattr(_CONTEXT, "soft_deadline_ms", None)
-    return deadline is not None and now_ms() >= deadline
+    # The monotonic clock, so that no wall-clock grant is needed.
+    limit = getattr(_CONTEXT, "soft_time_limit_ms", None)
+    return limit is not None and _STARTED is not None and (_time.monotonic() - _STARTED) * 1000 >= limit
 
 
 _LEVELS = ("trace", "debug", "info", "warn", "error")
@@ -395,7 +400,7 @@ def dispatch(name, args_json, kwargs_json, ctx=None):
 
 
 def _run(registered, args_json, kwargs_json, ctx):
-    global _CONTEXT
+    global _CONTEXT, _STARTED
     name = registered.name
     try:
         args = _parse_json(args_json)
@@ -420,6 +425,7 @@ def _run(registered, args_json, kwargs_json, ctx):
             return _failed("TypeError", str(exc))
         call_args, call_kwargs = bound.args, bound.kwargs
     _CONTEXT = ctx
+    _STARTED = _time.monotonic()
     try:
         value = registered.function(*call_args, **call_kwargs)
     except Retry as request:

@@ -386,7 +386,10 @@ function runTask(t, argsJson, kwargsJson, jobContext) {
     const kwargs = parseJson(kwargsJson, 'kwargs', name, (v) => v !== null && typeof v === 'object' && !Array.isArray(v), {});
     const bound = t.bind(args, kwargs);
     state.context = plainContext(jobContext);
-    state.startedAt = typeof performance === 'undefined' ? undefined : performance.now();
+    // Only a job with a soft limit reads the clock: the build-time warm-up
+    // (wizer) runs tasks too, and has no clock to read.
+    const soft = state.context?.softTimeLimitMs;
+    state.startedAt = soft === undefined || soft === null || typeof performance === 'undefined' ? undefined : performance.now();
     value = t.fn(...bound);
   } catch (error) {
     state.context = undefined;

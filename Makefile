@@ -3,12 +3,14 @@ SHELL := /bin/bash
 CARGO ?= cargo
 PLUGIN_DIR := target/plugins
 HOST := target/release/host
-RUST_PLUGINS := math faults canvas
-GUEST_PLUGINS := $(notdir $(wildcard plugins/pymath plugins/jsmath plugins/cmath))
+RUST_PLUGINS := math faults io canvas
+GUEST_PLUGINS := $(notdir $(wildcard plugins/pymath plugins/jsmath plugins/cmath plugins/pyio plugins/jsio plugins/cio))
+# Built with wasi:http, which workers do not provide yet: not part of `plugins`.
+HTTP_PLUGINS := pyhttp jshttp chttp
 VENV := .venv
 PYTHON := $(VENV)/bin/python
 
-.PHONY: deps all build plugins rust-plugins guest-plugins toolchains demo test test-sdk fuzz-canvas bench bench-celery venv clean
+.PHONY: deps all build install plugins rust-plugins guest-plugins toolchains demo test test-sdk fuzz fuzz-canvas bench bench-eta bench-celery venv clean
 
 all: build plugins
 
@@ -19,6 +21,17 @@ deps:
 ## Release build of the `host` binary.
 build: deps
 	$(CARGO) build --release -p chard-host
+
+## Put `host` on PATH: $(PREFIX)/bin/host (default ~/.local/bin;
+## `sudo make install PREFIX=/usr/local` for every user).
+PREFIX ?= $(HOME)/.local
+install: build
+	install -D -m 755 $(HOST) $(DESTDIR)$(PREFIX)/bin/host
+	@echo "installed $(DESTDIR)$(PREFIX)/bin/host"
+	@case ":$$PATH:" in *":$(PREFIX)/bin:"*) ;; \
+		*) echo "note: $(PREFIX)/bin is not on your PATH; add it: export PATH=\"$(PREFIX)/bin:\$$PATH\"" ;; esac
+	@found=$$(command -v host || true); if [ -n "$$found" ] && [ "$$found" != "$(PREFIX)/bin/host" ]; then \
+		echo "note: \`host\` on your PATH is $$found (Debian's DNS lookup tool has the same name); put $(PREFIX)/bin first in PATH or run $(PREFIX)/bin/host"; fi
 
 ## Every example plugin, into target/plugins/<name>.wasm.
 plugins: rust-plugins guest-plugins
@@ -34,6 +47,11 @@ rust-plugins: deps
 guest-plugins: toolchains
 	@mkdir -p $(PLUGIN_DIR)
 	@for p in $(GUEST_PLUGINS); do echo "building $$p"; plugins/$$p/build.sh $(PLUGIN_DIR) || exit 1; done
+
+## The outbound-HTTP examples (tests/e2e/guest_http.rs), for a worker with wasi:http.
+http-plugins: toolchains
+	@mkdir -p $(PLUGIN_DIR)
+	@for p in $(HTTP_PLUGINS); do echo "building $$p"; plugins/$$p/build.sh $(PLUGIN_DIR) || exit 1; done
 
 ## Toolchains for Python, JavaScript and C plugins (from PyPI, npm, Debian).
 toolchains:
@@ -54,10 +72,19 @@ demo: build plugins venv
 test: build plugins venv test-sdk
 	CHARD_PYTHON=$(abspath $(PYTHON)) $(CARGO) test --release -p chard-host -- --test-threads=2
 
+## A longer run of the generated-message test (make test runs 10,000):
+## FUZZ_COUNT=1000000 FUZZ_SEED=7 make fuzz
+FUZZ_COUNT ?= 200000
+FUZZ_SEED ?= $(shell date +%s)
+fuzz: build plugins venv
+	CHARD_FUZZ_COUNT=$(FUZZ_COUNT) CHARD_FUZZ_SEED=$(FUZZ_SEED) CHARD_PYTHON=$(abspath $(PYTHON)) \
+		$(CARGO) test --release -p chard-host --test e2e fuzz:: -- --nocapture
+
 test-sdk:
 	$(CARGO) test --release -p chard-sdk
 	@if [ -d .venv-guest ]; then python3 -m unittest discover -s sdk/python/tests; fi
 	@if [ -d sdk/js/node_modules ]; then node --test sdk/js/test/; fi
+	sdk/c/test/run.sh
 
 ## Random canvases on a Python and a Chard worker, compared task by task
 ## (CHARD_CANVAS_SEED, CHARD_CANVAS_COUNT; `make test` runs 200).
@@ -70,6 +97,11 @@ bench: build plugins
 	$(CARGO) bench -p chard-host --bench jobs
 
 ## Same queue drained by a stock Celery worker and by host run; prints both rates and the ratio.
+## Worker memory with 1,000,000 jobs an hour ahead (ETA_JOBS=100000 for a quicker run).
+ETA_JOBS ?= 1000000
+bench-eta: build plugins venv
+	$(PYTHON) bench/eta_memory.py $(ETA_JOBS)
+
 bench-celery: build plugins venv
 	$(PYTHON) bench/celery_vs_chard.py
 

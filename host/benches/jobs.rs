@@ -64,6 +64,7 @@ fn run_once(plugin: &Plugin) {
         time_limit: Some(Duration::from_secs(10)),
         memory_limit_bytes: 128 << 20,
         cancellation: None,
+        services: Default::default(),
     });
     assert!(matches!(&outcome, Outcome::Succeeded { json } if json == "5"), "{outcome:?}");
 }

@@ -6,10 +6,13 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+mod ops;
+
 use crate::protocol::Routes;
+use crate::scaffold::Language;
 
 use crate::config::{BeatConfig, CanvasConfig, CanvasKind, FileConfig, SendConfig, 
-    CallConfig, ClientConfig, DeployConfig, GlobalConfig, PluginsListConfig, JobLimits, LogFormat, ResultConfig, RevokeConfig, SubmitConfig, TasksConfig,
+    CallConfig, ClientConfig, DeployConfig, GlobalConfig, KeygenConfig, NewConfig, PluginsListConfig, JobLimits, LogFormat, ResultConfig, RevokeConfig, SubmitConfig, TasksConfig,
     WorkerConfig,
 };
 
@@ -58,6 +61,57 @@ enum CommandArgs {
     Deploy(DeployArgs),
     /// Deployed plugins and the version each live worker runs.
     Plugins(PluginsArgs),
+    /// Ask workers (Chard and Celery) what they hold: ping, stats, active, reserved, scheduled, registered, revoked.
+    Inspect(ops::InspectArgs),
+    /// Tell workers (Chard and Celery) to shut down, change a rate limit, or switch task events.
+    Control(ops::ControlArgs),
+    /// Serve the HTTP job API: submit tasks, read results, revoke, list tasks and workers.
+    Serve(ops::ServeArgs),
+    /// Make an Ed25519 key pair for signed deploys: BASE.key (secret, mode 0600) and BASE.pub.
+    Keygen(KeygenArgs),
+    /// Create a plugin project that builds with `make` into NAME.wasm.
+    New(NewArgs),
+    /// The guest SDK and WIT files this `host` carries.
+    Sdk(SdkArgs),
+}
+
+#[derive(Debug, Args)]
+struct KeygenArgs {
+    /// Path without extension, e.g. `deploy` writes deploy.key and deploy.pub (never overwrites).
+    #[arg(default_value = "chard-deploy")]
+    base: PathBuf,
+}
+
+#[derive(Debug, Args)]
+struct NewArgs {
+    /// The plugin's language.
+    #[arg(value_enum)]
+    language: LanguageArg,
+    /// Plugin name: lowercase letters, digits and _; names the .wasm and the tasks (NAME.add).
+    name: String,
+    /// Project folder to create (default: ./NAME).
+    #[arg(long)]
+    dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum LanguageArg {
+    Rust,
+    Python,
+    Js,
+    C,
+}
+
+#[derive(Debug, Args)]
+struct SdkArgs {
+    #[command(subcommand)]
+    command: SdkCommand,
+}
+
+#[derive(Debug, Subcommand)]
+enum SdkCommand {
+    /// Write the SDK of every language, the WIT and the toolchain installer into DIR.
+    Export { dir: PathBuf },
 }
 
 #[derive(Debug, Args)]
@@ -85,6 +139,9 @@ struct DeployArgs {
     /// Plugin name (default: the file stem); tasks are served as <name>.<task>.
     #[arg(long)]
     name: Option<String>,
+    /// Sign the deploy with this secret key (from `host keygen`); workers with --trust-key accept only signed deploys.
+    #[arg(long, env = "CHARD_SIGN_KEY", value_name = "KEY")]
+    sign_key: Option<PathBuf>,
     /// Broker URL.
     #[arg(long, env = "CHARD_BROKER_URL", default_value = "redis://127.0.0.1:6379/0")]
     broker: String,
@@ -156,6 +213,8 @@ struct RunArgs {
     hostname: Option<String>,
     #[command(flatten)]
     limits: LimitArgs,
+    #[command(flatten)]
+    caps: CapArgs,
     /// Seconds a message may stay leased without renewal before it is redelivered.
     #[arg(long, value_name = "SECONDS", default_value_t = 3600.0)]
     visibility_timeout: f64,
@@ -173,12 +232,23 @@ struct RunArgs {
     global_rate_limit: Vec<String>,
     #[command(flatten)]
     routing: RoutingArgs,
-    /// Keep the plugin folder in sync with plugins published by `host deploy`.
+    /// Keep the plugin folder in sync with plugins published by `host deploy` (needs --trust-key or --sync-unsigned).
     #[arg(long)]
     sync: bool,
+    /// Public key (file from `host keygen`, or its line) whose signed deploys --sync accepts; repeatable.
+    #[arg(long, value_name = "PUB")]
+    trust_key: Vec<String>,
+    /// DEVELOPMENT ONLY: let --sync apply unsigned deploys, i.e. anyone who can write to Redis.
+    #[arg(long, conflicts_with = "trust_key")]
+    sync_unsigned: bool,
+    /// Policy file: what plugin manifests may grant on this worker (or a [policy] table in --config).
+    #[arg(long, env = "CHARD_POLICY", value_name = "FILE")]
+    policy: Option<PathBuf>,
     /// Send task events for Flower and `celery events` from the start (Celery's -E); monitors can also switch them on.
     #[arg(short = 'E', long = "events", visible_alias = "task-events")]
     task_events: bool,
+    #[command(flatten)]
+    ops: ops::RunOpsArgs,
 }
 
 /// Routing by task name, and the config file that can hold routes.
@@ -338,6 +408,23 @@ struct LimitArgs {
     memory_limit: u64,
 }
 
+/// Caps that keep a worker's memory bounded whatever it is sent.
+#[derive(Debug, Args)]
+struct CapArgs {
+    /// Largest message accepted, in MiB; a larger one fails as MessageTooLarge without being read into the worker.
+    #[arg(long, value_name = "MB", default_value_t = 16)]
+    max_message_size: u64,
+    /// MiB of messages held at once (running, waiting for a thread or for a near ETA), on top of --prefetch's count.
+    #[arg(long, value_name = "MB", default_value_t = 256)]
+    prefetch_size: u64,
+    /// Largest result stored, in MiB of JSON; a larger one fails the job as ResultTooLarge.
+    #[arg(long, value_name = "MB", default_value_t = 16)]
+    max_result_size: u64,
+    /// Jobs whose ETA is more than SECONDS away wait in Redis (chard:delayed), not in worker memory.
+    #[arg(long, value_name = "SECONDS", default_value_t = 30.0)]
+    delay_beyond: f64,
+}
+
 #[derive(Debug, Args)]
 struct CallArgs {
     /// A plugin `.wasm` file, or a folder of them.
@@ -368,6 +455,11 @@ pub enum Command {
     Beat(BeatConfig),
     Deploy(DeployConfig),
     PluginsList(PluginsListConfig),
+    Keygen(KeygenConfig),
+    New(NewConfig),
+    SdkExport(PathBuf),
+    RemoteControl(crate::config::RemoteControlConfig),
+    Serve(crate::config::HttpApiConfig),
 }
 
 /// Parses the process arguments (exits with clap's message on bad flags).
@@ -421,10 +513,26 @@ pub fn parse() -> anyhow::Result<(GlobalConfig, Command)> {
             manifest: args.manifest,
             no_manifest: args.no_manifest,
             name: args.name,
+            sign_key: args.sign_key,
         }),
+        CommandArgs::Keygen(args) => Command::Keygen(KeygenConfig { base: args.base }),
         CommandArgs::Plugins(PluginsArgs { command: PluginsCommand::List { broker } }) => {
             Command::PluginsList(PluginsListConfig { broker_url: broker })
         }
+        CommandArgs::New(args) => Command::New(NewConfig {
+            language: match args.language {
+                LanguageArg::Rust => Language::Rust,
+                LanguageArg::Python => Language::Python,
+                LanguageArg::Js => Language::Js,
+                LanguageArg::C => Language::C,
+            },
+            dir: args.dir.unwrap_or_else(|| PathBuf::from(&args.name)),
+            name: args.name,
+        }),
+        CommandArgs::Sdk(SdkArgs { command: SdkCommand::Export { dir } }) => Command::SdkExport(dir),
+        CommandArgs::Inspect(args) => Command::RemoteControl(ops::inspect_config(args)?),
+        CommandArgs::Control(args) => Command::RemoteControl(ops::control_config(args)?),
+        CommandArgs::Serve(args) => Command::Serve(args.into_config()?),
         CommandArgs::Result(args) => Command::Result(ResultConfig {
             client: args.connection.into_config(),
             task_id: args.task_id,
@@ -440,6 +548,7 @@ fn canvas_config(kind: CanvasKind, args: CanvasArgs) -> anyhow::Result<CanvasCon
 }
 
 fn worker_config(args: RunArgs) -> anyhow::Result<WorkerConfig> {
+    let sync = sync_trust(&args)?;
     let connection = args.connection.into_config();
     let mut config = WorkerConfig::new(args.plugins, &connection.broker_url);
     config.result_backend_url = connection.result_backend_url;
@@ -461,16 +570,49 @@ fn worker_config(args: RunArgs) -> anyhow::Result<WorkerConfig> {
         config.hostname = hostname;
     }
     config.limits = limits(&args.limits)?;
+    config.max_message_bytes = megabytes("--max-message-size", args.caps.max_message_size)? as usize;
+    config.prefetch_bytes = megabytes("--prefetch-size", args.caps.prefetch_size)? as usize;
+    config.max_result_bytes = megabytes("--max-result-size", args.caps.max_result_size)? as usize;
+    anyhow::ensure!(
+        config.prefetch_bytes >= config.max_message_bytes,
+        "--prefetch-size must be at least --max-message-size, or a message of the largest size could never be taken"
+    );
+    config.delay_beyond = seconds("--delay-beyond", args.caps.delay_beyond)?.unwrap_or_default();
     config.visibility_timeout = required_seconds("--visibility-timeout", args.visibility_timeout)?;
     config.drain_timeout = seconds("--drain-timeout", args.drain_timeout)?.unwrap_or_default();
     config.result_expires = required_seconds("--result-expires", args.result_expires)?;
-    config.sync = args.sync;
-    let (file, routes) = args.routing.load()?;
+    config.sync = sync;
+    let (mut file, routes) = args.routing.load()?;
+    config.policy = match (&args.policy, file.policy(config.limits.memory_limit_bytes)?) {
+        (Some(_), Some(_)) => anyhow::bail!("--policy and a [policy] table in --config: give the policy in one place"),
+        (Some(path), None) => crate::runtime::Policy::load(path, config.limits.memory_limit_bytes)?,
+        (None, Some(policy)) => policy,
+        (None, None) => crate::runtime::Policy::for_worker(config.limits.memory_limit_bytes),
+    };
     config.routes = routes;
     config.rate_limits = rate_limits("--rate-limit", &file.rate_limits, &args.rate_limit)?;
     config.global_rate_limits = rate_limits("--global-rate-limit", &file.global_rate_limits, &args.global_rate_limit)?;
     config.task_events = args.task_events;
+    args.ops.apply(&file, &mut config)?;
     Ok(config)
+}
+
+/// What `--sync` accepts: deploys signed by a `--trust-key`, or (for
+/// development) anything with `--sync-unsigned`.
+fn sync_trust(args: &RunArgs) -> anyhow::Result<Option<crate::fleet::Trust>> {
+    if !args.sync {
+        anyhow::ensure!(args.trust_key.is_empty() && !args.sync_unsigned, "--trust-key and --sync-unsigned only apply with --sync");
+        return Ok(None);
+    }
+    if args.sync_unsigned {
+        return Ok(Some(crate::fleet::Trust::Unsigned));
+    }
+    anyhow::ensure!(
+        !args.trust_key.is_empty(),
+        "--sync needs --trust-key PUB (the public key of whoever signs deploys, from `host keygen`), or --sync-unsigned for development"
+    );
+    let keys = args.trust_key.iter().map(|key| crate::fleet::sign::read_public(key)).collect::<Result<Vec<_>, _>>()?;
+    Ok(Some(crate::fleet::Trust::Keys(keys)))
 }
 
 fn required_seconds(flag: &str, value: f64) -> anyhow::Result<Duration> {
@@ -487,7 +629,7 @@ fn limits(args: &LimitArgs) -> anyhow::Result<JobLimits> {
 /// Seconds to a duration; 0 means "no limit".
 fn seconds(flag: &str, value: f64) -> anyhow::Result<Option<Duration>> {
     anyhow::ensure!(value.is_finite() && value >= 0.0, "{flag} must be a non-negative number of seconds, got {value}");
-    Ok((value > 0.0).then(|| Duration::from_secs_f64(value)))
+    Ok((value > 0.0).then(|| Duration::try_from_secs_f64(value).unwrap_or(Duration::MAX)))
 }
 
 fn megabytes(flag: &str, value: u64) -> anyhow::Result<u64> {

@@ -8,6 +8,9 @@ use std::time::Duration;
 
 use crate::protocol::Routes;
 
+mod ops;
+pub use ops::{HttpApiConfig, RemoteControlConfig, MetricsFileConfig};
+
 /// Logging output.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum LogFormat {
@@ -51,6 +54,15 @@ pub struct CallConfig {
     pub limits: JobLimits,
 }
 
+/// `host new`: a plugin project.
+#[derive(Debug, Clone)]
+pub struct NewConfig {
+    pub language: crate::scaffold::Language,
+    pub name: String,
+    /// The project folder (default: `./<name>`).
+    pub dir: std::path::PathBuf,
+}
+
 /// `host tasks`: list what a plugin folder serves.
 #[derive(Debug, Clone)]
 pub struct TasksConfig {
@@ -71,6 +83,16 @@ pub struct WorkerConfig {
     /// Node name, `chard@<host>` by default.
     pub hostname: String,
     pub limits: JobLimits,
+    /// Largest message taken into the worker; a larger one stays in Redis
+    /// until it is acked as a MessageTooLarge failure.
+    pub max_message_bytes: usize,
+    /// Bytes of messages held at once (besides `prefetch`'s count).
+    pub prefetch_bytes: usize,
+    /// Largest result stored; a larger one fails the job.
+    pub max_result_bytes: usize,
+    /// Jobs whose ETA is further off than this wait in Redis's delayed set
+    /// instead of in worker memory.
+    pub delay_beyond: Duration,
     /// A lease older than this is taken as abandoned and restored.
     pub visibility_timeout: Duration,
     /// On shutdown, how long running jobs may take before they are stopped
@@ -86,12 +108,19 @@ pub struct WorkerConfig {
     pub global_rate_limits: HashMap<String, Duration>,
     /// Queues for follow-up messages (callbacks, chain links) by task name.
     pub routes: Routes,
-    /// Keep the plugin folder in sync with what `host deploy` published.
-    pub sync: bool,
+    /// Keep the plugin folder in sync with what `host deploy` published,
+    /// accepting deploys this trust allows; `None`: no sync.
+    pub sync: Option<crate::fleet::Trust>,
+    /// What plugins may be granted, and ceilings on their limits.
+    pub policy: crate::runtime::Policy,
     /// Send task events from the start (`-E`); remote control can still
     /// switch them (`enable_events`/`disable_events`). Worker events
     /// (online, heartbeat, offline) are always sent.
     pub task_events: bool,
+    /// Where to serve `/metrics`, `/healthz` and `/readyz` (`--metrics`).
+    pub metrics_listen: Option<std::net::SocketAddr>,
+    /// The job API served beside the worker (`--http`).
+    pub http: Option<HttpApiConfig>,
 }
 
 impl WorkerConfig {
@@ -106,6 +135,10 @@ impl WorkerConfig {
             prefetch: 256.max(cores * 32),
             hostname: format!("chard@{}", crate::hostname()),
             limits: JobLimits::default(),
+            max_message_bytes: 16 << 20,
+            prefetch_bytes: 256 << 20,
+            max_result_bytes: 16 << 20,
+            delay_beyond: Duration::from_secs(30),
             visibility_timeout: Duration::from_secs(3600),
             drain_timeout: Duration::from_secs(30),
             result_expires: Duration::from_secs(86400),
@@ -113,8 +146,11 @@ impl WorkerConfig {
             rate_limits: Default::default(),
             global_rate_limits: Default::default(),
             routes: Routes::default(),
-            sync: false,
+            sync: None,
+            policy: crate::runtime::Policy::for_worker(JobLimits::default().memory_limit_bytes),
             task_events: false,
+            metrics_listen: None,
+            http: None,
         }
     }
 }
@@ -204,6 +240,14 @@ pub struct DeployConfig {
     pub no_manifest: bool,
     /// The plugin name; default: the file stem.
     pub name: Option<String>,
+    /// Secret key file to sign the deploy with (`host keygen`).
+    pub sign_key: Option<PathBuf>,
+}
+
+/// `host keygen`: where to write the key pair (`<base>.key`, `<base>.pub`).
+#[derive(Debug, Clone)]
+pub struct KeygenConfig {
+    pub base: PathBuf,
 }
 
 /// `host plugins list`.
@@ -225,6 +269,9 @@ pub struct PluginsListConfig {
 ///
 /// [global_rate_limits]     # shared by every worker through Redis
 /// "email.send" = "10/s"
+///
+/// [policy]                 # what plugins may be granted (see runtime::policy)
+/// max_memory_limit_mb = 256
 /// ```
 #[derive(Debug, Default, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -235,6 +282,12 @@ pub struct FileConfig {
     pub rate_limits: BTreeMap<String, String>,
     #[serde(default)]
     pub global_rate_limits: BTreeMap<String, String>,
+    #[serde(default)]
+    pub metrics: MetricsFileConfig,
+    policy: Option<crate::runtime::PolicyFile>,
+    /// Where the file was read from, and its text: to point at lines.
+    #[serde(skip)]
+    source: Option<(PathBuf, String)>,
 }
 
 impl FileConfig {
@@ -250,7 +303,16 @@ impl FileConfig {
         for (pattern, queue) in &file.routes {
             anyhow::ensure!(!queue.trim().is_empty(), "{}: [routes] {pattern:?}: the queue name is empty", path.display());
         }
+        let mut file = file;
+        file.source = Some((path.to_path_buf(), text));
         Ok(file)
+    }
+
+    /// The `[policy]` table, checked, if the file has one; the worker's
+    /// memory limit is its memory ceiling unless it sets one.
+    pub fn policy(&mut self, worker_memory_bytes: u64) -> anyhow::Result<Option<crate::runtime::Policy>> {
+        let (Some(file), Some((path, text))) = (self.policy.take(), &self.source) else { return Ok(None) };
+        Ok(Some(crate::runtime::Policy::from_file(file, path, text, worker_memory_bytes)?))
     }
 }
 

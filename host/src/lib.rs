@@ -14,9 +14,12 @@ pub mod config;
 pub mod control;
 pub mod fleet;
 pub mod events;
+pub mod http;
 pub mod logging;
+pub mod metrics;
 pub mod protocol;
 pub mod runtime;
+pub mod scaffold;
 pub mod schedule;
 pub mod worker;
 

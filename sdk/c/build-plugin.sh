@@ -4,8 +4,8 @@
 #   sdk/c/build-plugin.sh OUT.wasm SOURCE.c [SOURCE.c ...]
 #
 # The sources include "chard.h" and define their tasks with CHARD_TASKS.
-# Steps: clang-14 compiles the committed bindings for wit/chard.wit
-# (sdk/c/generated/, made by sdk/c/regenerate-bindings.sh), the SDK (chard.c)
+# Steps: clang-14 compiles the committed bindings for sdk/wit's world
+# (sdk/c/generated/, made by sdk/c/regenerate-bindings.sh), the SDK (*.c)
 # and the sources for wasm32-wasi (a preview1 reactor, linked against
 # Debian's wasi-libc), and `jco new --wasi-reactor` (npm, in sdk/js/node_modules)
 # adapts it to WASI 0.2 with the preview1 reactor adapter jco ships.
@@ -43,8 +43,8 @@ node -e 'const [a, b] = process.versions.node.split(".").map(Number);
         process.exit(a > 20 || (a === 20 && b >= 19) ? 0 : 1)' 2>/dev/null || missing "node >= 20.19 (for jco)"
 [ -x "$JCO" ] && [ -f "$JCO_DIR/package.json" ] || missing "jco (npm, sdk/js/node_modules)"
 
-# The committed bindings must match wit/ (else: sdk/c/regenerate-bindings.sh).
-if [ "$(cd "$ROOT" && find wit -type f -name '*.wit' | LC_ALL=C sort | xargs sha256sum)" != "$(cat "$GENERATED/wit.sha256" 2>/dev/null)" ]; then
+# The committed bindings must match the WIT (else: sdk/c/regenerate-bindings.sh).
+if [ "$("$SDK/wit-hash.sh")" != "$(cat "$GENERATED/wit.sha256" 2>/dev/null)" ]; then
     echo "error: the C bindings in sdk/c/generated/ do not match wit/; regenerate them with: sdk/c/regenerate-bindings.sh (needs wit-bindgen-cli 0.61.1)" >&2
     exit 1
 fi
@@ -62,8 +62,11 @@ flags=(--target=wasm32-wasi --sysroot=/usr -mexec-model=reactor -O2 -Wall -Wextr
        -Wno-unused-command-line-argument -I"$GENERATED" -I"$SDK" ${CFLAGS:-})
 objects=("$GENERATED/plugin_component_type.o")
 clang-14 "${flags[@]}" -c "$GENERATED/plugin.c" -o "$work/plugin.o"
-clang-14 "${flags[@]}" -c "$SDK/chard.c" -o "$work/chard.o"
-objects+=("$work/plugin.o" "$work/chard.o")
+objects+=("$work/plugin.o")
+for source in "$SDK"/*.c; do
+    clang-14 "${flags[@]}" -c "$source" -o "$work/sdk-$(basename "$source" .c).o"
+    objects+=("$work/sdk-$(basename "$source" .c).o")
+done
 i=0
 for source in "${sources[@]}"; do
     clang-14 "${flags[@]}" -c "$source" -o "$work/src$i.o"

@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "plugin.h"
 
@@ -530,28 +531,51 @@ static bool write_value(buf *b, const chard_json *v) {
     return false;
 }
 
+char *chard_json_text(const chard_json *value) {
+    buf b = {0};
+    if (!write_value(&b, value)) {
+        free(b.data);
+        return NULL;
+    }
+    return b.data;
+}
+
+char *chard_json_quote(const char *text) {
+    buf b = {0};
+    write_string(&b, text, strlen(text));
+    return b.data;
+}
+
 /* ---- Calls -------------------------------------------------------------- */
 
-typedef enum { PENDING, DONE_OK, DONE_FAILED, DONE_RETRY } call_state;
+typedef enum { PENDING, DONE_OK, DONE_FAILED, DONE_RETRY, DONE_REJECT } call_state;
 
 struct chard_call {
     const chard_task *task;
     const chard_json **args;
     size_t nargs;
-    size_t nparams;
+    size_t nparams;     /* named parameters: not counting "*args" and "**kwargs" */
     char **param_names; /* without the trailing '?' */
+    chard_json *var_args;   /* extra positionals ("*name" declared), else NULL */
+    chard_json *var_kwargs; /* extra keywords ("**name" declared), else NULL */
     chard_context context;
     call_state state;
     char *result;
     size_t result_len;
-    char *message;
+    char *message;          /* failed: the message; reject: the reason (or NULL) */
     char *exception_type;
+    char *args_json;        /* failed: the exception's args (JSON array) or NULL */
     bool has_countdown;
     uint64_t countdown_ms;
     char *reason;
     bool has_max_retries;
     uint32_t max_retries;
+    char *exc_type, *exc_message, *exc_args_json; /* retry: fail with this when none is left */
+    char *expires;          /* retry: ISO-8601 */
+    bool requeue;           /* reject */
 };
+
+static char *dup_or_null(const char *s) { return s ? xstrndup(s, strlen(s)) : NULL; }
 
 static bool finish(chard_call *call, call_state state) {
     if (call->state != PENDING) return false; /* the first ending wins */
@@ -568,6 +592,42 @@ void chard_fail_as(chard_call *call, const char *exception_type, const char *mes
 }
 
 void chard_fail(chard_call *call, const char *message) { chard_fail_as(call, NULL, message); }
+
+void chard_fail_with_args(chard_call *call, const char *exception_type, const char *message, const char *args_json) {
+    if (chard_done(call)) return;
+    const char *error = NULL;
+    if (args_json) {
+        const chard_json *args = chard_json_parse(args_json, strlen(args_json), &error);
+        if (!args || args->type != CHARD_JSON_ARRAY) {
+            chard_failf(call, "TypeError", "%s: exception args must be a JSON array, got %s", call->task->name,
+                        error ? error : chard_json_type_name(args));
+            return;
+        }
+    }
+    chard_fail_as(call, exception_type, message);
+    call->args_json = dup_or_null(args_json);
+}
+
+void chard_reject(chard_call *call, bool requeue, const char *reason) {
+    if (!finish(call, DONE_REJECT)) return;
+    call->requeue = requeue;
+    call->message = dup_or_null(reason);
+}
+
+void chard_retry_with(chard_call *call, const chard_retry_options *options) {
+    if (chard_done(call)) return;
+    chard_retry(call, options->countdown_ms, options->reason ? options->reason : options->exc_message);
+    if (options->max_retries >= 0) {
+        call->has_max_retries = true;
+        call->max_retries = (uint32_t)options->max_retries;
+    }
+    if (options->exc_message || options->exc_type) {
+        call->exc_type = dup_or_null(options->exc_type);
+        call->exc_message = dup_or_null(options->exc_message ? options->exc_message : "");
+        call->exc_args_json = dup_or_null(options->exc_args_json);
+    }
+    call->expires = dup_or_null(options->expires);
+}
 
 void chard_failf(chard_call *call, const char *exception_type, const char *format, ...) {
     buf b = {0};
@@ -664,6 +724,13 @@ size_t chard_arg_count(chard_call *call) { return call->nargs; }
 const chard_json *chard_arg(chard_call *call, size_t i) { return i < call->nargs ? call->args[i] : NULL; }
 
 bool chard_arg_present(chard_call *call, size_t i) { return chard_arg(call, i) != NULL; }
+
+static const chard_json EMPTY_ARRAY = {.type = CHARD_JSON_ARRAY};
+static const chard_json EMPTY_OBJECT = {.type = CHARD_JSON_OBJECT};
+
+const chard_json *chard_var_args(chard_call *call) { return call->var_args ? call->var_args : &EMPTY_ARRAY; }
+
+const chard_json *chard_var_kwargs(chard_call *call) { return call->var_kwargs ? call->var_kwargs : &EMPTY_OBJECT; }
 
 static const char *param_name(chard_call *call, size_t i) {
     return i < call->nparams ? call->param_names[i] : "?";
@@ -766,19 +833,47 @@ void chard_log(chard_level level, const char *message, ...) {
     free(pairs);
 }
 
+/* The wall clock: a capability (`wall_clock = true`), the job traps without it. */
 uint64_t chard_now_ms(void) { return chard_task_host_now_ms(); }
 
+/* Milliseconds on the monotonic clock, which needs no grant. */
+static int64_t monotonic_ms(void) {
+    struct timespec now;
+    if (clock_gettime(CLOCK_MONOTONIC, &now) != 0) return 0;
+    return (int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000;
+}
+
+/* When the current job started (a fresh instance per job). */
+static int64_t job_started_ms = -1;
+
 bool chard_soft_deadline_passed(chard_call *call) {
-    return call->context.soft_deadline_ms >= 0 && chard_now_ms() >= (uint64_t)call->context.soft_deadline_ms;
+    return call->context.soft_time_limit_ms >= 0 && job_started_ms >= 0 &&
+           monotonic_ms() - job_started_ms >= call->context.soft_time_limit_ms;
 }
 
 /* ---- The `tasks` export ------------------------------------------------- */
 
-static size_t param_count(const chard_task *task) {
+/* "*name" collects extra positional arguments, "**name" extra keyword
+ * arguments (Python's *args and **kwargs); neither is a named parameter. */
+static int param_stars(const char *name) { return name[0] != '*' ? 0 : name[1] != '*' ? 1 : 2; }
+
+static bool declares(const chard_task *task, int stars) {
+    for (size_t i = 0; task->params && task->params[i]; i++)
+        if (param_stars(task->params[i]) == stars) return true;
+    return false;
+}
+
+/* The named parameters, in order; `count` gets how many. */
+static const char **named_params(const chard_task *task, size_t *count) {
     size_t n = 0;
     if (task->params)
         while (task->params[n]) n++;
-    return n;
+    const char **named = xmalloc((n + 1) * sizeof *named);
+    *count = 0;
+    for (size_t i = 0; i < n; i++)
+        if (param_stars(task->params[i]) == 0) named[(*count)++] = task->params[i];
+    named[*count] = NULL;
+    return named;
 }
 
 static char *strip_optional(const char *name, bool *optional) {
@@ -810,12 +905,13 @@ void exports_chard_task_tasks_list_tasks(exports_chard_task_tasks_list_task_info
         const chard_task *task = &chard_tasks[t];
         exports_chard_task_tasks_task_info_t *info = &ret->ptr[t];
         plugin_string_dup(&info->name, task->name ? task->name : "");
-        size_t n = param_count(task);
+        size_t n;
+        const char **named = named_params(task, &n);
         info->params.len = n;
         info->params.ptr = xmalloc(n * sizeof *info->params.ptr);
         for (size_t i = 0; i < n; i++) {
             bool optional;
-            char *name = strip_optional(task->params[i], &optional);
+            char *name = strip_optional(named[i], &optional);
             plugin_string_dup(&info->params.ptr[i], name);
             free(name);
         }
@@ -853,9 +949,10 @@ static bool blank(const plugin_string_t *s) {
 /* Binds args/kwargs to the task's parameters with Python's rules. */
 static bool bind(chard_call *call, const chard_json *args, const chard_json *kwargs) {
     const chard_task *task = call->task;
-    size_t n = call->nparams;
+    size_t n;
+    const char **named = named_params(task, &n);
     size_t given = args->len;
-    if (given > n) {
+    if (given > n && !declares(task, 1)) {
         buf names = {0};
         for (size_t i = 0; i < n; i++) {
             if (i) buf_puts(&names, ", ");
@@ -865,13 +962,14 @@ static bool bind(chard_call *call, const chard_json *args, const chard_json *kwa
                     names.data ? names.data : "", given);
         return false;
     }
-    call->nargs = n;
-    call->args = xmalloc(n * sizeof *call->args);
+    size_t extra = given > n ? given - n : 0;
+    call->nargs = n + extra;
+    call->args = xmalloc(call->nargs * sizeof *call->args);
     bool *used = xmalloc(kwargs->len * sizeof *used);
     memset(used, 0, kwargs->len * sizeof *used);
     for (size_t i = 0; i < n; i++) {
         bool optional;
-        free(strip_optional(task->params[i], &optional));
+        free(strip_optional(named[i], &optional));
         const chard_json *by_name = NULL;
         for (size_t k = kwargs->len; k-- > 0;) {
             if (strcmp(kwargs->keys[k], call->param_names[i]) == 0) {
@@ -895,6 +993,26 @@ static bool bind(chard_call *call, const chard_json *args, const chard_json *kwa
             return false;
         }
     }
+    if (declares(task, 1)) {
+        call->var_args = new_value(CHARD_JSON_ARRAY);
+        call->var_args->len = extra;
+        call->var_args->items = xmalloc(extra * sizeof *call->var_args->items);
+        for (size_t j = 0; j < extra; j++) {
+            call->args[n + j] = args->items[n + j];
+            call->var_args->items[j] = args->items[n + j];
+        }
+    }
+    if (declares(task, 2)) {
+        chard_json *rest = call->var_kwargs = new_value(CHARD_JSON_OBJECT);
+        rest->items = xmalloc(kwargs->len * sizeof *rest->items);
+        rest->keys = xmalloc(kwargs->len * sizeof *rest->keys);
+        for (size_t k = 0; k < kwargs->len; k++) {
+            if (used[k]) continue;
+            rest->keys[rest->len] = kwargs->keys[k];
+            rest->items[rest->len++] = kwargs->items[k];
+        }
+        return true;
+    }
     for (size_t k = 0; k < kwargs->len; k++) {
         if (!used[k]) {
             chard_failf(call, "TypeError", "%s: got an unexpected keyword argument '%s'", task->name, kwargs->keys[k]);
@@ -912,8 +1030,6 @@ static void run_task(chard_call *call, const plugin_string_t *args_text, const p
         chard_failf(call, "TypeError", "%s: args are not valid JSON: %s", task->name, error);
         return;
     }
-    static const chard_json EMPTY_ARRAY = {.type = CHARD_JSON_ARRAY};
-    static const chard_json EMPTY_OBJECT = {.type = CHARD_JSON_OBJECT};
     if (!args) args = &EMPTY_ARRAY;
     if (args->type != CHARD_JSON_ARRAY) {
         chard_failf(call, "TypeError", "%s: args must be a JSON array, got %s", task->name, chard_json_type_name(args));
@@ -942,6 +1058,17 @@ static void to_wit_string(plugin_string_t *out, const char *s, size_t len) {
     out->len = len;
 }
 
+static void set_wit_option(plugin_option_string_t *out, const char *s) {
+    out->is_some = s != NULL;
+    if (s) to_wit_string(&out->val, s, strlen(s));
+}
+
+static void set_failure(chard_task_types_failure_t *out, const char *type, const char *message, const char *args_json) {
+    to_wit_string(&out->message, message, strlen(message));
+    set_wit_option(&out->exception_type, type);
+    set_wit_option(&out->args_json, args_json);
+}
+
 bool exports_chard_task_tasks_run(plugin_string_t *name, plugin_string_t *args, plugin_string_t *kwargs,
                                   exports_chard_task_tasks_context_t *context, plugin_string_t *ret,
                                   exports_chard_task_tasks_task_error_t *err) {
@@ -961,11 +1088,11 @@ bool exports_chard_task_tasks_run(plugin_string_t *name, plugin_string_t *args, 
         plugin_string_dup(&err->val.failed.exception_type.val, "NotRegistered");
         return false;
     }
-    call.nparams = param_count(call.task);
+    const char **named = named_params(call.task, &call.nparams);
     call.param_names = xmalloc(call.nparams * sizeof *call.param_names);
     for (size_t i = 0; i < call.nparams; i++) {
         bool optional;
-        call.param_names[i] = strip_optional(call.task->params[i], &optional);
+        call.param_names[i] = strip_optional(named[i], &optional);
     }
     chard_context *c = &call.context;
     c->task_id = cstr(&context->task_id);
@@ -985,6 +1112,7 @@ bool exports_chard_task_tasks_run(plugin_string_t *name, plugin_string_t *args, 
     c->hostname = cstr(&context->hostname);
     c->headers = cstr(&context->headers);
 
+    job_started_ms = monotonic_ms();
     run_task(&call, args, kwargs);
 
     plugin_string_free(name);
@@ -995,10 +1123,12 @@ bool exports_chard_task_tasks_run(plugin_string_t *name, plugin_string_t *args, 
     switch (call.state) {
     case DONE_FAILED:
         err->tag = CHARD_TASK_TYPES_TASK_ERROR_FAILED;
-        to_wit_string(&err->val.failed.message, call.message, strlen(call.message));
-        err->val.failed.exception_type.is_some = call.exception_type != NULL;
-        if (call.exception_type)
-            to_wit_string(&err->val.failed.exception_type.val, call.exception_type, strlen(call.exception_type));
+        set_failure(&err->val.failed, call.exception_type, call.message, call.args_json);
+        return false;
+    case DONE_REJECT:
+        err->tag = CHARD_TASK_TYPES_TASK_ERROR_REJECT;
+        err->val.reject.requeue = call.requeue;
+        set_wit_option(&err->val.reject.reason, call.message);
         return false;
     case DONE_RETRY:
         err->tag = CHARD_TASK_TYPES_TASK_ERROR_RETRY;
@@ -1008,6 +1138,9 @@ bool exports_chard_task_tasks_run(plugin_string_t *name, plugin_string_t *args, 
         if (call.reason) to_wit_string(&err->val.retry.reason.val, call.reason, strlen(call.reason));
         err->val.retry.max_retries.is_some = call.has_max_retries;
         err->val.retry.max_retries.val = call.max_retries;
+        err->val.retry.exc.is_some = call.exc_message != NULL;
+        if (call.exc_message) set_failure(&err->val.retry.exc.val, call.exc_type, call.exc_message, call.exc_args_json);
+        set_wit_option(&err->val.retry.expires, call.expires);
         return false;
     default:
         to_wit_string(ret, call.result, call.result_len);

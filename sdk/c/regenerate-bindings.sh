@@ -1,5 +1,8 @@
 #!/usr/bin/env bash
-# Regenerate the C bindings for wit/chard.wit that the C SDK compiles with:
+# Regenerate the C bindings the C SDK compiles with, for sdk/wit's
+# `plugin` world (wit/chard.wit's plugin world plus
+# wasi:http/outgoing-handler; a plugin that makes no request does not end up
+# importing it):
 #
 #   sdk/c/regenerate-bindings.sh
 #
@@ -27,12 +30,12 @@ fi
 
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-if ! log=$(wit-bindgen c "$ROOT/wit" --world plugin --out-dir "$work/generated" 2>&1); then
+if ! log=$(wit-bindgen c "$ROOT/sdk/wit" --world plugin --out-dir "$work/generated" 2>&1); then
     echo "$log" >&2
     exit 1
 fi
 mkdir -p "$SDK/generated"
-(cd "$ROOT" && find wit -type f -name '*.wit' | LC_ALL=C sort | xargs sha256sum) >"$work/generated/wit.sha256"
+"$SDK/wit-hash.sh" >"$work/generated/wit.sha256"
 for file in plugin.c plugin.h plugin_component_type.o wit.sha256; do
     [ -f "$work/generated/$file" ] || { echo "error: wit-bindgen wrote no $file" >&2; exit 1; }
     cp "$work/generated/$file" "$SDK/generated/$file.tmp"

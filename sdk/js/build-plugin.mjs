@@ -1,5 +1,5 @@
 // Bundle a JS plugin with the SDK (rolldown) and turn it into a Chard
-// component (componentize-js). Usage: node build-plugin.mjs ENTRY.js OUT.wasm
+// component (componentize-js). Usage: node build-plugin.mjs [--http] ENTRY.js OUT.wasm
 import { mkdtemp, rm, writeFile, rename } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
@@ -7,9 +7,11 @@ import { fileURLToPath } from 'node:url';
 import { rolldown } from 'rolldown';
 import { componentize } from '@bytecodealliance/componentize-js';
 
-const [entryArg, outArg] = process.argv.slice(2);
+const cli = process.argv.slice(2);
+const http = cli[0] === '--http';
+const [entryArg, outArg] = http ? cli.slice(1) : cli;
 if (!entryArg || !outArg) {
-  console.error('usage: node build-plugin.mjs ENTRY.js OUT.wasm');
+  console.error('usage: node build-plugin.mjs [--http] ENTRY.js OUT.wasm');
   process.exit(2);
 }
 const sdkDir = dirname(fileURLToPath(import.meta.url));
@@ -42,8 +44,11 @@ try {
     sourcePath: bundled,
     witPath: join(root, 'wit'),
     worldName: 'plugin',
-    // No fetch()/HTTP in tasks: the worker grants no network anyway.
-    disableFeatures: ['http', 'fetch-event'],
+    // --http: `fetch()` works (over wasi:http/outgoing-handler, for the
+    // origins the manifest grants). Opt-in: the http feature imports
+    // wasi:http whether the plugin fetches or not. A task plugin serves no
+    // HTTP, so never fetch-event.
+    disableFeatures: http ? ['fetch-event'] : ['http', 'fetch-event'],
   });
   await writeFile(`${out}.tmp`, component);
   await rename(`${out}.tmp`, out);

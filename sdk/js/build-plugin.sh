@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Build a JavaScript task plugin into a Chard component.
 #
-#   sdk/js/build-plugin.sh ENTRY.js OUT.wasm
+#   sdk/js/build-plugin.sh [--http] ENTRY.js OUT.wasm
 #
 # ENTRY.js is an ES module whose exported functions are the tasks; it may
 # import 'chard' (this SDK) and relative modules. The toolchain (rolldown,
@@ -11,8 +11,13 @@ set -euo pipefail
 SDK=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(cd "$SDK/../.." && pwd)
 
+http=()
+if [ "${1:-}" = "--http" ]; then
+    http=(--http)  # fetch() (imports wasi:http)
+    shift
+fi
 if [ $# -ne 2 ]; then
-    echo "usage: $0 ENTRY.js OUT.wasm" >&2
+    echo "usage: $0 [--http] ENTRY.js OUT.wasm" >&2
     exit 2
 fi
 entry=$(cd "$(dirname "$1")" && pwd)/$(basename "$1")
@@ -38,5 +43,5 @@ if [ -f "$out" ] && [ -z "$(find "$ROOT/wit" "$SDK" "$(dirname "$entry")" \
     exit 0
 fi
 
-node "$SDK/build-plugin.mjs" "$entry" "$out"
+node "$SDK/build-plugin.mjs" "${http[@]}" "$entry" "$out"
 echo "built $out ($(( $(stat -c %s "$out") / 1024 )) KiB)"

@@ -13,19 +13,46 @@
 //
 // Celery's args/kwargs are bound to the parameters with Python's rules
 // (names come from the function's source; `params` overrides them); a call
-// that does not fit fails with TypeError. A thrown error ends the job as
+// that does not fit fails with TypeError. A rest parameter (`...more`) takes
+// the extra positional arguments, and the parameter named by the `kwargs`
+// option the extra keyword arguments (Python's `*args`/`**kwargs`):
+//
+//   export const patch = task((id, email = undefined, changes) => ..., { kwargs: 'changes' });
+//
+// An argument the caller left out is `undefined` (its default applies); one
+// sent as JSON null is `null`. A thrown error ends the job as
 // FAILURE with the error's name ("Error", "RangeError", or the class name)
 // and its message; `retry()` / `throw new Retry(...)` asks for a retry.
+//
+// Beyond computing, a task can call `fetch()` (granted origins only), report
+// progress (`updateState`), send and replace tasks (`send`, `replace`, with
+// the builders `signature`, `chain`, `group`, `chord`) and use a key-value
+// store (`kv`), each only when the plugin's manifest grants it. Errors a task
+// throws may carry an `args` array (Celery's exception args); `Reject` refuses
+// the message; `retry({ exc, expires })` as in Celery.
 //
 // `sdk/js/build-plugin.sh` bundles the module with this SDK and turns it into
 // a component with componentize-js.
 
-import { log as hostLog, nowMs as hostNowMs } from 'chard:task/host@0.1.0';
+import { log as hostLog, nowMs as hostNowMs } from 'chard:task/host@0.2.0';
+import { updateState as progressUpdateState } from 'chard:task/progress@0.2.0';
+import { send as canvasSend, replace as canvasReplace } from 'chard:task/canvas@0.2.0';
+import * as keyvalue from 'chard:task/keyvalue@0.2.0';
 import * as core from './core.js';
+import { bindImports } from './imports.js';
 
-export { task, Retry, retry, Failure, context, exceptionType } from './core.js';
+export { task, Retry, retry, Failure, Reject, HostError, context, exceptionType } from './core.js';
+export { updateState } from './progress.js';
+export { Signature, signature, chain, group, chord, send, replace } from './canvas.js';
+export * as kv from './kv.js';
 
 const host = { log: hostLog, nowMs: hostNowMs };
+bindImports({
+  progress: { updateState: progressUpdateState },
+  canvas: { send: canvasSend, replace: canvasReplace },
+  keyvalue,
+});
+core.setClock(() => Number(hostNowMs()));
 
 /** The `chard:task/tasks` export for a module namespace (used by the build). */
 export function exportTasks(namespace) {
@@ -76,15 +103,23 @@ function warmUp() {
   }
 }
 
-/** Wall-clock time as Unix milliseconds, as the worker sees it. */
+/**
+ * Wall-clock time as Unix milliseconds, as the worker sees it. The wall
+ * clock is a capability (`wall_clock = true`): the job fails without it.
+ * Use `performance.now()` for durations.
+ */
 export function nowMs() {
   return Number(hostNowMs());
 }
 
-/** True once the job's soft time limit has passed: wind down. */
+/**
+ * True once the job's soft time limit has passed: wind down. Measured on
+ * the monotonic clock, so it needs no wall-clock grant.
+ */
 export function softDeadlinePassed() {
-  const deadline = core.context()?.softDeadlineMs;
-  return deadline !== undefined && deadline !== null && nowMs() >= deadline;
+  const limit = core.context()?.softTimeLimitMs;
+  const started = core.jobStartedAt();
+  return limit !== undefined && limit !== null && started !== undefined && performance.now() - started >= limit;
 }
 
 const LEVELS = ['trace', 'debug', 'info', 'warn', 'error'];

@@ -3,6 +3,10 @@
 // component world (the host functions are passed in), so plain Node can load
 // it for tests; `chard.js` wires it to the real `chard:task/host` import.
 
+import { Failure, Replaced, secondsToMs, toTaskError } from './outcomes.js';
+
+export { Retry, retry, Failure, Reject, HostError, exceptionType, failureOf, setClock } from './outcomes.js';
+
 const OPTIONS = {
   name: 'name',
   params: 'params',
@@ -28,71 +32,10 @@ const OPTIONS = {
   retry_backoff_max: 'retryBackoffMax',
   retryJitter: 'retryJitter',
   retry_jitter: 'retryJitter',
+  kwargs: 'kwargs',
 };
 
 const META = Symbol.for('chard.task');
-
-/** Ask the worker to run the job again later (Celery's RETRY state). */
-export class Retry extends Error {
-  /**
-   * @param {{countdown?: number, reason?: string, maxRetries?: number, exc?: unknown}} [options]
-   *   countdown in seconds (default: the task's defaultRetryDelay)
-   */
-  constructor(options = {}) {
-    const { countdown, maxRetries, exc } = options;
-    let reason = options.reason;
-    if (reason === undefined && exc !== undefined) {
-      const type = exceptionType(exc);
-      const text = exc instanceof Error ? exc.message : String(exc);
-      reason = text ? `${type}: ${text}` : type;
-    }
-    super(reason ?? 'retry');
-    this.name = 'Retry';
-    this.reason = reason;
-    this.countdownMs = countdown === undefined || countdown === null ? undefined : secondsToMs('countdown', countdown);
-    if (maxRetries !== undefined && maxRetries !== null && !(Number.isInteger(maxRetries) && maxRetries >= 0)) {
-      throw new TypeError(`maxRetries must be a non-negative integer, got ${maxRetries}`);
-    }
-    this.maxRetries = maxRetries ?? undefined;
-  }
-}
-
-/** Throws a `Retry`: `retry({ countdown: 5, reason: 'busy' })`. */
-export function retry(options = {}) {
-  throw new Retry(options);
-}
-
-/**
- * Fail with an explicit exception type a Python client re-raises, without
- * defining a class: `throw new Failure('declined', 'billing.errors.CardDeclined')`.
- */
-export class Failure extends Error {
-  constructor(message, exceptionType) {
-    super(String(message));
-    this.name = 'Failure';
-    this.exceptionType = exceptionType ?? undefined;
-  }
-}
-
-/** The exception type reported for a thrown value: its `name`, or its class name. */
-export function exceptionType(error) {
-  if (error instanceof Error || (error && typeof error === 'object')) {
-    const name = typeof error.name === 'string' && error.name ? error.name : undefined;
-    const ctor = error.constructor && typeof error.constructor.name === 'string' ? error.constructor.name : undefined;
-    // `class CardDeclined extends Error {}` keeps name "Error": prefer the class.
-    if (name === 'Error' && ctor && ctor !== 'Error' && ctor !== 'Object') return ctor;
-    if (name) return name;
-    if (ctor && ctor !== 'Object') return ctor;
-  }
-  return 'Error';
-}
-
-function secondsToMs(option, value) {
-  if (typeof value !== 'number' || !Number.isFinite(value) || value < 0) {
-    throw new TypeError(`${option} must be a non-negative number of seconds, got ${value}`);
-  }
-  return Math.round(value * 1000);
-}
 
 function whole(option, value) {
   if (!Number.isInteger(value) || value < 0) {
@@ -112,7 +55,9 @@ function rateLimit(value) {
  * Attach options to a task function: `export const charge = task((card, cents) => ..., { timeLimit: 5 })`.
  * Options (times in seconds): name, params, doc, queue, timeLimit, softTimeLimit, memoryLimit (MiB),
  * maxRetries, defaultRetryDelay, rateLimit ("10/s"), autoretryFor (names or Error classes),
- * retryBackoff (seconds, or true for 1 s), retryBackoffMax, retryJitter. snake_case works too.
+ * retryBackoff (seconds, or true for 1 s), retryBackoffMax, retryJitter, kwargs (the name of
+ * the parameter that receives the keyword arguments no other parameter takes, Python's
+ * `**kwargs`). snake_case works too.
  */
 export function task(fn, options = {}) {
   if (typeof fn !== 'function') throw new TypeError('task() expects a function');
@@ -233,8 +178,18 @@ class Task {
       }
       signature = options.params.map((p) => ({ name: p.replace(/^[?]|[?]$/g, ''), optional: p.endsWith('?'), rest: false }));
     }
+    // Python's `**kwargs`: the parameter named by the `kwargs` option gets an
+    // object of every keyword argument no other parameter takes (`{}` when
+    // none). JS has no syntax for it, and a rest parameter must come last.
+    if (options.kwargs !== undefined) {
+      const target = signature.find((p) => !p.rest && p.name === options.kwargs);
+      if (typeof options.kwargs !== 'string' || !target) {
+        throw new TypeError(`${this.name}: kwargs must name one of the task's parameters, got ${options.kwargs}`);
+      }
+      signature = signature.map((p) => (p === target ? { ...p, optional: true, varkw: true } : p));
+    }
     this.signature = signature;
-    this.params = signature.filter((p) => !p.rest && p.name).map((p) => p.name);
+    this.params = signature.filter((p) => !p.rest && !p.varkw && p.name).map((p) => p.name);
     this.doc = typeof options.doc === 'string' ? options.doc.trim().split('\n')[0] : undefined;
     const ms = (key) => (options[key] === undefined || options[key] === null ? undefined : secondsToMs(key, options[key]));
     let backoff;
@@ -261,9 +216,14 @@ class Task {
     };
   }
 
-  /** Python's binding rules; returns the positional argument list. */
+  /**
+   * Python's binding rules; returns the argument list for `fn(...list)`.
+   * A parameter that was not given is `undefined` (so its default applies),
+   * one sent as JSON null is `null`.
+   */
   bind(args, kwargs) {
-    const named = this.signature.filter((p) => !p.rest);
+    const slots = this.signature.filter((p) => !p.rest);
+    const named = slots.filter((p) => !p.varkw);
     const hasRest = this.signature.some((p) => p.rest);
     const names = named.map((p) => p.name).filter(Boolean);
     const typeError = (message) => new Failure(`${this.name}: ${message}`, 'TypeError');
@@ -272,30 +232,25 @@ class Task {
         `expected ${named.length} argument${named.length === 1 ? '' : 's'} (${names.join(', ')}), got ${args.length}`,
       );
     }
-    const bound = args.slice(0, named.length);
-    const extra = args.slice(named.length);
     const remaining = { ...kwargs };
-    for (let i = 0; i < named.length; i++) {
-      const param = named[i];
+    const values = new Map();
+    named.forEach((param, i) => {
       const byName = param.name !== null && Object.prototype.hasOwnProperty.call(remaining, param.name);
       if (i < args.length) {
         if (byName) throw typeError(`got multiple values for argument '${param.name}'`);
-        continue;
-      }
-      if (byName) {
-        bound[i] = remaining[param.name];
+        values.set(param, args[i]);
+      } else if (byName) {
+        values.set(param, remaining[param.name]);
         delete remaining[param.name];
-      } else if (param.optional) {
-        bound[i] = undefined;
-      } else {
+      } else if (!param.optional) {
         throw typeError(`missing required argument '${param.name ?? `#${i + 1}`}'`);
       }
-    }
+    });
+    const varkw = slots.find((p) => p.varkw);
     const unexpected = Object.keys(remaining);
-    if (unexpected.length) throw typeError(`got an unexpected keyword argument '${unexpected[0]}'`);
-    // Trailing optional parameters that were not given stay undefined, so
-    // their defaults apply.
-    return bound.concat(extra);
+    if (varkw) values.set(varkw, remaining);
+    else if (unexpected.length) throw typeError(`got an unexpected keyword argument '${unexpected[0]}'`);
+    return slots.map((p) => values.get(p)).concat(args.slice(named.length));
   }
 }
 
@@ -336,7 +291,12 @@ function plainContext(context) {
   return plain;
 }
 
-const state = { context: undefined, host: undefined };
+const state = { context: undefined, host: undefined, startedAt: undefined };
+
+/** `performance.now()` when the current job started (monotonic clock). */
+export function jobStartedAt() {
+  return state.startedAt;
+}
 
 /** The job being run, as the worker passed it (camelCase fields), or undefined. */
 export function context() {
@@ -351,28 +311,6 @@ function ok(value, name) {
     throw new Failure(`${name}: result is not JSON: ${error.message}`, 'TypeError');
   }
   return text;
-}
-
-function toTaskError(error) {
-  if (error instanceof Retry) {
-    return {
-      tag: 'retry',
-      val: { countdownMs: toBigInt(error.countdownMs), reason: error.reason, maxRetries: error.maxRetries },
-    };
-  }
-  if (error instanceof Failure) {
-    return { tag: 'failed', val: { message: error.message, exceptionType: error.exceptionType } };
-  }
-  const message = error instanceof Error ? error.message : typeof error === 'string' ? error : safeString(error);
-  return { tag: 'failed', val: { message, exceptionType: exceptionType(error) } };
-}
-
-function safeString(value) {
-  try {
-    return typeof value === 'object' ? JSON.stringify(value) : String(value);
-  } catch {
-    return String(value);
-  }
 }
 
 function parseJson(text, what, name, isValid, fallback) {
@@ -422,8 +360,12 @@ export function exportTasks(namespace, host) {
   };
 }
 
-/** Throws `error` as a task error, logging the stack of an unexpected one. */
+/**
+ * Throws `error` as a task error, logging the stack of an unexpected one.
+ * `replace()` ends a task by throwing `Replaced`: the task then returns null.
+ */
 function fail(error) {
+  if (error instanceof Replaced) return 'null';
   const taskError = toTaskError(error);
   if (taskError.tag === 'failed' && !(error instanceof Failure) && state.host) {
     try {
@@ -444,10 +386,14 @@ function runTask(t, argsJson, kwargsJson, jobContext) {
     const kwargs = parseJson(kwargsJson, 'kwargs', name, (v) => v !== null && typeof v === 'object' && !Array.isArray(v), {});
     const bound = t.bind(args, kwargs);
     state.context = plainContext(jobContext);
+    // Only a job with a soft limit reads the clock: the build-time warm-up
+    // (wizer) runs tasks too, and has no clock to read.
+    const soft = state.context?.softTimeLimitMs;
+    state.startedAt = soft === undefined || soft === null || typeof performance === 'undefined' ? undefined : performance.now();
     value = t.fn(...bound);
   } catch (error) {
     state.context = undefined;
-    fail(error);
+    return fail(error);
   }
   if (value && typeof value.then === 'function') {
     return value.then(
@@ -484,7 +430,10 @@ export function warmUp() {
   const host = state.host;
   state.host = undefined;
   const plain = new Task('plain', (x, y) => [x, y]);
-  const rest = new Task('rest', (x, y = null, ...more) => ({ x, y, more, values: [1.5, null, true, '\u00e9'] }));
+  const rest = new Task(
+    'rest',
+    task((x, y = null, options, ...more) => ({ x, y, options, more, values: [1.5, null, true, '\u00e9'] }), { kwargs: 'options' }),
+  );
   const thrower = new Task('thrower', (message) => {
     throw new RangeError(message);
   });
@@ -499,7 +448,7 @@ export function warmUp() {
   try {
     for (let round = 0; round < 3; round++) {
       attempt(() => runTask(plain, '[1, "two"]', '{}', context));
-      attempt(() => runTask(rest, '[1, 2, 3]', '{"y": {"nested": [false, null]}}', context));
+      attempt(() => runTask(rest, '[1, 2, 3]', '{"z": {"nested": [false, null]}}', context));
       attempt(() => runTask(thrower, '["warm-up"]', '', undefined));
       attempt(() => runTask(plain, '[', '', undefined));
       attempt(() => runTask(plain, '[]', '{"z": 1}', undefined));

@@ -1,5 +1,6 @@
 //! Fleet deploy: `host deploy` to workers started with `--sync`, on one
-//! private Redis.
+//! private Redis. Deploys are signed (`host keygen`, `--sign-key`,
+//! `--trust-key`) unless a test is about unsigned ones.
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -33,17 +34,35 @@ fn short_hash(path: &std::path::Path) -> String {
     chard::fleet::sha256_hex(&std::fs::read(path).unwrap())[..12].to_string()
 }
 
+/// A key pair made by `host keygen`: (secret, public) paths, in `dir`.
+pub fn keygen(dir: &std::path::Path, base: &str) -> (String, String) {
+    let base = dir.join(base);
+    let run = host(&["keygen", base.to_str().unwrap()]);
+    assert!(run.ok().contains("secret key: "), "{}", run.stdout);
+    let path = |extension: &str| base.with_extension(extension).to_str().unwrap().to_string();
+    (path("key"), path("pub"))
+}
+
+/// `host deploy PLUGIN ARGS... --broker URL --sign-key KEY`.
+pub fn deploy_signed(plugin: &std::path::Path, key: &str, url: &str, args: &[&str]) -> crate::util::Run {
+    let base = ["deploy", plugin.to_str().unwrap(), "--broker", url, "--sign-key", key];
+    host(&[&base[..], args].concat())
+}
+
 #[test]
 fn deploy_reaches_every_syncing_worker_without_a_restart() {
     let redis = RedisServer::start();
     let url = redis.url(0);
     let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let worker_a = Worker::start(dir_a.path(), &url, &["--sync", "-n", "a@fleet", "-c", "1"]);
-    let worker_b = Worker::start(dir_b.path(), &url, &["--sync", "-n", "b@fleet", "-c", "1"]);
+    let keys = tempfile::tempdir().unwrap();
+    let (secret, public) = keygen(keys.path(), "deploy");
+    let worker_a = Worker::start(dir_a.path(), &url, &["--sync", "--trust-key", &public, "-n", "a@fleet", "-c", "1"]);
+    let worker_b = Worker::start(dir_b.path(), &url, &["--sync", "--trust-key", &public, "-n", "b@fleet", "-c", "1"]);
 
-    let deployed = host(&["deploy", plugin("math").to_str().unwrap(), "--broker", &url]);
+    let deployed = deploy_signed(&plugin("math"), &secret, &url, &[]);
     assert!(deployed.ok().starts_with(&format!("deployed math {}", short_hash(&plugin("math")))), "{}", deployed.stdout);
-    assert!(deployed.ok().ends_with("2 syncing worker(s) notified"), "{}", deployed.stdout);
+    assert!(deployed.ok().lines().next().unwrap().ends_with("2 syncing worker(s) notified"), "{}", deployed.stdout);
+    assert!(deployed.ok().lines().nth(1).unwrap().starts_with("signed with key "), "{}", deployed.stdout);
     eventually(Duration::from_secs(30), "both workers on math", || {
         let rows = listing(&url, "math");
         (rows.len() == 2 && rows.iter().all(|(_, _, status)| status == "current")).then_some(())
@@ -55,7 +74,7 @@ fn deploy_reaches_every_syncing_worker_without_a_restart() {
 
     // A new version: time from deploy to the first job that runs it.
     let started = Instant::now();
-    host(&["deploy", plus1000().to_str().unwrap(), "--name", "math", "--broker", &url]).ok();
+    deploy_signed(&plus1000(), &secret, &url, &["--name", "math"]).ok();
     eventually(Duration::from_secs(30), "the new version", || (add(&url) == "1005").then_some(()));
     eprintln!("figure: deploy to first job on the new version: {:.2} s", started.elapsed().as_secs_f64());
     let new_version = short_hash(&plus1000());
@@ -70,13 +89,13 @@ fn deploy_reaches_every_syncing_worker_without_a_restart() {
 
     // Rollback is a deploy of the previous file; a worker started later
     // comes up on whatever is deployed.
-    host(&["deploy", plugin("math").to_str().unwrap(), "--broker", &url]).ok();
+    deploy_signed(&plugin("math"), &secret, &url, &[]).ok();
     eventually(Duration::from_secs(30), "the rollback", || {
         let rows = listing(&url, "math");
         rows.iter().all(|(_, running, _)| *running == short_hash(&plugin("math"))).then_some(())
     });
     let dir_c = tempfile::tempdir().unwrap();
-    let worker_c = Worker::start(dir_c.path(), &url, &["--sync", "-n", "c@fleet", "-c", "1"]);
+    let worker_c = Worker::start(dir_c.path(), &url, &["--sync", "--trust-key", &public, "-n", "c@fleet", "-c", "1"]);
     assert!(worker_c.log().contains("tasks=3"), "started on the deployed plugin: {}", worker_c.log());
     assert_eq!(add(&url), "5");
 }
@@ -86,13 +105,14 @@ fn deploy_ships_the_manifest_and_refuses_broken_plugins() {
     let redis = RedisServer::start();
     let url = redis.url(0);
     let dir = tempfile::tempdir().unwrap();
-    let worker = Worker::start(dir.path(), &url, &["--sync"]);
+    let staging = tempfile::tempdir().unwrap();
+    let (secret, public) = keygen(staging.path(), "deploy");
+    let worker = Worker::start(dir.path(), &url, &["--sync", "--trust-key", &public]);
 
     // A manifest from elsewhere, named explicitly.
-    let staging = tempfile::tempdir().unwrap();
     let manifest = staging.path().join("faults-prod.toml");
     std::fs::write(&manifest, "version = \"3.1.0\"\n[capabilities]\nwall_clock = true\n").unwrap();
-    let run = host(&["deploy", plugin("faults").to_str().unwrap(), "--manifest", manifest.to_str().unwrap(), "--broker", &url]);
+    let run = deploy_signed(&plugin("faults"), &secret, &url, &["--manifest", manifest.to_str().unwrap()]);
     assert!(run.ok().contains(" v3.1.0 with manifest"), "{}", run.stdout);
     let clock = eventually(Duration::from_secs(30), "faults with its manifest", || {
         let run = host(&["submit", "faults.clock", "[]", "--broker", &url, "--wait", "--timeout", "5"]);
@@ -104,24 +124,83 @@ fn deploy_ships_the_manifest_and_refuses_broken_plugins() {
     // Refused before anything reaches Redis: not a component, a manifest typo.
     let garbage = staging.path().join("faults.wasm");
     std::fs::write(&garbage, b"\0asm\x01\0\0\0").unwrap();
-    let run = host(&["deploy", garbage.to_str().unwrap(), "--no-manifest", "--broker", &url]);
-    assert!(run.error_line().contains("not a WebAssembly component"), "{}", run.stderr);
+    let run = deploy_signed(&garbage, &secret, &url, &["--no-manifest"]);
+    assert!(run.error_line().contains("a core WebAssembly module, not a component"), "{}", run.stderr);
     std::fs::write(&manifest, "[tasks.clock]\ntimelimit = 1\n").unwrap();
-    let run = host(&["deploy", plugin("faults").to_str().unwrap(), "--manifest", manifest.to_str().unwrap(), "--broker", &url]);
+    let run = deploy_signed(&plugin("faults"), &secret, &url, &["--manifest", manifest.to_str().unwrap()]);
     assert!(run.error_line().contains("faults-prod.toml:2: unknown field `timelimit`"), "{}", run.stderr);
     let mut connection = redis.connection(0);
     let record: String = connection.hget("chard:plugins", "faults").unwrap();
     assert!(record.contains("\"label\":\"3.1.0\""), "the good deploy stands: {record}");
 
-    // A blob whose bytes do not match its hash is refused by the worker,
-    // which keeps serving what it has.
+    // A record pointing at other bytes, written straight into Redis, no
+    // longer matches its signature: refused, and what runs keeps running.
     let fake = "0".repeat(64);
     let _: () = connection.set(format!("chard:plugin:blob:{fake}"), b"tampered".as_slice()).unwrap();
     let tampered = record.replacen(&record[9..73], &fake, 1);
     assert!(tampered.starts_with("{\"wasm\":\"0000"), "{tampered}");
     let _: () = connection.hset("chard:plugins", "faults", &tampered).unwrap();
     let _: () = connection.publish("chard:plugins:deployed", "faults").unwrap();
-    worker.wait_for_log("refusing it", Duration::from_secs(20));
+    worker.wait_for_log("does not verify with any --trust-key", Duration::from_secs(20));
     let run = host(&["submit", "faults.echo", "[7]", "--broker", &url, "--wait", "--timeout", "10"]);
     assert_eq!(run.ok(), "7");
+}
+
+#[test]
+fn unsigned_or_wrongly_signed_deploys_are_refused_and_the_previous_version_keeps_serving() {
+    let redis = RedisServer::start();
+    let url = redis.url(0);
+    let keys = tempfile::tempdir().unwrap();
+    let (secret, public) = keygen(keys.path(), "ops");
+    let (other_secret, _) = keygen(keys.path(), "intruder");
+    let dir = tempfile::tempdir().unwrap();
+
+    // --sync without a key to trust does not start.
+    let run = host(&["run", "--plugins", dir.path().to_str().unwrap(), "--broker", &url, "--sync"]);
+    assert!(run.error_line().contains("--sync needs --trust-key PUB"), "{}", run.stderr);
+
+    let worker = Worker::start(dir.path(), &url, &["--sync", "--trust-key", &public, "-c", "1"]);
+    deploy_signed(&plugin("math"), &secret, &url, &[]).ok();
+    eventually(Duration::from_secs(30), "the signed deploy", || {
+        let run = host(&["submit", "math.add", "[2, 3]", "--broker", &url, "--wait", "--timeout", "5"]);
+        (run.code == Some(0) && run.stdout.trim() == "5").then_some(())
+    });
+
+    let unsigned = host(&["deploy", plus1000().to_str().unwrap(), "--name", "math", "--broker", &url]);
+    assert!(unsigned.ok().ends_with("unsigned: only workers started with --sync-unsigned apply it"), "{}", unsigned.stdout);
+    worker.wait_for_log("deployed plugin refused, previous version keeps serving: the deploy is not signed", Duration::from_secs(20));
+    assert_eq!(add(&url), "5");
+
+    deploy_signed(&plus1000(), &other_secret, &url, &["--name", "math"]).ok();
+    worker.wait_for_log("does not verify with any --trust-key of this worker", Duration::from_secs(20));
+    assert_eq!(add(&url), "5");
+    assert_eq!(std::fs::read(dir.path().join("math.wasm")).unwrap(), std::fs::read(plugin("math")).unwrap());
+    let refusals = worker.log().matches("deployed plugin refused").count();
+    assert_eq!(refusals, 2, "each refusal is one log line: {}", worker.log());
+
+    // For development, --sync-unsigned takes anything, and says so loudly.
+    let dir_dev = tempfile::tempdir().unwrap();
+    let dev = Worker::start(dir_dev.path(), &url, &["--sync-unsigned", "--sync", "-n", "dev@fleet", "-Q", "dev"]);
+    assert!(dev.log().contains("WARN") && dev.log().contains("applies UNSIGNED deploys"), "{}", dev.log());
+    assert_eq!(std::fs::read(dir_dev.path().join("math.wasm")).unwrap(), std::fs::read(plus1000()).unwrap());
+}
+
+#[test]
+fn a_deploy_never_replaces_or_deletes_a_hand_installed_plugin() {
+    let redis = RedisServer::start();
+    let url = redis.url(0);
+    let keys = tempfile::tempdir().unwrap();
+    let (secret, public) = keygen(keys.path(), "ops");
+    let plugins = crate::util::plugin_folder(&["math"]);
+    std::fs::write(plugins.path().join("math.toml"), "version = \"local\"\n").unwrap();
+    let worker = Worker::start(plugins.path(), &url, &["--sync", "--trust-key", &public, "-c", "1"]);
+
+    // A deploy of the same name without a manifest would otherwise replace
+    // the .wasm and delete the .toml.
+    deploy_signed(&plus1000(), &secret, &url, &["--name", "math", "--no-manifest"]).ok();
+    worker.wait_for_log("was installed by hand, and a deploy never replaces it", Duration::from_secs(20));
+    assert_eq!(add(&url), "5");
+    assert_eq!(std::fs::read(plugins.path().join("math.wasm")).unwrap(), std::fs::read(plugin("math")).unwrap());
+    assert_eq!(std::fs::read_to_string(plugins.path().join("math.toml")).unwrap(), "version = \"local\"\n");
+    assert!(!plugins.path().join(chard::runtime::RECORD_FILE).exists(), "nothing recorded as deployed");
 }

@@ -4,14 +4,26 @@
 
 mod util;
 
+mod bad_plugins;
 mod beat;
 mod call;
 mod canvas;
+mod capabilities;
 mod celery;
+mod error_texts;
 mod fleet;
 mod events;
+mod fuzz;
+mod hostile;
+mod guest_io;
+mod frozen;
 mod languages;
 mod manifest;
+mod policy;
+mod new_project;
+mod redis_reach;
+mod ops;
 mod reload;
 mod routing;
+mod sentinel;
 mod worker;

@@ -137,3 +137,55 @@ fn manifest_task_defaults_apply_and_a_bad_manifest_keeps_the_previous_version() 
     worker.wait_for_log("plugin loaded (hot reload)", Duration::from_secs(20));
     assert!(submit("faults.clock", "[]").ok().parse::<u64>().unwrap() > 1_700_000_000);
 }
+
+#[test]
+fn host_now_ms_is_the_wall_clock_and_needs_its_grant() {
+    let plugins = plugin_folder(&["faults"]);
+    let dir = plugins.path();
+    assert_eq!(
+        call(dir, "now", &json!([])).error_line(),
+        "error: task trapped: the wall clock is not granted to plugin faults: add `wall_clock = true` under [capabilities] in faults.toml",
+        "the same trap as the WASI wall clock"
+    );
+    // The monotonic clock needs no grant: `sleep` measures with it.
+    assert_eq!(call(dir, "sleep", &json!([20])).ok(), "20");
+    std::fs::write(dir.join("faults.toml"), "[capabilities]\nwall_clock = true\n").unwrap();
+    let now: u64 = call(dir, "now", &json!([])).ok().parse().unwrap();
+    let host_now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64;
+    assert!(now.abs_diff(host_now) < 60_000, "guest {now}, host {host_now}");
+}
+
+#[test]
+fn name_lookups_are_allowed_only_for_hosts_in_the_network_grant() {
+    let redis = RedisServer::start();
+    let plugins = plugin_folder(&["faults"]);
+    let dir = plugins.path();
+    let by_name = format!("localhost:{}", redis.port);
+
+    // The grant names the address, not the name: the lookup of `localhost`
+    // is refused, so no DNS query leaves the sandbox.
+    std::fs::write(dir.join("faults.toml"), format!("[capabilities]\nnetwork = [\"127.0.0.1:{}\"]\n", redis.port)).unwrap();
+    assert_eq!(call(dir, "connect", &json!([format!("127.0.0.1:{}", redis.port), "PING\r\n"])).ok(), "\"+PONG\"");
+    let refused = call(dir, "connect", &json!([by_name, "PING\r\n"]));
+    assert!(refused.error_line().contains("ConnectionError: localhost:"), "{}", refused.stderr);
+    let other = call(dir, "connect", &json!(["example.invalid:80", "x"]));
+    assert!(other.error_line().contains("ConnectionError: example.invalid:80"), "{}", other.stderr);
+
+    // Named in the grant: looked up, and its addresses allowed.
+    std::fs::write(dir.join("faults.toml"), format!("[capabilities]\nnetwork = [\"{by_name}\"]\n")).unwrap();
+    assert_eq!(call(dir, "connect", &json!([by_name, "PING\r\n"])).ok(), "\"+PONG\"");
+}
+
+#[test]
+fn the_soft_deadline_needs_no_wall_clock_grant() {
+    let redis = RedisServer::start();
+    let plugins = plugin_folder(&["faults"]);
+    std::fs::write(plugins.path().join("faults.toml"), "[tasks.wind_down]\nsoft_time_limit = 0.2\ntime_limit = 30\n").unwrap();
+    let _worker = Worker::start(plugins.path(), &redis.url(0), &[]);
+    let run = host(&["submit", "faults.wind_down", "[]", "--broker", &redis.url(0), "--wait", "--timeout", "20"]);
+    let elapsed: u64 = run.ok().parse().unwrap();
+    // Without the grant, the old wall-clock check trapped; now the task runs
+    // until its soft limit (less the moment between the job's start and the
+    // task's own first clock reading) and returns.
+    assert!(elapsed >= 190, "wound down at the soft limit, not before: {elapsed} ms");
+}

@@ -175,6 +175,14 @@ def priorities(app):
     return ids
 
 
+def time_ceiling(app):
+    """Asks for more time than the worker's policy allows, and for none."""
+    return {
+        "longer": app.send_task("faults.context", time_limit=3600, soft_time_limit=1800).get(timeout=30),
+        "shorter": app.send_task("faults.context", time_limit=7, soft_time_limit=5).get(timeout=30),
+    }
+
+
 def send_one(app):
     """Sends faults.sleep(ms) from argv[4]; prints the id."""
     return app.send_task("faults.sleep", args=[int(sys.argv[4])]).id

@@ -8,10 +8,23 @@ use std::time::Duration;
 
 use redis::aio::ConnectionManager;
 
+mod keyvalue;
+
+pub use keyvalue::{namespaced as keyvalue_key, KeyValueCommand, KeyValueReply};
+
 #[derive(Debug, thiserror::Error)]
 pub enum BackendError {
     #[error("redis: {0}")]
     Redis(#[from] redis::RedisError),
+}
+
+impl BackendError {
+    /// Whether retrying cannot help (see `broker::redis::is_permanent`).
+    pub fn is_permanent(&self) -> bool {
+        match self {
+            BackendError::Redis(error) => crate::broker::redis::is_permanent(error),
+        }
+    }
 }
 
 /// One result write: key, JSON document, TTL.
@@ -25,6 +38,11 @@ pub struct ResultWrite {
 pub trait ResultBackend: Clone + Send + Sync + 'static {
     /// Stores and announces every write, in one round trip.
     fn store(&self, writes: &[ResultWrite]) -> impl Future<Output = Result<(), BackendError>> + Send;
+    /// Stores progress documents (Celery's `update_state`), each only if
+    /// its key does not hold a ready state already.
+    fn store_progress(&self, writes: &[ResultWrite]) -> impl Future<Output = Result<(), BackendError>> + Send;
+    /// Runs one command on `plugin`'s key-value store.
+    fn keyvalue(&self, plugin: &str, command: KeyValueCommand<'_>) -> impl Future<Output = Result<KeyValueReply, BackendError>> + Send;
     /// Reads one result document.
     fn get(&self, key: &str) -> impl Future<Output = Result<Option<String>, BackendError>> + Send;
     /// Records a finished chord member; returns every member's entry to the
@@ -58,6 +76,10 @@ pub struct RedisBackend {
     chord_join: redis::Script,
 }
 
+/// The guarded progress write (`store_progress`); sent with EVAL, as
+/// progress writes are few (one per running job per 100 ms at most).
+const PROGRESS_LUA: &str = include_str!("progress.lua");
+
 impl RedisBackend {
     pub async fn connect(client: redis::Client) -> Result<Self, BackendError> {
         Ok(Self {
@@ -79,6 +101,22 @@ impl ResultBackend for RedisBackend {
         }
         pipe.query_async::<()>(&mut self.connection.clone()).await?;
         Ok(())
+    }
+
+    async fn store_progress(&self, writes: &[ResultWrite]) -> Result<(), BackendError> {
+        if writes.is_empty() {
+            return Ok(());
+        }
+        let mut pipe = redis::pipe();
+        for write in writes {
+            pipe.cmd("EVAL").arg(PROGRESS_LUA).arg(1).arg(&write.key).arg(&write.json).arg(write.ttl.as_secs().max(1)).ignore();
+        }
+        pipe.query_async::<()>(&mut self.connection.clone()).await?;
+        Ok(())
+    }
+
+    async fn keyvalue(&self, plugin: &str, command: KeyValueCommand<'_>) -> Result<KeyValueReply, BackendError> {
+        keyvalue::execute(&mut self.connection.clone(), plugin, command).await
     }
 
     async fn get(&self, key: &str) -> Result<Option<String>, BackendError> {

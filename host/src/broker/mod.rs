@@ -15,18 +15,43 @@ use std::time::Duration;
 pub struct Delivery {
     pub tag: Option<String>,
     pub body: Vec<u8>,
+    /// Set when the message was larger than the fetch's `max_message_bytes`:
+    /// its size. `body` then holds only its first and last few KiB (where
+    /// the headers are), and the message itself stays in the broker.
+    pub oversize: Option<usize>,
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum BrokerError {
     #[error("redis: {0}")]
     Redis(#[from] ::redis::RedisError),
+    /// A publish named a key that holds something other than a list;
+    /// nothing of that publish was pushed.
+    #[error("key {key:?} holds a value that is not a queue list")]
+    NotAList { key: String },
+}
+
+impl BrokerError {
+    /// Whether retrying cannot help (see `redis::is_permanent`).
+    pub fn is_permanent(&self) -> bool {
+        match self {
+            BrokerError::Redis(error) => redis::is_permanent(error),
+            BrokerError::NotAList { .. } => true,
+        }
+    }
 }
 
 /// Something that delivers work with at-least-once semantics.
 pub trait Broker: Clone + Send + Sync + 'static {
-    /// Takes up to `max` messages, each leased until acked or requeued.
-    fn fetch(&self, max: usize) -> impl Future<Output = Result<Vec<Delivery>, BrokerError>> + Send;
+    /// Takes up to `max` messages, each leased until acked or requeued,
+    /// stopping once their bytes reach `budget_bytes` (at least one is
+    /// taken). A message over `max_message_bytes` is leased but not read.
+    fn fetch(
+        &self,
+        max: usize,
+        budget_bytes: usize,
+        max_message_bytes: usize,
+    ) -> impl Future<Output = Result<Vec<Delivery>, BrokerError>> + Send;
     /// Done with these messages: forget them.
     fn ack(&self, tags: &[String]) -> impl Future<Output = Result<(), BrokerError>> + Send;
     /// Still working on these: renew their leases.
@@ -38,8 +63,16 @@ pub trait Broker: Clone + Send + Sync + 'static {
     /// Waits (up to `timeout`) until work may be available, without taking
     /// it: lets an idle worker sleep instead of polling.
     fn wait_for_work(&self, timeout: Duration) -> impl Future<Output = ()> + Send;
-    /// Push envelopes to lists: `(list key, envelope)`.
+    /// Push envelopes to lists: `(list key, envelope)`, all or none
+    /// (`NotAList` names the first key that is not a list).
     fn publish(&self, messages: &[(String, String)]) -> impl Future<Output = Result<(), BrokerError>> + Send;
+    /// Moves leased messages out of the lease bookkeeping into the delayed
+    /// set until their due time: `(tag, due time in Unix ms, list to push
+    /// it to then)`. Returns how many were still leased and moved.
+    fn delay(&self, entries: &[(String, u64, String)]) -> impl Future<Output = Result<usize, BrokerError>> + Send;
+    /// Pushes delayed messages due by `until_ms` (Unix ms) back to their
+    /// lists, at most `max`; returns how many.
+    fn release_due(&self, until_ms: u64, max: usize) -> impl Future<Output = Result<usize, BrokerError>> + Send;
     /// Reserves the next slot of a rate limit shared by every worker of this
     /// broker (one job per `interval` for `key`); returns how long to wait
     /// before running the job.

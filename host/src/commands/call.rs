@@ -18,7 +18,7 @@ pub fn run(config: CallConfig) -> anyhow::Result<Outcome> {
         }
     };
     let limits = config.limits;
-    let time_limit = task.defaults.time_limit.or(limits.time_limit);
+    let time_limit = task.defaults.time_limit_or(limits.time_limit);
     let memory_limit_bytes =
         task.defaults.memory_limit_mb.map(|mb| u64::from(mb) << 20).unwrap_or(limits.memory_limit_bytes);
     let task_id = uuid::Uuid::new_v4().to_string();
@@ -33,5 +33,6 @@ pub fn run(config: CallConfig) -> anyhow::Result<Outcome> {
         time_limit,
         memory_limit_bytes,
         cancellation: None,
+        services: Default::default(),
     }))
 }

@@ -1,4 +1,4 @@
-//! `host deploy` and `host plugins list`: fleet deploy through Redis (see
+//! `host deploy`, `host keygen` and `host plugins list`: fleet deploy through Redis (see
 //! `fleet`).
 //!
 //! A deploy is checked here before anything reaches Redis: the component
@@ -14,7 +14,7 @@ use std::path::Path;
 use anyhow::Context as _;
 
 use crate::client::{open, redact};
-use crate::config::{DeployConfig, PluginsListConfig};
+use crate::config::{DeployConfig, KeygenConfig, PluginsListConfig};
 use crate::fleet;
 use crate::runtime::{Manifest, Plugin};
 
@@ -35,14 +35,15 @@ pub async fn deploy(config: DeployConfig) -> anyhow::Result<()> {
         None => None,
     };
     let label = check(&name, &wasm, manifest_path.as_deref().zip(manifest_text.as_deref()))?;
+    let key = match &config.sign_key {
+        Some(path) => Some(fleet::sign::read_secret(path)?),
+        None => None,
+    };
 
     let client = open(&config.broker_url)?;
-    let mut connection = client
-        .get_multiplexed_async_connection()
-        .await
-        .with_context(|| format!("connecting to broker {}", redact(&config.broker_url)))?;
+    let mut connection = crate::client::connect_once(&client).await?;
     let (deployment, listeners) =
-        fleet::deploy(&mut connection, &name, &wasm, manifest_text.as_deref().map(str::as_bytes), label).await?;
+        fleet::deploy(&mut connection, &name, &wasm, manifest_text.as_deref().map(str::as_bytes), label, key.as_ref()).await?;
     println!(
         "deployed {name} {}{}{} to {}; {listeners} syncing worker(s) notified",
         &deployment.wasm[..12],
@@ -50,6 +51,10 @@ pub async fn deploy(config: DeployConfig) -> anyhow::Result<()> {
         if deployment.manifest.is_some() { " with manifest" } else { "" },
         redact(&config.broker_url),
     );
+    match &deployment.signed_by {
+        Some(id) => println!("signed with key {id}"),
+        None => println!("unsigned: only workers started with --sync-unsigned apply it"),
+    }
     Ok(())
 }
 
@@ -67,12 +72,17 @@ fn check(name: &str, wasm: &[u8], manifest: Option<(&Path, &str)>) -> anyhow::Re
     Ok(label)
 }
 
+/// `host keygen`: writes a key pair and says what goes where.
+pub fn keygen(config: KeygenConfig) -> anyhow::Result<()> {
+    let (secret, public) = fleet::sign::generate(&config.base)?;
+    println!("secret key: {} (mode 0600: keep it where deploys are made, pass it to `host deploy --sign-key`)", secret.display());
+    println!("public key: {} (give it to every worker: `host run --sync --trust-key {}`)", public.display(), public.display());
+    Ok(())
+}
+
 pub async fn list(config: PluginsListConfig) -> anyhow::Result<()> {
     let client = open(&config.broker_url)?;
-    let mut connection = client
-        .get_multiplexed_async_connection()
-        .await
-        .with_context(|| format!("connecting to broker {}", redact(&config.broker_url)))?;
+    let mut connection = crate::client::connect_once(&client).await?;
     let deployed = fleet::deployed(&mut connection).await?;
     let workers = fleet::workers(&mut connection).await?;
     let mut names: std::collections::BTreeSet<&String> = deployed.keys().collect();

@@ -26,6 +26,9 @@ use serde_json::{json, Value};
 
 use crate::protocol::envelope;
 
+pub mod client;
+mod commands;
+
 /// Where revoked ids are kept, with their expiry as score.
 pub const REVOKED_KEY: &str = "chard:revoked";
 /// How long a revoke is remembered (Celery: 3 hours).
@@ -119,6 +122,11 @@ pub trait Node: Send + Sync + 'static {
     fn revoked(&self) -> Vec<String>;
     /// The worker's monitoring: clock, task-event switch, held jobs.
     fn events(&self) -> &crate::events::Events;
+    /// `shutdown`: start a graceful shutdown, as SIGTERM does.
+    fn shutdown(&self);
+    /// `rate_limit`: replace the task's per-worker limit (`None` lifts it).
+    /// False if no plugin serves the task.
+    fn set_rate_limit(&self, task: &str, interval: Option<Duration>) -> bool;
 }
 
 /// Serves control requests until the connection cannot be re-established
@@ -238,6 +246,8 @@ fn handle<N: Node>(node: &N, request: &Request) -> Value {
             Value::Null
         }
         "hello" => json!({"ok": "ok"}),
+        "shutdown" => commands::shutdown(node),
+        "rate_limit" => commands::rate_limit(node, arguments),
         other => json!({"error": format!("KeyError('{other}')")}),
     }
 }

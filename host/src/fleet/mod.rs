@@ -17,15 +17,22 @@
 //! - **Redis is the source of truth for deployed plugins, the folder for
 //!   the rest.** Sync only touches names that were deployed; a plugin that
 //!   was dropped into one worker's folder by hand stays as it is.
+//! - **Signed, and capped by the worker.** A worker applies a deployment
+//!   only if a key it trusts signed it (`sign`), never over a plugin a
+//!   person installed (`runtime::origin`), and the worker's policy caps what
+//!   a deployed manifest may grant (`runtime::policy`).
 //! - **Who runs what** is reported by every worker (not only `--sync` ones)
 //!   in `chard:workers`, refreshed every [`REPORT_EVERY`]; `host plugins
 //!   list` compares it with what was deployed.
 
+pub mod sign;
+mod sync;
+
+pub use sync::{follow, write_atomically, Syncer, Trust};
+
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 use sha2::Digest;
 
@@ -63,6 +70,19 @@ pub struct Deployment {
     pub size: u64,
     /// ISO-8601 time of the deploy.
     pub deployed_at: String,
+    /// Ed25519 signature (base64) of [`sign::statement`] for this deploy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signature: Option<String>,
+    /// Id of the key that signed it ([`sign::key_id`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signed_by: Option<String>,
+}
+
+impl Deployment {
+    /// The statement a signature of this deployment of `name` covers.
+    pub fn statement(&self, name: &str) -> String {
+        sign::statement(name, self.label.as_deref(), &self.wasm, self.manifest.as_deref())
+    }
 }
 
 /// One plugin as a worker serves it.
@@ -86,22 +106,30 @@ pub struct WorkerReport {
 }
 
 /// Stores `wasm` (and `manifest`) under their hashes, records them as the
-/// deployed version of `name`, and announces it. Returns the deployment
-/// and how many workers heard the announcement.
+/// deployed version of `name` (signed with `key`, if given), and announces
+/// it. Returns the deployment and how many workers heard the announcement.
 pub async fn deploy(
     connection: &mut impl redis::aio::ConnectionLike,
     name: &str,
     wasm: &[u8],
     manifest: Option<&[u8]>,
     label: Option<String>,
+    key: Option<&ed25519_dalek::SigningKey>,
 ) -> redis::RedisResult<(Deployment, usize)> {
-    let deployment = Deployment {
+    let mut deployment = Deployment {
         wasm: sha256_hex(wasm),
         manifest: manifest.map(sha256_hex),
         label,
         size: wasm.len() as u64,
         deployed_at: crate::protocol::iso_now(),
+        signature: None,
+        signed_by: None,
     };
+    if let Some(key) = key {
+        let (signature, id) = sign::sign(key, &deployment.statement(name));
+        deployment.signature = Some(signature);
+        deployment.signed_by = Some(id);
+    }
     let mut pipe = redis::pipe();
     pipe.atomic();
     pipe.cmd("SET").arg(blob_key(&deployment.wasm)).arg(wasm).arg("NX").ignore();
@@ -130,122 +158,9 @@ pub async fn deployed(connection: &mut impl redis::aio::ConnectionLike) -> anyho
     Ok(deployed)
 }
 
-/// Brings `dir` in line with the deployed set; returns the names it wrote.
-/// A plugin that cannot be fetched or verified is logged and left as it is.
-pub async fn sync_once(connection: &mut impl redis::aio::ConnectionLike, dir: &Path) -> anyhow::Result<Vec<String>> {
-    let mut written = Vec::new();
-    for (name, deployment) in deployed(connection).await? {
-        match sync_plugin(connection, dir, &name, &deployment).await {
-            Ok(true) => written.push(name),
-            Ok(false) => {}
-            Err(error) => tracing::error!(plugin = name, "deployed plugin not synced: {error:#}"),
-        }
-    }
-    Ok(written)
-}
-
-async fn sync_plugin(
-    connection: &mut impl redis::aio::ConnectionLike,
-    dir: &Path,
-    name: &str,
-    deployment: &Deployment,
-) -> anyhow::Result<bool> {
-    anyhow::ensure!(valid_name(name), "deployed name {name:?} is not a plugin name");
-    let wasm_path = dir.join(format!("{name}.wasm"));
-    let manifest_path = dir.join(format!("{name}.toml"));
-    let wasm_current = file_hash(&wasm_path).as_deref() == Some(deployment.wasm.as_str());
-    let manifest_current = file_hash(&manifest_path) == deployment.manifest;
-    if wasm_current && manifest_current {
-        return Ok(false);
-    }
-    // Fetch and verify everything before touching the folder.
-    let wasm = if wasm_current { None } else { Some(fetch_blob(connection, &deployment.wasm).await?) };
-    let manifest = match (&deployment.manifest, manifest_current) {
-        (Some(hash), false) => Some(fetch_blob(connection, hash).await?),
-        _ => None,
-    };
-    match manifest {
-        Some(bytes) => write_atomically(&manifest_path, &bytes)?,
-        None if deployment.manifest.is_none() && manifest_path.exists() => std::fs::remove_file(&manifest_path)?,
-        None => {}
-    }
-    if let Some(bytes) = wasm {
-        write_atomically(&wasm_path, &bytes)?;
-    }
-    tracing::info!(plugin = name, version = &deployment.wasm[..12], label = deployment.label.as_deref().unwrap_or("-"), "synced deployed plugin");
-    Ok(true)
-}
-
-async fn fetch_blob(connection: &mut impl redis::aio::ConnectionLike, hash: &str) -> anyhow::Result<Vec<u8>> {
-    let bytes: Option<Vec<u8>> = redis::cmd("GET").arg(blob_key(hash)).query_async(connection).await?;
-    let bytes = bytes.ok_or_else(|| anyhow::anyhow!("blob {hash} is missing from Redis"))?;
-    let actual = sha256_hex(&bytes);
-    anyhow::ensure!(actual == hash, "blob {hash} has hash {actual}: refusing it");
-    Ok(bytes)
-}
-
-fn file_hash(path: &Path) -> Option<String> {
-    std::fs::read(path).ok().map(|bytes| sha256_hex(&bytes))
-}
-
-/// Writes `bytes` to a hidden temporary file beside `path`, syncs it, and
-/// renames it over `path`: readers see the old file or the new, never half.
-pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    let file_name = path.file_name().and_then(|name| name.to_str()).unwrap_or("plugin");
-    let temporary: PathBuf = path.with_file_name(format!(".{file_name}.{}.partial", std::process::id()));
-    let mut file = std::fs::File::create(&temporary)?;
-    file.write_all(bytes)?;
-    file.sync_all()?;
-    drop(file);
-    std::fs::rename(&temporary, path)
-}
-
 /// A plugin name: a file stem without dots or path separators.
 pub fn valid_name(name: &str) -> bool {
     !name.is_empty() && !name.contains(['.', '/', '\\']) && !name.starts_with('-')
-}
-
-/// Keeps `dir` in sync until the process ends: follows announcements, and
-/// re-reads everything every [`RESYNC_EVERY`] and after a reconnect.
-pub async fn follow(client: redis::Client, mut connection: redis::aio::ConnectionManager, dir: PathBuf) {
-    let mut backoff = Duration::from_millis(200);
-    loop {
-        let mut pubsub = match client.get_async_pubsub().await {
-            Ok(pubsub) => pubsub,
-            Err(error) => {
-                tracing::warn!(%error, "deploy sync: cannot subscribe; retrying");
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(5));
-                continue;
-            }
-        };
-        if let Err(error) = pubsub.subscribe(DEPLOY_CHANNEL).await {
-            tracing::warn!(%error, "deploy sync: cannot subscribe; retrying");
-            tokio::time::sleep(backoff).await;
-            continue;
-        }
-        backoff = Duration::from_millis(200);
-        // Anything deployed while we were not listening.
-        resync(&mut connection, &dir).await;
-        let mut messages = pubsub.on_message();
-        loop {
-            tokio::select! {
-                message = messages.next() => match message {
-                    Some(_) => resync(&mut connection, &dir).await,
-                    None => break, // connection lost: subscribe again
-                },
-                _ = tokio::time::sleep(RESYNC_EVERY) => resync(&mut connection, &dir).await,
-            }
-        }
-        tracing::warn!("deploy sync: lost the subscription; reconnecting");
-    }
-}
-
-async fn resync(connection: &mut redis::aio::ConnectionManager, dir: &Path) {
-    if let Err(error) = sync_once(connection, dir).await {
-        tracing::warn!("deploy sync failed: {error:#}");
-    }
 }
 
 /// Records `report` in [`WORKERS_KEY`].
@@ -286,16 +201,5 @@ mod tests {
         for bad in ["", "a.b", "../x", "a/b", "-rf"] {
             assert!(!valid_name(bad), "{bad}");
         }
-    }
-
-    #[test]
-    fn atomic_write_replaces_the_file_and_leaves_no_temporary() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("math.wasm");
-        write_atomically(&path, b"one").unwrap();
-        write_atomically(&path, b"two").unwrap();
-        assert_eq!(std::fs::read(&path).unwrap(), b"two");
-        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
-        assert_eq!(file_hash(&path).unwrap(), sha256_hex(b"two"));
     }
 }

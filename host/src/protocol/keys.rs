@@ -33,6 +33,17 @@ pub fn result_key(task_id: &str) -> String {
     format!("celery-task-meta-{task_id}")
 }
 
+/// Whether a queue name taken from a message (a routing key, a callback's
+/// `queue` option) would address a key kombu or Chard keeps for itself.
+/// Publishing there would corrupt bookkeeping (`unacked` is a hash: an LPUSH
+/// fails with WRONGTYPE on every retry) or plant a message where a result,
+/// a binding or a deploy record lives, so such names are refused.
+pub fn is_reserved_queue(name: &str) -> bool {
+    const EXACT: [&str; 3] = ["unacked", "unacked_index", "unacked_mutex"];
+    const PREFIXES: [&str; 4] = ["_kombu.", "celery-task-meta-", "celery-taskset-meta-", "chard:"];
+    EXACT.contains(&name) || PREFIXES.iter().any(|prefix| name.starts_with(prefix)) || name.contains(PRIORITY_SEPARATOR)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -47,5 +58,15 @@ mod tests {
         let keys = queue_keys(&["celery".into(), "other".into()]);
         assert_eq!(keys[..4], ["celery", "other", "celery\x06\x163", "other\x06\x163"]);
         assert_eq!(keys.len(), 8);
+    }
+
+    #[test]
+    fn bookkeeping_keys_are_not_queues() {
+        for name in ["unacked", "unacked_index", "unacked_mutex", "_kombu.binding.celery", "celery-task-meta-x", "chard:plugins", "a\x06\x163"] {
+            assert!(is_reserved_queue(name), "{name:?}");
+        }
+        for name in ["celery", "other", "unacked2", "chardonnay", "chard.high", "celery-task"] {
+            assert!(!is_reserved_queue(name), "{name:?}");
+        }
     }
 }

@@ -9,6 +9,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
+use super::bounds::{truncate, MAX_ECHO, MAX_NAME};
+
 /// Why a message could not be understood. Carries the task id when the
 /// headers were readable, so a FAILURE can still be stored for it.
 #[derive(Debug, thiserror::Error)]
@@ -17,6 +19,28 @@ pub struct MessageError {
     pub reason: String,
     pub task_id: Option<String>,
     pub task_name: Option<String>,
+}
+
+impl MessageError {
+    /// `reason` is cut to [`MAX_ECHO`]: serde quotes the bad value, which
+    /// may be megabytes long.
+    pub fn new(reason: String, task_id: Option<String>, task_name: Option<String>) -> Self {
+        let reason = truncate(&reason, MAX_ECHO).into_owned();
+        Self { reason, task_id, task_name }
+    }
+}
+
+/// The routing key, or a queue named anywhere in the canvas, that addresses
+/// a reserved key (see [`super::is_reserved_queue`]).
+fn reserved_queue<'a>(properties: &'a Properties, embed: &'a Embed) -> Option<&'a str> {
+    let routing_key = properties.delivery_info.routing_key.as_str();
+    if super::is_reserved_queue(routing_key) {
+        return Some(routing_key);
+    }
+    let signatures = embed.callbacks.iter().flatten().chain(embed.errbacks.iter().flatten()).chain(embed.chain.iter().flatten());
+    signatures
+        .chain(embed.chord.iter())
+        .find_map(|signature| super::recover::reserved_queue_in(&signature.options).or_else(|| super::recover::reserved_queue_in(&signature.kwargs)))
 }
 
 /// Headers of a task message; unknown ones are kept in `extra`.
@@ -154,16 +178,24 @@ pub struct TaskMessage {
 }
 
 impl TaskMessage {
-    /// Parses an envelope as pushed by a Celery client (or by us).
+    /// Parses an envelope as pushed by a Celery client (or by us). A
+    /// message that does not parse is described by `recover`, keeping its
+    /// id where one can be read.
     pub fn parse(envelope: &[u8]) -> Result<Self, MessageError> {
-        let bad = |reason: String, headers: Option<&Headers>| MessageError {
-            reason,
-            task_id: headers.and_then(|h| h.id.clone()),
-            task_name: headers.and_then(|h| h.task.clone()),
+        let bad = |reason: String, headers: Option<&Headers>| {
+            MessageError::new(reason, headers.and_then(|h| h.id.clone()), headers.and_then(|h| h.task.clone()))
         };
-        let envelope: Envelope = serde_json::from_slice(envelope)
-            .map_err(|error| bad(format!("envelope is not a kombu JSON message: {error}"), None))?;
-        let headers = envelope.headers;
+        let envelope: Envelope =
+            serde_json::from_slice(envelope).map_err(|error| super::recover::diagnose(envelope, &error))?;
+        let mut headers = envelope.headers;
+        for field in ["id", "task"] {
+            let value = if field == "id" { &mut headers.id } else { &mut headers.task };
+            if value.as_ref().is_some_and(|text| text.len() > MAX_NAME) {
+                // Too long to be a key or a name: not recoverable.
+                *value = None;
+                return Err(bad(format!("headers field `{field}` is longer than {MAX_NAME} bytes"), Some(&headers)));
+            }
+        }
         let (Some(id), Some(task)) = (headers.id.clone(), headers.task.clone()) else {
             return Err(bad("message has no `id` or `task` header (only Celery protocol 2 is supported)".into(), Some(&headers)));
         };
@@ -186,7 +218,11 @@ impl TaskMessage {
         if !kwargs.get().trim_start().starts_with('{') {
             return Err(bad("kwargs is not a JSON object".into(), Some(&headers)));
         }
-        Ok(Self { id, task, headers, properties: envelope.properties, args, kwargs, embed: embed.unwrap_or_default() })
+        let embed = embed.unwrap_or_default();
+        if let Some(queue) = reserved_queue(&envelope.properties, &embed) {
+            return Err(bad(format!("queue {queue:?} names a key kombu or Chard keeps for itself: refused"), Some(&headers)));
+        }
+        Ok(Self { id, task, headers, properties: envelope.properties, args, kwargs, embed })
     }
 
     pub fn priority(&self) -> u8 {

@@ -5,16 +5,19 @@
 //! `shared/celery-protocol.md` (captures of Celery 5.7), and the tests at the
 //! bottom of each file pin the exact bytes that matter to a Python peer.
 
+pub mod bounds;
 mod keys;
 mod message;
 mod rate;
+mod recover;
 mod routes;
 pub mod repr;
 pub mod result;
 
-pub use keys::{priority_bucket, queue_keys, queue_key_for, result_key, PRIORITY_STEPS};
+pub use keys::{is_reserved_queue, priority_bucket, queue_keys, queue_key_for, result_key, PRIORITY_STEPS};
 pub use rate::parse_rate;
 pub use routes::Routes;
+pub use recover::ids_in_excerpt;
 pub use message::{Embed, Headers, MessageError, OutgoingTask, Signature, TaskMessage};
 pub use result::{ExceptionInfo, ResultMeta, State};
 

@@ -3,13 +3,14 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use wasmtime::component::{HasSelf, Linker};
+use wasmtime::component::{HasSelf, Linker, Resource};
 use wasmtime::StoreContextMut;
 use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
 use super::bindings;
 use super::cache::CompileCache;
 use super::job::JobState;
+use super::policy::Policy;
 
 /// How often the engine's epoch advances: the granularity of time limits
 /// and of cancellation.
@@ -29,11 +30,19 @@ pub struct EngineOptions {
     pub pooling: bool,
     /// Where compiled plugins are cached; `None` disables the cache.
     pub cache_dir: Option<std::path::PathBuf>,
+    /// What plugins may be granted and their ceilings (checked at load).
+    pub policy: Policy,
 }
 
 impl Default for EngineOptions {
     fn default() -> Self {
-        Self { max_instances: 16, max_memory_bytes: 1 << 30, pooling: true, cache_dir: default_cache_dir() }
+        Self {
+            max_instances: 16,
+            max_memory_bytes: 1 << 30,
+            pooling: true,
+            cache_dir: default_cache_dir(),
+            policy: Policy::default(),
+        }
     }
 }
 
@@ -43,6 +52,7 @@ pub struct Runtime {
     pub(crate) engine: Engine,
     pub(crate) linker: Arc<Linker<JobState>>,
     pub(crate) cache: Option<Arc<CompileCache>>,
+    pub(crate) policy: Arc<Policy>,
 }
 
 /// `$CHARD_CACHE_DIR`, else `$XDG_CACHE_HOME/chard`, else `~/.cache/chard`.
@@ -71,16 +81,25 @@ impl Runtime {
         };
         let mut linker = Linker::<JobState>::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
+        // Both worlds' imports: a plugin links against the one it was built for.
+        bindings::v0_1::chard::task::host::add_to_linker::<JobState, HasSelf<JobState>>(&mut linker, |state| state)?;
+        bindings::v0_2::chard::task::host::add_to_linker::<JobState, HasSelf<JobState>>(&mut linker, |state| state)?;
+        bindings::v0_2::chard::task::progress::add_to_linker::<JobState, HasSelf<JobState>>(&mut linker, |state| state)?;
+        bindings::v0_2::chard::task::canvas::add_to_linker::<JobState, HasSelf<JobState>>(&mut linker, |state| state)?;
+        bindings::v0_2::chard::task::keyvalue::add_to_linker::<JobState, HasSelf<JobState>>(&mut linker, |state| state)?;
         gate_capabilities(&mut linker)?;
-        bindings::chard::task::host::add_to_linker::<JobState, HasSelf<JobState>>(&mut linker, |state| state)
-            ?;
         spawn_ticker(&engine);
         let cache = options.cache_dir.as_ref().map(|dir| Arc::new(CompileCache::new(&engine, dir)));
-        Ok(Self { engine, linker: Arc::new(linker), cache })
+        Ok(Self { engine, linker: Arc::new(linker), cache, policy: Arc::new(options.policy.clone()) })
     }
 
     pub fn engine(&self) -> &Engine {
         &self.engine
+    }
+
+    /// The policy every plugin load is checked against.
+    pub fn policy(&self) -> &Policy {
+        &self.policy
     }
 }
 
@@ -88,14 +107,27 @@ impl Runtime {
 /// older 0.2 release resolves to it by semver.
 const WASI_VERSION: &str = "0.2.12";
 
-/// The wall clock is a capability, but WASI's context has no "deny" for it
-/// (its clock cannot fail). So its linker definition is replaced by one
-/// that checks the job's grants first and traps with a message that says
-/// what to grant. The monotonic clock (durations) stays open. (Randomness is
-/// gated in `job::new_store`: see there why it is made deterministic rather
-/// than refused.)
+/// Versions of our own WIT package a plugin may be built against
+/// (`wit/v0.1/chard.wit`, `wit/chard.wit`).
+const CHARD_VERSIONS: [&str; 2] = ["0.1.0", "0.2.0"];
+
+/// Capabilities whose WASI definitions cannot say "denied", replaced in the
+/// linker by definitions that check the job's grants first:
+/// - The wall clock (WASI's cannot fail): traps with a message that says
+///   what to grant. Our own `host.now-ms` is the wall clock too and traps
+///   the same way. The monotonic clock (durations) stays open.
+/// - Name lookups: WASI can allow or refuse all of them; a plugin may look
+///   up only the hosts named in its `network` grant (and IP literals, which
+///   need no lookup), so it cannot leak data through DNS queries for
+///   names of its own making.
+///
+/// (Randomness is gated in `job::new_store`: see there why it is made
+/// deterministic rather than refused.)
 fn gate_capabilities(linker: &mut Linker<JobState>) -> wasmtime::Result<()> {
     use wasmtime_wasi::p2::bindings::clocks::wall_clock::Datetime;
+    use wasmtime_wasi::p2::bindings::sockets::ip_name_lookup::{Host as _, ResolveAddressStream};
+    use wasmtime_wasi::p2::bindings::sockets::network::{ErrorCode, Network};
+    use wasmtime_wasi::sockets::WasiSocketsView as _;
 
     linker.allow_shadowing(true);
     let mut clock = linker.instance(&format!("wasi:clocks/wall-clock@{WASI_VERSION}"))?;
@@ -109,6 +141,33 @@ fn gate_capabilities(linker: &mut Linker<JobState>) -> wasmtime::Result<()> {
     clock.func_wrap("resolution", |_store: StoreContextMut<'_, JobState>, (): ()| {
         Ok((Datetime { seconds: 0, nanoseconds: 1 },))
     })?;
+    for version in CHARD_VERSIONS {
+        let mut host = linker.instance(&format!("chard:task/host@{version}"))?;
+        host.func_wrap("now-ms", |store: StoreContextMut<'_, JobState>, (): ()| {
+            let state = store.data();
+            if !state.grants.wall_clock {
+                return Err(state.denied("the wall clock", "wall_clock"));
+            }
+            Ok((super::job::unix_millis(),))
+        })?;
+    }
+    let mut lookup = linker.instance(&format!("wasi:sockets/ip-name-lookup@{WASI_VERSION}"))?;
+    lookup.func_wrap(
+        "resolve-addresses",
+        |mut store: StoreContextMut<'_, JobState>, (network, name): (Resource<Network>, String)| {
+            let state = store.data_mut();
+            if !state.grants.may_look_up(&name) {
+                tracing::debug!(name, "name lookup outside the network grant refused");
+                return Ok((Err(ErrorCode::PermanentResolverFailure),));
+            }
+            let result: Result<Resource<ResolveAddressStream>, ErrorCode> =
+                match state.sockets().resolve_addresses(network, name) {
+                    Ok(stream) => Ok(stream),
+                    Err(error) => Err(error.downcast()?),
+                };
+            Ok((result,))
+        },
+    )?;
     linker.allow_shadowing(false);
     Ok(())
 }

@@ -1,4 +1,8 @@
 //! One job: a fresh `Store` and instance, limits, and the call itself.
+//!
+//! What a job may do beyond computing comes in as [`Services`] (supplied by
+//! the worker, each behind a manifest grant) and goes out as [`Effects`]
+//! (what it sent or asked to be replaced with), returned with its outcome.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -8,14 +12,24 @@ use wasmtime::{ResourceLimiter, Store, UpdateDeadline};
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{ResourceTable, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
-use super::bindings::chard::task::host::{self, Level};
-use super::bindings::chard::task::types::TaskError;
+use super::bindings::{v0_1, v0_2};
+use super::canvas::{Prepared, TaskSender};
+use super::keyvalue::KeyValueStore;
 use super::manifest::{DirMode, Grants};
-use super::outcome::{Failure, Outcome, RetryRequest};
+use super::outcome::Outcome;
 use super::plugin::Plugin;
+use super::progress::ProgressSink;
 
 /// Guest stdout/stderr kept per job (then logged); writes past this fail.
 const OUTPUT_CAPACITY: usize = 64 << 10;
+
+/// Bytes of `host.log` lines one job may write; past it, one line says the
+/// rest was dropped. A guest (or an argument it echoes) cannot flood the
+/// worker's log.
+const LOG_CAPACITY: usize = 64 << 10;
+
+/// Longest single `host.log` line (message and fields) kept.
+const LOG_LINE: usize = 4 << 10;
 
 /// What `wasi:random/random` cycles through for a plugin without `random = true`.
 const UNGRANTED_RANDOM: [u8; 16] = *b"chard:no-random!";
@@ -46,6 +60,35 @@ pub struct JobRequest<'a> {
     pub time_limit: Option<Duration>,
     pub memory_limit_bytes: u64,
     pub cancellation: Option<Cancellation>,
+    pub services: Services,
+}
+
+/// What the worker lends a job; `None` where there is no Redis (`host
+/// call`): the guest's call then fails with a clear error.
+#[derive(Clone, Default)]
+pub struct Services {
+    pub progress: Option<Arc<dyn ProgressSink>>,
+    pub sender: Option<Arc<dyn TaskSender>>,
+    pub keyvalue: Option<Arc<dyn KeyValueStore>>,
+}
+
+/// What a job asked for besides its result; the worker acts on it only if
+/// the job succeeded.
+#[derive(Default)]
+pub struct Effects {
+    /// Prepared by `send`, in call order.
+    pub sent: Vec<Prepared>,
+    /// The signature given to `replace`.
+    pub replacement: Option<serde_json::Value>,
+}
+
+/// A finished job: how it ended and what it asked for.
+pub struct Finished {
+    pub outcome: Outcome,
+    pub effects: Effects,
+    /// How long creating the instance took (`None` if it failed before
+    /// that), for the worker's metrics.
+    pub instantiation: Option<Duration>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -63,9 +106,15 @@ pub struct JobState {
     memory_limit_bytes: u64,
     memory_exceeded: bool,
     interrupted: Option<Interruption>,
-    plugin: Arc<str>,
-    task_id: String,
+    pub(crate) plugin: Arc<str>,
+    pub(crate) task_id: String,
     task_name: String,
+    /// `host.log` bytes this job wrote so far (see `LOG_CAPACITY`).
+    logged_bytes: usize,
+    pub(crate) services: Services,
+    /// The running job's context (`None` while listing tasks).
+    pub(crate) context: Option<Arc<super::JobContext>>,
+    pub(crate) effects: Effects,
 }
 
 impl WasiView for JobState {
@@ -88,25 +137,63 @@ impl ResourceLimiter for JobState {
     }
 }
 
-impl host::Host for JobState {
-    fn log(&mut self, level: Level, message: String, fields: Vec<(String, String)>) {
+impl JobState {
+    /// A guest's log line (0 = trace ... 4 = error).
+    fn log_line(&mut self, level: u8, message: &str, fields: &[(String, String)]) {
         let fields = fields.iter().map(|(key, value)| format!(" {key}={value}")).collect::<String>();
+        let size = message.len() + fields.len();
+        self.logged_bytes = self.logged_bytes.saturating_add(size);
         let (plugin, task, id) = (&*self.plugin, &self.task_name, &self.task_id);
+        if self.logged_bytes > LOG_CAPACITY {
+            if self.logged_bytes - size <= LOG_CAPACITY {
+                tracing::warn!(plugin, task, id, "log output over {LOG_CAPACITY} bytes for this job: the rest is dropped");
+            }
+            return;
+        }
+        let mut line = format!("{message}{fields}");
+        if line.len() > LOG_LINE {
+            let mut end = LOG_LINE;
+            while !line.is_char_boundary(end) {
+                end -= 1;
+            }
+            line.truncate(end);
+            line.push_str("… (truncated)");
+        }
         match level {
-            Level::Trace => tracing::trace!(plugin, task, id, "{message}{fields}"),
-            Level::Debug => tracing::debug!(plugin, task, id, "{message}{fields}"),
-            Level::Info => tracing::info!(plugin, task, id, "{message}{fields}"),
-            Level::Warn => tracing::warn!(plugin, task, id, "{message}{fields}"),
-            Level::Error => tracing::error!(plugin, task, id, "{message}{fields}"),
+            0 => tracing::trace!(plugin, task, id, "{line}"),
+            1 => tracing::debug!(plugin, task, id, "{line}"),
+            2 => tracing::info!(plugin, task, id, "{line}"),
+            3 => tracing::warn!(plugin, task, id, "{line}"),
+            _ => tracing::error!(plugin, task, id, "{line}"),
         }
     }
+}
 
+impl v0_2::chard::task::host::Host for JobState {
+    fn log(&mut self, level: v0_2::chard::task::host::Level, message: String, fields: Vec<(String, String)>) -> wasmtime::Result<()> {
+        self.log_line(level as u8, &message, &fields);
+        Ok(())
+    }
+
+    fn now_ms(&mut self) -> wasmtime::Result<u64> {
+        Ok(unix_millis())
+    }
+}
+
+impl v0_1::chard::task::host::Host for JobState {
+    fn log(&mut self, level: v0_1::chard::task::host::Level, message: String, fields: Vec<(String, String)>) {
+        self.log_line(level as u8, &message, &fields);
+    }
+
+    /// Never called: `engine::gate_capabilities` replaces it with one that
+    /// checks the wall-clock grant (this signature cannot trap).
     fn now_ms(&mut self) -> u64 {
         unix_millis()
     }
 }
 
-impl super::bindings::chard::task::types::Host for JobState {}
+impl v0_2::chard::task::types::Host for JobState {}
+impl v0_1::chard::task::types::Host for JobState {}
 
 impl JobState {
     /// The trap a guest gets for using a capability it was not granted.
@@ -159,6 +246,10 @@ pub(crate) fn new_store(
         plugin: plugin.name_arc(),
         task_id,
         task_name,
+        logged_bytes: 0,
+        services: Services::default(),
+        context: None,
+        effects: Effects::default(),
     };
     let mut store = Store::new(plugin.runtime().engine(), state);
     store.limiter(|state| state);
@@ -199,14 +290,18 @@ fn grant(builder: &mut WasiCtxBuilder, grants: &Grants, plugin: &str) {
 }
 
 /// Runs `request` in a fresh instance of `plugin`.
-pub(crate) fn run(plugin: &Plugin, request: JobRequest<'_>) -> Outcome {
+pub(crate) fn run(plugin: &Plugin, request: JobRequest<'_>) -> Finished {
     let (mut store, stdout, stderr) = new_store(
         plugin,
         request.memory_limit_bytes,
         request.context.task_id.clone(),
         request.context.task_name.clone(),
     );
-    let deadline = request.time_limit.map(|limit| Instant::now() + limit);
+    let context = Arc::new(request.context);
+    store.data_mut().services = request.services;
+    store.data_mut().context = Some(context.clone());
+    // A limit too far to be an instant is no limit.
+    let deadline = request.time_limit.and_then(|limit| Instant::now().checked_add(limit));
     let cancellation = request.cancellation.clone();
     store.set_epoch_deadline(1);
     store.epoch_deadline_callback(move |mut store| {
@@ -222,39 +317,23 @@ pub(crate) fn run(plugin: &Plugin, request: JobRequest<'_>) -> Outcome {
         Ok(UpdateDeadline::Continue(1))
     });
 
-    let result = plugin
-        .pre()
-        .instantiate(&mut store)
-        .and_then(|instance| {
-            instance.chard_task_tasks().call_run(
-                &mut store,
-                request.task,
-                request.args,
-                request.kwargs,
-                &request.context,
-            )
-        });
-    let state = store.data();
+    let mut instantiation = None;
+    let result = plugin.pre().run(&mut store, request.task, request.args, request.kwargs, &context, &mut instantiation);
+    let state = store.data_mut();
     log_output(&state.plugin, &state.task_id, "stdout", &stdout);
     log_output(&state.plugin, &state.task_id, "stderr", &stderr);
-    match result {
+    let effects = std::mem::take(&mut state.effects);
+    let outcome = match result {
         Ok(Ok(json)) => Outcome::Succeeded { json },
-        Ok(Err(TaskError::Failed(failure))) => Outcome::Failed(Failure {
-            exception_type: failure.exception_type.unwrap_or_else(|| "Exception".to_string()),
-            message: failure.message,
-        }),
-        Ok(Err(TaskError::Retry(retry))) => Outcome::Retry(RetryRequest {
-            countdown: retry.countdown_ms.map(Duration::from_millis),
-            reason: retry.reason,
-            max_retries: retry.max_retries,
-        }),
+        Ok(Err(outcome)) => outcome,
         Err(error) => match state.interrupted {
             Some(Interruption::TimeLimit) => Outcome::TimedOut { limit: request.time_limit.unwrap_or_default() },
             Some(Interruption::Cancelled) => Outcome::Terminated,
             None if state.memory_exceeded => Outcome::OutOfMemory { limit_bytes: state.memory_limit_bytes },
             None => Outcome::Trapped { message: trap_message(&error, &stderr) },
         },
-    }
+    };
+    Finished { outcome, effects, instantiation }
 }
 
 /// The trap itself, plus the guest's last line on stderr: for a Rust panic

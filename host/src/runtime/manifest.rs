@@ -15,6 +15,8 @@
 //!   manifest) is loaded, not per job. A changed value needs a reload, which
 //!   touching the manifest triggers.
 //! - **Durations are seconds**, as in Celery (`time_limit = 30`, `0.5`).
+//! - **The worker's policy has the last word** (see `policy`): what the
+//!   manifest asks for is checked against it before anything is resolved.
 
 use std::collections::BTreeMap;
 use std::net::{SocketAddr, ToSocketAddrs};
@@ -23,7 +25,9 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use super::origin::Origin;
 use super::plugin::TaskDefaults;
+use super::policy::Policy;
 
 /// A manifest that could not be used, with where and why.
 #[derive(Debug, thiserror::Error)]
@@ -43,6 +47,9 @@ pub struct Manifest {
     defaults: TaskOverrides,
     tasks: BTreeMap<String, TaskOverrides>,
     pub grants: Grants,
+    /// What the `[capabilities]` table asked for, as written (directories
+    /// made absolute): what the worker's policy is checked against.
+    pub requested: Requested,
     /// Where it came from and its text, to point at lines in later checks.
     source: Option<(PathBuf, String)>,
 }
@@ -62,17 +69,33 @@ pub struct Grants {
     pub dirs: Vec<DirGrant>,
     /// Socket addresses the plugin may connect to (host names resolved).
     pub network: Vec<SocketAddr>,
+    /// Host names the plugin may look up (`wasi:sockets/ip-name-lookup`):
+    /// the hosts of its `network` entries, lowercase.
+    pub lookup_names: Vec<String>,
     /// `wasi:clocks/wall-clock` (the monotonic clock is always there: it
     /// only measures durations).
     pub wall_clock: bool,
     /// `wasi:random/random`, the secure generator (the insecure seed that
     /// hash tables use is always there).
     pub random: bool,
+    /// `chard:task/progress`: `update-state` (Celery's custom states).
+    pub progress: bool,
+    /// `chard:task/canvas`: sending and replacing tasks.
+    pub send: bool,
+    /// `chard:task/keyvalue`: the plugin's own key-value store.
+    pub keyvalue: bool,
 }
 
 impl Grants {
     pub fn is_empty(&self) -> bool {
         *self == Self::default()
+    }
+
+    /// Whether the plugin may look `name` up: a host of its `network`
+    /// grant, or an IP literal (which needs no lookup).
+    pub fn may_look_up(&self, name: &str) -> bool {
+        let bare = name.trim_start_matches('[').trim_end_matches(']');
+        bare.parse::<std::net::IpAddr>().is_ok() || self.lookup_names.iter().any(|allowed| allowed.eq_ignore_ascii_case(bare))
     }
 
     /// One line for logs and listings: `env(API_TOKEN) dir(/data:ro) wall_clock`.
@@ -91,8 +114,10 @@ impl Grants {
         if self.wall_clock {
             parts.push("wall_clock".into());
         }
-        if self.random {
-            parts.push("random".into());
+        for (granted, name) in [(self.random, "random"), (self.progress, "progress"), (self.send, "send"), (self.keyvalue, "keyvalue")] {
+            if granted {
+                parts.push(name.into());
+            }
         }
         if parts.is_empty() {
             "none".into()
@@ -100,6 +125,19 @@ impl Grants {
             parts.join(" ")
         }
     }
+}
+
+/// The `[capabilities]` table as written, before anything is resolved on
+/// this machine; relative directories are made absolute (relative to the
+/// manifest).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Requested {
+    pub env: Vec<String>,
+    pub dirs: Vec<DirGrant>,
+    /// `host:port` entries as written.
+    pub network: Vec<String>,
+    pub wall_clock: bool,
+    pub random: bool,
 }
 
 /// A host directory made visible to the plugin.
@@ -147,6 +185,12 @@ struct CapabilitiesFile {
     wall_clock: bool,
     #[serde(default)]
     random: bool,
+    #[serde(default)]
+    progress: bool,
+    #[serde(default)]
+    send: bool,
+    #[serde(default)]
+    keyvalue: bool,
 }
 
 /// Per-task settings; each one set here wins over the plugin's own default.
@@ -180,12 +224,13 @@ impl Manifest {
         wasm.with_extension("toml")
     }
 
-    /// Reads and validates the manifest beside `wasm`; no file is an empty
-    /// manifest (nothing granted, no overrides).
-    pub fn load_for(wasm: &Path) -> Result<Self, ManifestError> {
+    /// Reads and validates the manifest beside `wasm`, checks what it asks
+    /// for against `policy` for a plugin of `origin`, then resolves its
+    /// grants; no file is an empty manifest (nothing granted, no overrides).
+    pub fn load_for(wasm: &Path, policy: &Policy, origin: Origin) -> Result<Self, ManifestError> {
         let path = Self::path_for(wasm);
         match std::fs::read_to_string(&path) {
-            Ok(text) => Self::parse(&path, &text),
+            Ok(text) => Self::parse_with(&path, &text, Some((policy, origin))),
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(Self::default()),
             Err(error) => Err(ManifestError { path, line: 0, message: format!("cannot read: {error}") }),
         }
@@ -194,17 +239,19 @@ impl Manifest {
     /// Parses `text` (read from `path`, which error messages name) and
     /// resolves its grants on this machine.
     pub fn parse(path: &Path, text: &str) -> Result<Self, ManifestError> {
-        Self::parse_with(path, text, true)
+        Self::parse_with(path, text, Some((&Policy::default(), Origin::Local)))
     }
 
     /// Checks everything that does not depend on the machine the plugin
     /// will run on (syntax, keys, values), without resolving grants: what
     /// `host deploy` can check before shipping a manifest to other hosts.
     pub fn parse_portable(path: &Path, text: &str) -> Result<Self, ManifestError> {
-        Self::parse_with(path, text, false)
+        Self::parse_with(path, text, None)
     }
 
-    fn parse_with(path: &Path, text: &str, resolve: bool) -> Result<Self, ManifestError> {
+    /// With `resolve`, the policy to check against before grants are
+    /// resolved; without, grants are only checked for form.
+    fn parse_with(path: &Path, text: &str, resolve: Option<(&Policy, Origin)>) -> Result<Self, ManifestError> {
         let file: File = parse_toml(path, text)?;
         let error = |needle: &str, message: String| ManifestError {
             path: path.to_path_buf(),
@@ -220,12 +267,21 @@ impl Manifest {
                 message: format!("[{table}] {key}: {message}"),
             })?;
         }
-        let grants = resolve_grants(&file.capabilities, path, resolve).map_err(|(needle, message)| error(&needle, message))?;
+        let requested = file.capabilities.requested(path);
+        if let Some(allowance) = resolve.and_then(|(policy, origin)| policy.allowance(origin).map(|allowance| (allowance, origin))) {
+            allowance.0.check(&requested, allowance.1).map_err(|refusal| {
+                let needle = if text.contains(&refusal.needle) { refusal.needle } else { "[capabilities]".to_string() };
+                error(&needle, refusal.message)
+            })?;
+        }
+        let grants = resolve_grants(&file.capabilities, &requested, path, resolve.is_some())
+            .map_err(|(needle, message)| error(&needle, message))?;
         Ok(Self {
             version: file.version,
             defaults: file.defaults,
             tasks: file.tasks,
             grants,
+            requested,
             source: Some((path.to_path_buf(), text.to_string())),
         })
     }
@@ -285,7 +341,9 @@ impl TaskOverrides {
     }
 
     fn apply(&self, mut defaults: TaskDefaults) -> TaskDefaults {
-        let seconds = |value: Option<f64>| value.map(Duration::from_secs_f64);
+        // Validated finite and not negative; absurdly large values saturate.
+        let duration = |value: f64| Duration::try_from_secs_f64(value).unwrap_or(Duration::MAX);
+        let seconds = |value: Option<f64>| value.map(duration);
         defaults.queue = self.queue.clone().or(defaults.queue);
         defaults.time_limit = seconds(self.time_limit).or(defaults.time_limit);
         defaults.soft_time_limit = seconds(self.soft_time_limit).or(defaults.soft_time_limit);
@@ -299,7 +357,7 @@ impl TaskOverrides {
         match self.retry_backoff {
             Some(Backoff::Enabled(true)) => defaults.retry_backoff = Some(Duration::from_secs(1)),
             Some(Backoff::Enabled(false)) => defaults.retry_backoff = None,
-            Some(Backoff::Seconds(value)) => defaults.retry_backoff = Some(Duration::from_secs_f64(value)),
+            Some(Backoff::Seconds(value)) => defaults.retry_backoff = Some(duration(value)),
             None => {}
         }
         defaults.retry_backoff_max = seconds(self.retry_backoff_max).or(defaults.retry_backoff_max);
@@ -308,10 +366,35 @@ impl TaskOverrides {
     }
 }
 
+impl CapabilitiesFile {
+    fn requested(&self, manifest: &Path) -> Requested {
+        let dirs = self
+            .dirs
+            .iter()
+            .map(|dir| DirGrant {
+                host: if dir.host.is_relative() { manifest.parent().unwrap_or(Path::new(".")).join(&dir.host) } else { dir.host.clone() },
+                ..dir.clone()
+            })
+            .collect();
+        Requested {
+            env: self.env.clone(),
+            dirs,
+            network: self.network.clone(),
+            wall_clock: self.wall_clock,
+            random: self.random,
+        }
+    }
+}
+
 /// Turns the `[capabilities]` table into grants; errors carry a needle to
 /// find their line by. Without `resolve`, only checks what it can without
 /// looking at this machine, and grants nothing.
-fn resolve_grants(capabilities: &CapabilitiesFile, manifest: &Path, resolve: bool) -> Result<Grants, (String, String)> {
+fn resolve_grants(
+    capabilities: &CapabilitiesFile,
+    requested: &Requested,
+    manifest: &Path,
+    resolve: bool,
+) -> Result<Grants, (String, String)> {
     let bad = |entry: &String, why: String| (entry.clone(), format!("capabilities.network: {entry:?}: {why}"));
     if !resolve {
         for entry in &capabilities.network {
@@ -327,13 +410,9 @@ fn resolve_grants(capabilities: &CapabilitiesFile, manifest: &Path, resolve: boo
         }
     }
     let mut dirs = Vec::new();
-    for dir in &capabilities.dirs {
-        let needle = dir.host.display().to_string();
-        let host = if dir.host.is_relative() {
-            manifest.parent().unwrap_or(Path::new(".")).join(&dir.host)
-        } else {
-            dir.host.clone()
-        };
+    for (dir, written) in requested.dirs.iter().zip(&capabilities.dirs) {
+        let needle = written.host.display().to_string();
+        let host = dir.host.clone();
         if !host.is_dir() {
             return Err((needle, format!("capabilities.dirs: {} is not a directory", host.display())));
         }
@@ -343,12 +422,24 @@ fn resolve_grants(capabilities: &CapabilitiesFile, manifest: &Path, resolve: boo
         dirs.push(DirGrant { host, guest: dir.guest.clone(), mode: dir.mode });
     }
     let mut network = Vec::new();
+    let mut lookup_names = Vec::new();
     for entry in &capabilities.network {
         let (host, port) = host_and_port(entry).map_err(|why| bad(entry, why))?;
+        lookup_names.push(host.to_ascii_lowercase());
         let addresses = (host, port).to_socket_addrs().map_err(|error| bad(entry, format!("cannot resolve: {error}")))?;
         network.extend(addresses);
     }
-    Ok(Grants { env, dirs, network, wall_clock: capabilities.wall_clock, random: capabilities.random })
+    Ok(Grants {
+        env,
+        dirs,
+        network,
+        lookup_names,
+        wall_clock: capabilities.wall_clock,
+        random: capabilities.random,
+        progress: capabilities.progress,
+        send: capabilities.send,
+        keyvalue: capabilities.keyvalue,
+    })
 }
 
 /// `host:port` or `[v6]:port`, split.
@@ -379,7 +470,7 @@ fn line_of_key(text: &str, table: &str, key: &str) -> usize {
 }
 
 /// 1-based line of the first occurrence of `needle` (0 if absent).
-fn line_of(text: &str, needle: &str) -> usize {
+pub(super) fn line_of(text: &str, needle: &str) -> usize {
     text.find(needle).map(|at| line_at(text, at)).unwrap_or(0)
 }
 

@@ -21,33 +21,64 @@
 //!   cancellation are seen by the host and reported as distinct outcomes.
 
 mod cache;
+mod canvas;
 mod engine;
 mod job;
+mod keyvalue;
 mod manifest;
+mod origin;
 mod outcome;
 mod plugin;
+mod progress;
+mod policy;
 mod registry;
+mod wasm_kind;
 mod watch;
+mod world;
 
+pub use canvas::{Prepared, TaskSender};
 pub use engine::{default_cache_dir, EngineOptions, Runtime, TICK};
 pub use job::unix_millis;
-pub use job::{Cancellation, JobRequest};
+pub use job::{Cancellation, Effects, Finished, JobRequest, Services};
+pub use keyvalue::KeyValueStore;
 pub use outcome::{Failure, Outcome, RetryRequest};
-pub use manifest::{parse_toml, DirGrant, DirMode, Grants, Manifest, ManifestError};
+pub use manifest::{parse_toml, DirGrant, DirMode, Grants, Manifest, ManifestError, Requested};
+pub use origin::{origin_of, DeployRecord, Origin, Written, RECORD_FILE};
+pub use policy::{AllowedDir, Allowance, Policy, PolicyFile, Refusal};
 pub use plugin::{LoadError, Plugin, TaskDefaults, TaskInfo};
-pub use registry::{Registry, ResolveError};
-pub use watch::{watch, SharedRegistry, WatchHandle};
+pub use progress::ProgressSink;
+pub use registry::{empty_folder_hint, Registry, ResolveError};
+pub use watch::{watch, ReloadHook, SharedRegistry, WatchHandle};
 
-/// Bindings generated once from `wit/`, the contract every plugin targets.
+/// Bindings generated once per world, the contracts plugins target. A
+/// component is run with the bindings of the `tasks` interface it exports
+/// (see `world`).
 pub mod bindings {
-    wasmtime::component::bindgen!({
-        path: "../wit",
-        world: "plugin",
-    });
+    /// `chard:task@0.2.0` (`wit/chard.wit`): what the SDKs build today.
+    /// Imports are trappable: a capability the manifest does not grant
+    /// ends the job with a message, not an error value the guest could
+    /// swallow.
+    pub mod v0_2 {
+        wasmtime::component::bindgen!({
+            path: "../wit",
+            world: "plugin",
+            imports: { default: trappable },
+        });
+    }
+
+    /// `chard:task@0.1.0` (`wit/v0.1`), frozen: plugins built before 0.2.
+    pub mod v0_1 {
+        wasmtime::component::bindgen!({
+            path: "../wit/v0.1",
+            world: "plugin",
+        });
+    }
 }
 
-/// The request context a task sees (WIT `context`).
-pub use bindings::chard::task::types::Context as JobContext;
+/// The request context a task sees (WIT `context`, 0.2: the superset;
+/// a 0.1 plugin gets its subset).
+pub use bindings::v0_2::chard::task::types::Context as JobContext;
+pub use bindings::v0_2::chard::task::types::DeliveryInfo as JobDeliveryInfo;
 
 /// A context with only the id and name set; callers fill in the rest.
 pub fn job_context(task_id: &str, task_name: &str) -> JobContext {
@@ -68,5 +99,10 @@ pub fn job_context(task_id: &str, task_name: &str) -> JobContext {
         soft_deadline_ms: None,
         hostname: String::new(),
         headers: "{}".to_string(),
+        correlation_id: None,
+        reply_to: None,
+        delivery_info: JobDeliveryInfo { priority: None, routing_key: None, exchange: None, redelivered: false },
+        requested_time_limit_ms: None,
+        requested_soft_time_limit_ms: None,
     }
 }

@@ -12,6 +12,9 @@ pub enum Outcome {
     Failed(Failure),
     /// The task asked to be run again later.
     Retry(RetryRequest),
+    /// The task refused its message (Celery's `Reject`): back to the queue
+    /// with `requeue`, else acked and dropped.
+    Refused { requeue: bool, reason: Option<String> },
     /// The hard time limit passed and the guest was stopped.
     TimedOut { limit: Duration },
     /// The guest tried to grow its memory past the limit and then trapped.
@@ -33,6 +36,9 @@ pub struct Failure {
     /// Exception type, optionally module-qualified ("billing.errors.CardDeclined").
     pub exception_type: String,
     pub message: String,
+    /// The exception's args as a JSON array (Celery's `exc_message`), when
+    /// the task gave them; else `[message]`.
+    pub args: Option<Vec<serde_json::Value>>,
 }
 
 /// A retry requested by the task itself.
@@ -41,9 +47,23 @@ pub struct RetryRequest {
     pub countdown: Option<Duration>,
     pub reason: Option<String>,
     pub max_retries: Option<u32>,
+    /// What the job fails with once no retry is left (Celery's `retry(exc=)`).
+    pub exc: Option<Failure>,
+    /// ISO-8601 expiry of the retried message (Celery's `retry(expires=)`).
+    pub expires: Option<String>,
 }
 
 impl Failure {
+    /// A failure without explicit args.
+    pub fn new(exception_type: impl Into<String>, message: impl Into<String>) -> Self {
+        Self { exception_type: exception_type.into(), message: message.into(), args: None }
+    }
+
+    /// Celery's `exc_message`: the args, else `[message]`.
+    pub fn exc_message(&self) -> Vec<serde_json::Value> {
+        self.args.clone().unwrap_or_else(|| vec![serde_json::Value::String(self.message.clone())])
+    }
+
     /// Splits a qualified type into Celery's `(exc_module, exc_type)`; an
     /// unqualified one is a Python builtin.
     pub fn module_and_type(&self) -> (&str, &str) {
@@ -64,6 +84,11 @@ impl Outcome {
                 "task asked for a retry{}{}",
                 request.countdown.map(|c| format!(" in {:.3}s", c.as_secs_f64())).unwrap_or_default(),
                 request.reason.as_deref().map(|r| format!(": {r}")).unwrap_or_default()
+            ),
+            Outcome::Refused { requeue, reason } => format!(
+                "task rejected its message ({}){}",
+                if *requeue { "requeued" } else { "dropped" },
+                reason.as_deref().map(|r| format!(": {r}")).unwrap_or_default()
             ),
             Outcome::TimedOut { limit } => format!("time limit exceeded ({:.3}s)", limit.as_secs_f64()),
             Outcome::OutOfMemory { limit_bytes } => {

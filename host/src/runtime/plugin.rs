@@ -7,18 +7,26 @@ use std::time::Duration;
 
 use wasmtime::component::Component;
 
-use super::bindings::{chard::task::types, PluginPre};
+use super::bindings::v0_2::chard::task::types;
 use super::engine::Runtime;
-use super::job::{self, JobRequest};
+use super::job::{self, Finished, JobRequest};
 use super::manifest::{Grants, Manifest, ManifestError};
+use super::origin::origin_of;
 use super::outcome::Outcome;
+use super::policy::Refusal;
+use super::wasm_kind::{self, WasmKind};
+use super::world::WorldPre;
 
 /// Why a plugin could not be loaded.
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
     #[error("{path}: cannot read")]
     Read { path: PathBuf, source: std::io::Error },
-    #[error("{path}: not a WebAssembly component: {reason}")]
+    #[error("{path}: not a WebAssembly file (it lacks the \\0asm header); rebuild the plugin or remove the file")]
+    NotWasm { path: PathBuf },
+    #[error("{path}: a core WebAssembly module, not a component; build it for wasm32-wasip2 (cargo build --target wasm32-wasip2) or wrap it with `wasm-tools component new`")]
+    CoreModule { path: PathBuf },
+    #[error("{path}: not a valid WebAssembly component: {reason}")]
     NotAComponent { path: PathBuf, reason: String },
     #[error("{path}: does not fit the chard:task world: {reason}")]
     Link { path: PathBuf, reason: String },
@@ -28,6 +36,27 @@ pub enum LoadError {
     BadName { path: PathBuf, name: String },
     #[error(transparent)]
     Manifest(#[from] ManifestError),
+    #[error("{path}: refused by the worker's policy: {refusal}")]
+    Policy { path: PathBuf, refusal: Refusal },
+}
+
+impl LoadError {
+    /// The plugin the error is about: the file stem of its `.wasm` (a
+    /// manifest `<name>.toml` has the same stem).
+    pub fn plugin_name(&self) -> String {
+        let path = match self {
+            Self::Read { path, .. }
+            | Self::NotWasm { path }
+            | Self::CoreModule { path }
+            | Self::NotAComponent { path, .. }
+            | Self::Link { path, .. }
+            | Self::ListTasks { path, .. }
+            | Self::BadName { path, .. }
+            | Self::Policy { path, .. } => path,
+            Self::Manifest(error) => &error.path,
+        };
+        path.file_stem().map(|stem| stem.to_string_lossy().into_owned()).unwrap_or_default()
+    }
 }
 
 /// Defaults a plugin declared for a task, in host types.
@@ -46,6 +75,24 @@ pub struct TaskDefaults {
     pub retry_jitter: bool,
 }
 
+impl TaskDefaults {
+    /// The task's hard time limit, else the worker's. A task's
+    /// `time_limit = 0` means no limit, as the worker's `--time-limit 0`
+    /// does, rather than a limit that expires at once.
+    pub fn time_limit_or(&self, worker: Option<Duration>) -> Option<Duration> {
+        match self.time_limit {
+            Some(limit) if limit.is_zero() => None,
+            Some(limit) => Some(limit),
+            None => worker,
+        }
+    }
+
+    /// The task's soft time limit (0 means none).
+    pub fn soft_time_limit(&self) -> Option<Duration> {
+        self.soft_time_limit.filter(|limit| !limit.is_zero())
+    }
+}
+
 /// One task of a plugin.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TaskInfo {
@@ -60,7 +107,7 @@ pub struct Plugin {
     name: Arc<str>,
     path: PathBuf,
     runtime: Runtime,
-    pre: PluginPre<job::JobState>,
+    pre: WorldPre,
     tasks: Vec<TaskInfo>,
     /// Short content hash of the `.wasm`, shown to say which version runs.
     version: String,
@@ -74,12 +121,18 @@ pub struct Plugin {
 
 impl Plugin {
     /// Compiles and links the component at `path`, applies the manifest
-    /// beside it (`<name>.toml`, if any), then asks it for its tasks.
+    /// beside it (`<name>.toml`, if any), then asks it for its tasks. The
+    /// manifest and the tasks' limits must fit the runtime's policy for the
+    /// plugin's origin (see `policy`).
     pub fn load(runtime: &Runtime, path: &Path) -> Result<Self, LoadError> {
-        let manifest = Manifest::load_for(path)?;
+        let manifest = Manifest::load_for(path, runtime.policy(), origin_of(path))?;
         let manifest_hash = manifest.text().map(|text| content_hash(text.as_bytes()));
         let bytes = std::fs::read(path).map_err(|source| LoadError::Read { path: path.to_path_buf(), source })?;
         let mut plugin = Self::from_bytes(runtime, path, &bytes, manifest)?;
+        runtime
+            .policy()
+            .check_limits(&plugin.tasks)
+            .map_err(|refusal| LoadError::Policy { path: path.to_path_buf(), refusal })?;
         plugin.manifest_hash = manifest_hash;
         Ok(plugin)
     }
@@ -91,21 +144,39 @@ impl Plugin {
         if name.is_empty() || name.contains('.') {
             return Err(LoadError::BadName { path: path.to_path_buf(), name });
         }
-        let compile = || Component::new(runtime.engine(), bytes);
+        match wasm_kind::kind(bytes) {
+            WasmKind::NotWasm => return Err(LoadError::NotWasm { path: path.to_path_buf() }),
+            WasmKind::CoreModule => return Err(LoadError::CoreModule { path: path.to_path_buf() }),
+            WasmKind::Component => {}
+        }
+        // Compiling a Python or JavaScript plugin takes from seconds to
+        // minutes: say so before, and how long it took after.
+        let file = path.file_name().map(|file| file.to_string_lossy().into_owned()).unwrap_or_default();
+        let compile = || {
+            let why = match runtime.cache {
+                Some(_) => "first load; later starts use the cache",
+                None => "the compile cache is off",
+            };
+            tracing::info!("compiling {file} ({why})…");
+            let started = std::time::Instant::now();
+            let component = Component::new(runtime.engine(), bytes)?;
+            tracing::info!("compiled {file} in {:.1}s", started.elapsed().as_secs_f64());
+            Ok(component)
+        };
         let compiled = match &runtime.cache {
             Some(cache) => cache.load_or_compile(bytes, compile),
             None => compile(),
         };
         let component = compiled.map_err(|error| LoadError::NotAComponent {
             path: path.to_path_buf(),
-            reason: first_line(&error),
+            reason: one_line(&error),
         })?;
         let instance_pre = runtime.linker.instantiate_pre(&component).map_err(|error| LoadError::Link {
             path: path.to_path_buf(),
-            reason: first_line(&error),
+            reason: one_line(&error),
         })?;
-        let pre = PluginPre::new(instance_pre)
-            .map_err(|error| LoadError::Link { path: path.to_path_buf(), reason: first_line(&error) })?;
+        let pre = WorldPre::new(instance_pre)
+            .map_err(|error| LoadError::Link { path: path.to_path_buf(), reason: one_line(&error) })?;
         let mut plugin = Self {
             name: name.into(),
             path: path.to_path_buf(),
@@ -129,18 +200,28 @@ impl Plugin {
     fn list_tasks(&self) -> Result<Vec<TaskInfo>, String> {
         let (mut store, _stdout, stderr) = job::new_store(self, 64 << 20, String::new(), "list-tasks".into());
         store.set_epoch_deadline(500); // a plugin that hangs while listing is broken
-        let instance = self.pre.instantiate(&mut store).map_err(|error| first_line(&error))?;
-        let tasks = instance.chard_task_tasks().call_list_tasks(&mut store).map_err(|error| {
+        self.pre.list_tasks(&mut store).map_err(|error| {
             let output = stderr.contents();
             let detail = String::from_utf8_lossy(&output);
             format!("{} {}", error.root_cause(), detail.trim())
-        })?;
-        Ok(tasks.into_iter().map(TaskInfo::from).collect())
+        })
     }
 
-    /// Runs one job in a fresh instance.
+    /// Runs one job in a fresh instance; what it sent is dropped (see
+    /// [`Plugin::run_job`]).
     pub fn run(&self, request: JobRequest<'_>) -> Outcome {
+        job::run(self, request).outcome
+    }
+
+    /// Runs one job in a fresh instance: its outcome, its effects, and how
+    /// long creating the instance took.
+    pub fn run_job(&self, request: JobRequest<'_>) -> Finished {
         job::run(self, request)
+    }
+
+    /// The `chard:task` world the plugin was built against: "0.2" or "0.1".
+    pub fn world(&self) -> &'static str {
+        self.pre.version()
     }
 
     pub fn name(&self) -> &str {
@@ -194,7 +275,7 @@ impl Plugin {
         &self.runtime
     }
 
-    pub(crate) fn pre(&self) -> &PluginPre<job::JobState> {
+    pub(crate) fn pre(&self) -> &WorldPre {
         &self.pre
     }
 }
@@ -224,9 +305,10 @@ impl From<types::TaskInfo> for TaskInfo {
     }
 }
 
-fn first_line(error: &wasmtime::Error) -> String {
-    let text = format!("{error:#}");
-    text.lines().next().unwrap_or_default().to_string()
+/// The whole error chain on one line: a log line or an `error:` line must
+/// not end mid-sentence where wasmtime's text wraps.
+fn one_line(error: &wasmtime::Error) -> String {
+    format!("{error:#}").split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 /// SHA-256 of the bytes, first 12 hex digits: enough to tell versions apart

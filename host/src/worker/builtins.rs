@@ -69,7 +69,7 @@ pub(super) fn run<B>(shared: &Arc<Shared<B>>, job: &Job, builtin: Builtin) -> (O
 }
 
 fn bad(message: &str) -> Outcome {
-    Outcome::Failed(Failure { exception_type: "TypeError".into(), message: message.into() })
+    Outcome::Failed(Failure::new("TypeError", message))
 }
 
 fn parse_task_and_items(task: Option<Value>, items: Option<Value>) -> Result<(Signature, Vec<Value>), Outcome> {
@@ -106,6 +106,7 @@ fn map<B>(shared: &Arc<Shared<B>>, job: &Job, task: &Signature, items: Vec<Value
             time_limit: limits.time_limit,
             memory_limit_bytes: limits.memory_limit_bytes,
             cancellation: Some(job.cancellation.clone()),
+            services: Default::default(),
         });
         match outcome {
             Outcome::Succeeded { json } => results.push(serde_json::from_str(&json).unwrap_or(Value::Null)),

@@ -1,13 +1,19 @@
 //! The completer: writes finished jobs in batches, in the order that keeps
 //! at-least-once delivery: follow-ups, results, chord joins, then acks.
+//!
+//! Each step goes through `persist`: transient Redis errors are retried
+//! until Redis is back; a write Redis refuses for good fails only the job
+//! it belongs to (FAILURE `RedisCommandError` naming the key), and the rest
+//! of the batch is written and acked.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Duration;
 
-use super::plan;
+use super::job::Job;
+use super::persist::{persist, write_isolating, Refusal};
+use super::plan::{self, ChordMember, Plan};
 use super::{Completion, Shared, COMPLETE_BATCH};
-use crate::backend::{ResultBackend, ResultWrite};
+use crate::backend::ResultBackend;
 use crate::broker::Broker;
 
 /// Writes finished jobs in batches: follow-ups, then results, then acks.
@@ -20,50 +26,24 @@ pub(super) async fn complete_loop<B: Broker, R: ResultBackend>(shared: Arc<Share
                 Err(_) => break,
             }
         }
-        let mut publish = Vec::new();
-        let mut writes: Vec<ResultWrite> = Vec::new();
-        let mut acks = Vec::new();
-        let mut requeue = Vec::new();
-        let mut chords = std::collections::VecDeque::new();
-        let mut chord_sizes = Vec::new();
-        let mut slots = 0;
+        let mut finished = Vec::new();
+        let mut requeued = Vec::new();
         for completion in batch {
             match completion {
-                Completion::Finished { job, plan } => {
-                    publish.extend(plan.publish);
-                    writes.extend(plan.writes);
-                    chords.extend(plan.chords);
-                    chord_sizes.extend(plan.chord_sizes);
-                    acks.extend(job.tag);
-                    slots += usize::from(job.holds_slot);
-                }
-                Completion::Requeue { job } => {
-                    requeue.extend(job.tag);
-                    slots += usize::from(job.holds_slot);
-                }
+                Completion::Finished { job, plan } => finished.push((job, plan)),
+                Completion::Requeue { job } => requeued.push(job),
             }
         }
-        let finished = acks.len() as u64;
-        let ttl = shared.settings.result_expires;
-        persist("record chord sizes", || backend.set_chord_sizes(&chord_sizes, ttl)).await;
-        persist("publish follow-up messages", || shared.broker.publish(&publish)).await;
-        persist("store results", || backend.store(&writes)).await;
-        // Firing a body can complete further chords (a failed body fails
-        // the chain after it, whose steps may belong to an outer chord).
-        while let Some(member) = chords.pop_front() {
-            let entries = persist("join chord", || backend.chord_join(&member.part)).await;
-            if !entries.is_empty() {
-                let firing = plan::fire_chord(&member, &entries, &shared.settings);
-                persist("record chord sizes", || backend.set_chord_sizes(&firing.chord_sizes, ttl)).await;
-                persist("publish chord body", || shared.broker.publish(&firing.publish)).await;
-                persist("store chord failure", || backend.store(&firing.writes)).await;
-                persist("finish chord", || backend.chord_done(&member.part.group_id)).await;
-                tracing::info!(group = %member.part.group_id, members = entries.len(), failed = !firing.writes.is_empty(), "chord complete");
-                chords.extend(firing.chords);
-            }
+        write_outcomes(&shared, &backend, &mut finished).await;
+        let jobs: Vec<&Job> = finished.iter().map(|(job, _)| job).chain(&requeued).collect();
+        let acks: Vec<String> = finished.iter().filter_map(|(job, _)| job.tag.clone()).collect();
+        let requeue: Vec<String> = requeued.iter().filter_map(|job| job.tag.clone()).collect();
+        if let Err(error) = persist("ack messages", || shared.broker.ack(&acks)).await {
+            tracing::error!(%error, count = acks.len(), "Redis refused the ack; the messages return after the visibility timeout");
         }
-        persist("ack messages", || shared.broker.ack(&acks)).await;
-        persist("requeue messages", || async { shared.broker.requeue(&requeue).await.map(|_| ()) }).await;
+        if let Err(error) = persist("requeue messages", || async { shared.broker.requeue(&requeue).await.map(|_| ()) }).await {
+            tracing::error!(%error, count = requeue.len(), "Redis refused the requeue; the messages return after the visibility timeout");
+        }
         {
             let mut held = shared.held.lock().unwrap();
             for tag in acks.iter().chain(&requeue) {
@@ -72,35 +52,108 @@ pub(super) async fn complete_loop<B: Broker, R: ResultBackend>(shared: Arc<Share
         }
         shared.events.jobs.finished(&acks);
         shared.events.jobs.forget(&requeue);
-        shared.processed.fetch_add(finished, Ordering::Relaxed);
-        shared.slots.add_permits(slots);
+        shared.processed.fetch_add(acks.len() as u64, Ordering::Relaxed);
+        shared.slots.add_permits(jobs.iter().filter(|job| job.holds_slot).count());
+        shared.held_bytes.fetch_sub(jobs.iter().map(|job| job.bytes).sum(), Ordering::SeqCst);
+        shared.bytes_freed.notify_one();
     }
 }
 
-/// Retries a Redis write until it succeeds: a result or an ack is never
-/// dropped because Redis was briefly away.
-async fn persist<T, F, Fut, E>(what: &str, mut attempt: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<T, E>>,
-    E: std::fmt::Display,
-{
-    let mut failures = 0u32;
-    loop {
-        match attempt().await {
-            Ok(value) => {
-                if failures > 0 {
-                    tracing::info!("{what}: succeeded after {failures} failed attempts");
-                }
-                return value;
-            }
-            Err(error) => {
-                failures += 1;
-                if failures == 1 || failures.is_power_of_two() {
-                    tracing::warn!(%error, attempt = failures, "cannot {what}; retrying");
-                }
-                tokio::time::sleep(Duration::from_millis(50u64 << failures.min(7)).min(Duration::from_secs(5))).await;
-            }
+/// Publishes the follow-ups, stores the results and joins the chords of
+/// `finished`. A job one of whose writes Redis refuses for good ends FAILURE
+/// instead, naming the key.
+async fn write_outcomes<B: Broker, R: ResultBackend>(shared: &Arc<Shared<B>>, backend: &R, finished: &mut [(Job, Plan)]) {
+    // What the follow-ups rely on (chord sizes of canvases a task sent)
+    // goes first, so no member can finish before its chord is known.
+    let (setup, owners) = take_each(finished, |plan| std::mem::take(&mut plan.setup));
+    let refused = write_isolating("store what follow-ups need", &setup, &owners, |write| &write.key, |batch| backend.store(batch)).await;
+    fail_refused(shared, finished, &refused);
+    let sizes: Vec<(String, u64)> = finished.iter_mut().flat_map(|(_, plan)| std::mem::take(&mut plan.chord_sizes)).collect();
+    if let Err(error) = persist("record chord sizes", || backend.set_chord_sizes(&sizes, shared.settings.result_expires)).await {
+        tracing::error!(%error, "cannot record the sizes of the chords being started");
+    }
+
+    let (messages, owners) = take_each(finished, |plan| std::mem::take(&mut plan.publish));
+    let refused =
+        write_isolating("publish follow-up messages", &messages, &owners, |(key, _)| key, |batch| shared.broker.publish(batch)).await;
+    fail_refused(shared, finished, &refused);
+
+    let (writes, owners) = take_each(finished, |plan| std::mem::take(&mut plan.writes));
+    let refused = write_isolating("store results", &writes, &owners, |write| &write.key, |batch| backend.store(batch)).await;
+    fail_refused(shared, finished, &refused);
+    for refusal in &refused {
+        // Store the FAILURE where the client waits (unless that key is the
+        // one Redis refuses).
+        let failure = std::mem::take(&mut finished[refusal.job].1.writes);
+        if let Err(error) = persist("store a refused job's failure", || backend.store(&failure)).await {
+            tracing::error!(%error, id = %finished[refusal.job].0.message.id, "cannot store the job's failure either");
         }
+    }
+
+    let ttl = shared.settings.result_expires;
+    // Firing a body can complete further chords (a failed body fails the
+    // chain after it, whose steps may belong to an outer chord).
+    let mut chords: std::collections::VecDeque<(usize, ChordMember)> = finished
+        .iter_mut()
+        .enumerate()
+        .flat_map(|(index, (_, plan))| std::mem::take(&mut plan.chords).into_iter().map(move |member| (index, member)))
+        .collect();
+    while let Some((index, member)) = chords.pop_front() {
+        let entries = match persist("join chord", || backend.chord_join(&member.part)).await {
+            Ok(entries) => entries,
+            Err(error) => {
+                let job = &finished[index].0;
+                let reason = format!("Redis refused the chord join of group {:?}: {error}", member.part.group_id);
+                tracing::error!(id = %job.message.id, "{reason}");
+                let failure = plan::refused(job, "RedisCommandError", &reason, &shared.settings);
+                if let Err(error) = persist("store a refused job's failure", || backend.store(&failure.writes)).await {
+                    tracing::error!(%error, id = %job.message.id, "cannot store the job's failure either");
+                }
+                continue;
+            }
+        };
+        if entries.is_empty() {
+            continue;
+        }
+        let firing = plan::fire_chord(&member, &entries, &shared.settings);
+        if let Err(error) = persist("record chord sizes", || backend.set_chord_sizes(&firing.chord_sizes, ttl)).await {
+            tracing::error!(%error, group = %member.part.group_id, "cannot record the sizes of the chords the body starts");
+        }
+        let body_refused = write_isolating("publish chord body", &firing.publish, &vec![0; firing.publish.len()], |(key, _)| key, |batch| shared.broker.publish(batch)).await;
+        for refusal in body_refused {
+            tracing::error!(group = %member.part.group_id, key = %refusal.key, "cannot publish the chord body: {}", refusal.error);
+        }
+        if let Err(error) = persist("store chord failure", || backend.store(&firing.writes)).await {
+            tracing::error!(%error, group = %member.part.group_id, "cannot store the chord's failure");
+        }
+        if let Err(error) = persist("finish chord", || backend.chord_done(&member.part.group_id)).await {
+            tracing::error!(%error, group = %member.part.group_id, "cannot mark the chord done");
+        }
+        tracing::info!(group = %member.part.group_id, members = entries.len(), failed = !firing.writes.is_empty(), "chord complete");
+        chords.extend(firing.chords.into_iter().map(|member| (index, member)));
+    }
+}
+
+/// Every job's items (taken out of its plan), flattened, with the index of
+/// the job each belongs to.
+fn take_each<T>(finished: &mut [(Job, Plan)], take: impl Fn(&mut Plan) -> Vec<T>) -> (Vec<T>, Vec<usize>) {
+    let mut items = Vec::new();
+    let mut owners = Vec::new();
+    for (index, (_, plan)) in finished.iter_mut().enumerate() {
+        let taken = take(plan);
+        owners.extend(std::iter::repeat_n(index, taken.len()));
+        items.extend(taken);
+    }
+    (items, owners)
+}
+
+/// Replaces the plan of each job with a refused write by a FAILURE naming
+/// the key Redis refused.
+fn fail_refused<B>(shared: &Shared<B>, finished: &mut [(Job, Plan)], refused: &[Refusal]) {
+    for refusal in refused {
+        let (job, plan) = &mut finished[refusal.job];
+        let reason = format!("Redis refused a write to key {:?}: {}", refusal.key, refusal.error);
+        tracing::error!(id = %job.message.id, task = %job.message.task, "{reason}");
+        *plan = plan::refused(job, "RedisCommandError", &reason, &shared.settings);
     }
 }

@@ -2,12 +2,13 @@
 //! route each delivery: refuse it (malformed, revoked, expired), hold it
 //! (ETA, rate limits) with its slot given back, or queue it for a thread.
 
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 
-use super::execute::finish_without_running;
+use super::execute::unless_stale;
 use super::job::Job;
 use super::{current_registry, parse_rate, plan, Completion, Shared, FETCH_BATCH};
 use crate::broker::{Broker, Delivery};
@@ -34,8 +35,23 @@ pub(super) async fn fetch_loop<B: Broker>(shared: Arc<Shared<B>>, jobs: flume::S
                 Err(_) => break,
             }
         }
+        // Then for room under the byte cap: what is held is freed as jobs
+        // are acked or requeued.
+        let budget = loop {
+            let held = shared.held_bytes.load(Ordering::SeqCst);
+            if held < shared.config.prefetch_bytes {
+                break shared.config.prefetch_bytes - held;
+            }
+            tokio::select! {
+                () = shared.bytes_freed.notified() => {}
+                _ = stop.wait_for(|stopping| *stopping) => {
+                    shared.slots.add_permits(wanted);
+                    return;
+                }
+            }
+        };
         let fetched = tokio::select! {
-            fetched = shared.broker.fetch(wanted) => fetched,
+            fetched = shared.broker.fetch(wanted, budget, shared.config.max_message_bytes) => fetched,
             _ = stop.wait_for(|stopping| *stopping) => {
                 shared.slots.add_permits(wanted);
                 return;
@@ -43,6 +59,12 @@ pub(super) async fn fetch_loop<B: Broker>(shared: Arc<Shared<B>>, jobs: flume::S
         };
         match fetched {
             Ok(deliveries) => {
+                if let Some(metrics) = &shared.metrics {
+                    metrics.health.redis_ok();
+                    if failures > 0 {
+                        metrics.redis_reconnected();
+                    }
+                }
                 if failures > 0 {
                     tracing::info!("broker reachable again: consuming");
                     failures = 0;
@@ -55,11 +77,16 @@ pub(super) async fn fetch_loop<B: Broker>(shared: Arc<Shared<B>>, jobs: flume::S
                     }
                     continue;
                 }
+                let bytes: usize = deliveries.iter().map(|delivery| delivery.body.len()).sum();
+                shared.held_bytes.fetch_add(bytes, Ordering::SeqCst);
                 for delivery in deliveries {
-                    dispatch(&shared, delivery, &jobs, &stop);
+                    dispatch_guarded(&shared, delivery, &jobs, &stop);
                 }
             }
             Err(error) => {
+                if let Some(metrics) = &shared.metrics {
+                    metrics.redis_error();
+                }
                 shared.slots.add_permits(wanted);
                 failures += 1;
                 if failures == 1 || failures.is_power_of_two() {
@@ -75,29 +102,44 @@ pub(super) async fn fetch_loop<B: Broker>(shared: Arc<Shared<B>>, jobs: flume::S
     }
 }
 
+/// [`dispatch`], with a panic turned into an ack (and a log line) instead
+/// of the end of the fetch loop: no message can stop the worker fetching.
+fn dispatch_guarded<B: Broker>(shared: &Arc<Shared<B>>, delivery: Delivery, jobs: &flume::Sender<Job>, stop: &watch::Receiver<bool>) {
+    let (tag, bytes) = (delivery.tag.clone(), delivery.body.len());
+    let dispatched = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| dispatch(shared, delivery, jobs, stop)));
+    if let Err(panic) = dispatched {
+        tracing::error!(tag = tag.as_deref().unwrap_or("-"), "receiving a message panicked ({}): acked without a result", panic_text(&*panic));
+        let job = Job::stub(tag, String::new(), String::new(), true, bytes);
+        let _ = shared.completions.send(Completion::Finished { job, plan: plan::Plan::default() });
+    }
+}
+
+/// The message of a caught panic.
+pub(super) fn panic_text(panic: &(dyn std::any::Any + Send)) -> &str {
+    panic.downcast_ref::<&str>().copied().or_else(|| panic.downcast_ref::<String>().map(String::as_str)).unwrap_or("no message")
+}
+
 /// Routes one delivery: refuse it, hold it for its ETA, or queue it to run.
 fn dispatch<B: Broker>(shared: &Arc<Shared<B>>, delivery: Delivery, jobs: &flume::Sender<Job>, stop: &watch::Receiver<bool>) {
     if let Some(tag) = &delivery.tag {
         shared.held.lock().unwrap().insert(tag.clone());
+    }
+    let bytes = delivery.body.len();
+    if let Some(size) = delivery.oversize {
+        too_large(shared, delivery, size);
+        return;
     }
     let message = match TaskMessage::parse(&delivery.body) {
         Ok(message) => message,
         Err(error) => {
             let preview: String = String::from_utf8_lossy(&delivery.body[..delivery.body.len().min(80)]).into();
             tracing::warn!(id = error.task_id.as_deref().unwrap_or("?"), "malformed message dropped: {error}; starts {preview:?}");
-            malformed(shared, delivery.tag, error);
+            malformed(shared, delivery.tag, error, bytes);
             return;
         }
     };
-    let job = Job { tag: delivery.tag, message, holds_slot: true, cancellation: Cancellation::default() };
-    if shared.revoked.contains(&job.message.id) {
-        finish_without_running(shared, job, |job, settings| plan::revoked(job, settings));
-        return;
-    }
-    if is_expired(&job.message) {
-        finish_without_running(shared, job, |job, settings| plan::expired(job, settings));
-        return;
-    }
+    let job = Job { tag: delivery.tag, message, holds_slot: true, bytes, cancellation: Cancellation::default(), ready_since: Instant::now() };
+    let Some(job) = unless_stale(shared, job) else { return };
     shared.events.received(job.tag.as_deref(), &job.message);
     let eta_wait = job
         .message
@@ -111,6 +153,14 @@ fn dispatch<B: Broker>(shared: &Arc<Shared<B>>, delivery: Delivery, jobs: &flume
         .map(|interval| shared.rate_limits.reserve(&job.message.task, interval))
         .unwrap_or_default();
     let global_rate = shared.config.global_rate_limits.get(&job.message.task).copied();
+    if super::delayed::worth_delaying(&shared.config, eta_wait) && job.tag.is_some() {
+        // Far off: wait in Redis, not here (see `delayed`). It keeps its
+        // prefetch slot until it is moved, so a flood of far ETAs is taken
+        // no faster than it can be moved out.
+        let due = crate::runtime::unix_millis().saturating_add(eta_wait.as_millis() as u64);
+        let _ = shared.delays.send((job, due));
+        return;
+    }
     let wait = eta_wait.max(rate_wait);
     if wait.is_zero() && global_rate.is_none() {
         if let Err(flume::SendError(job)) = jobs.send(job) {
@@ -123,7 +173,12 @@ fn dispatch<B: Broker>(shared: &Arc<Shared<B>>, delivery: Delivery, jobs: &flume
     shared.slots.add_permits(1);
     let mut job = job;
     job.holds_slot = false;
-    tokio::spawn(hold(shared.clone(), job, wait, global_rate, jobs.clone(), stop.clone()));
+    let counted = shared.metrics.as_ref().map(|metrics| super::observe::HeldGuard::new(metrics, eta_wait, rate_wait));
+    let held = hold(shared.clone(), job, wait, global_rate, jobs.clone(), stop.clone());
+    tokio::spawn(async move {
+        held.await;
+        drop(counted);
+    });
 }
 
 /// Waits out `wait` (ETA, per-worker rate limit), then a slot of the
@@ -162,6 +217,8 @@ async fn hold<B: Broker>(
         () = waited => false,
         _ = stop.wait_for(|stopping| *stopping) => true,
     };
+    let mut job = job;
+    job.ready_since = Instant::now();
     if stopped {
         let _ = shared.completions.send(Completion::Requeue { job });
     } else if let Err(flume::SendError(job)) = jobs.send(job) {
@@ -172,6 +229,9 @@ async fn hold<B: Broker>(
 /// The task's rate limit: the worker's `--rate-limit` first, then the
 /// plugin's default for the task.
 fn rate_interval<B>(shared: &Shared<B>, task: &str) -> Option<Duration> {
+    if let Some(set_remotely) = shared.rate_limits.override_for(task) {
+        return set_remotely;
+    }
     if let Some(interval) = shared.config.rate_limits.get(task) {
         return Some(*interval);
     }
@@ -184,23 +244,32 @@ pub(super) fn is_expired(message: &TaskMessage) -> bool {
     message.headers.expires.as_deref().and_then(parse_time).is_some_and(|expires| expires <= chrono::Utc::now())
 }
 
-fn malformed<B: Broker>(shared: &Arc<Shared<B>>, tag: Option<String>, error: crate::protocol::MessageError) {
-    let task_id = error.task_id.clone().unwrap_or_default();
-    let headers = crate::protocol::Headers { id: Some(task_id.clone()), task: error.task_name.clone(), ..Default::default() };
-    let message = TaskMessage {
-        id: task_id,
-        task: error.task_name.clone().unwrap_or_default(),
-        headers,
-        properties: Default::default(),
-        args: serde_json::value::RawValue::from_string("[]".into()).expect("literal"),
-        kwargs: serde_json::value::RawValue::from_string("{}".into()).expect("literal"),
-        embed: Default::default(),
-    };
-    let job = Job { tag, message, holds_slot: true, cancellation: Cancellation::default() };
+fn malformed<B: Broker>(shared: &Arc<Shared<B>>, tag: Option<String>, error: crate::protocol::MessageError, bytes: usize) {
+    if let Some(metrics) = &shared.metrics {
+        metrics.job_finished(error.task_name.as_deref().unwrap_or(""), crate::metrics::JobOutcome::rejected);
+    }
     let has_id = error.task_id.is_some();
+    let job = Job::stub(tag, error.task_id.unwrap_or_default(), error.task_name.unwrap_or_default(), true, bytes);
     let mut plan = plan::plan(&job, &Outcome::Rejected { reason: error.reason }, None, &shared.settings);
     if !has_id {
         plan.writes.clear(); // nowhere to store it
+    }
+    let _ = shared.completions.send(Completion::Finished { job, plan });
+}
+
+/// A message over `--max-message-size`: its body stayed in Redis; the ends
+/// that were read name the job, which fails as MessageTooLarge. The ack
+/// drops the message.
+fn too_large<B: Broker>(shared: &Arc<Shared<B>>, delivery: Delivery, size: usize) {
+    let (id, task) = crate::protocol::ids_in_excerpt(&delivery.body);
+    let limit = shared.config.max_message_bytes;
+    tracing::warn!(id = id.as_deref().unwrap_or("?"), size, limit, "message over --max-message-size dropped");
+    let has_id = id.is_some();
+    let job = Job::stub(delivery.tag, id.unwrap_or_default(), task.unwrap_or_default(), true, delivery.body.len());
+    let reason = format!("message is {size} bytes, over the {limit}-byte cap (--max-message-size)");
+    let mut plan = plan::refused(&job, "MessageTooLarge", &reason, &shared.settings);
+    if !has_id {
+        plan.writes.clear();
     }
     let _ = shared.completions.send(Completion::Finished { job, plan });
 }

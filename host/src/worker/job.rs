@@ -2,11 +2,11 @@
 //! from the message, the task's defaults and the worker's configuration.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::config::JobLimits;
-use crate::protocol::TaskMessage;
-use crate::runtime::{job_context, Cancellation, JobContext, TaskInfo};
+use crate::protocol::{bounds, TaskMessage};
+use crate::runtime::{job_context, Cancellation, JobContext, JobDeliveryInfo, TaskInfo};
 
 /// One received message on its way through the worker.
 pub struct Job {
@@ -16,7 +16,13 @@ pub struct Job {
     /// Whether this job holds a prefetch slot (ETA jobs give theirs back
     /// while they wait, as Celery's do).
     pub holds_slot: bool,
+    /// Bytes of the message, counted against `--prefetch-size` until the
+    /// job is acked or requeued.
+    pub bytes: usize,
     pub cancellation: Cancellation,
+    /// Since when it could run: its fetch, or the end of its ETA or
+    /// rate-limit wait. Its queue wait ends when it starts.
+    pub ready_since: Instant,
 }
 
 /// Effective limits for one job: message header, then task default, then
@@ -27,12 +33,14 @@ pub struct EffectiveLimits {
     pub memory_limit_bytes: u64,
 }
 
+/// Every duration is saturated at `bounds::MAX_DURATION`: a message's
+/// `time_limit=1e300` means no practical limit, never a panic.
 pub fn limits_for(message: &TaskMessage, task: &TaskInfo, worker: &JobLimits) -> EffectiveLimits {
-    let seconds = |value: Option<f64>| value.filter(|s| s.is_finite() && *s > 0.0).map(Duration::from_secs_f64);
+    let seconds = |value: Option<f64>| value.and_then(bounds::seconds);
     let (hard, soft) = message.headers.timelimit.unwrap_or((None, None));
     EffectiveLimits {
-        time_limit: seconds(hard).or(task.defaults.time_limit).or(worker.time_limit),
-        soft_time_limit: seconds(soft).or(task.defaults.soft_time_limit),
+        time_limit: seconds(hard).or_else(|| task.defaults.time_limit_or(worker.time_limit)).map(bounds::duration),
+        soft_time_limit: seconds(soft).or_else(|| task.defaults.soft_time_limit()).map(bounds::duration),
         memory_limit_bytes: task
             .defaults
             .memory_limit_mb
@@ -41,7 +49,45 @@ pub fn limits_for(message: &TaskMessage, task: &TaskInfo, worker: &JobLimits) ->
     }
 }
 
-pub fn context_for(message: &TaskMessage, task: &TaskInfo, limits: &EffectiveLimits, hostname: &Arc<str>) -> JobContext {
+impl Job {
+    /// A job for a message known only by its tag, id and task name (one
+    /// that did not parse, or whose handling panicked): enough to store a
+    /// FAILURE under its id and ack it.
+    pub fn stub(tag: Option<String>, id: String, task: String, holds_slot: bool, bytes: usize) -> Self {
+        let headers = crate::protocol::Headers { id: Some(id.clone()), task: Some(task.clone()), ..Default::default() };
+        let message = TaskMessage {
+            id,
+            task,
+            headers,
+            properties: Default::default(),
+            args: serde_json::value::RawValue::from_string("[]".into()).expect("literal"),
+            kwargs: serde_json::value::RawValue::from_string("{}".into()).expect("literal"),
+            embed: Default::default(),
+        };
+        Self { tag, message, holds_slot, bytes, cancellation: Cancellation::default(), ready_since: Instant::now() }
+    }
+}
+
+impl EffectiveLimits {
+    /// The hard limit held to the worker policy's `max_time_limit`, whatever
+    /// the message asked for (a message with no limit, or a longer one, gets
+    /// the ceiling): a client cannot buy a job more time than the worker
+    /// allows any plugin to declare.
+    pub fn capped(mut self, max_time_limit: Option<Duration>) -> Self {
+        if let Some(ceiling) = max_time_limit {
+            self.time_limit = Some(self.time_limit.map_or(ceiling, |limit| limit.min(ceiling)));
+            self.soft_time_limit = self.soft_time_limit.map(|soft| soft.min(ceiling));
+        }
+        self
+    }
+}
+
+pub fn context_for(
+    message: &TaskMessage,
+    task: &TaskInfo,
+    limits: &EffectiveLimits,
+    hostname: &Arc<str>,
+) -> JobContext {
     let mut context = job_context(&message.id, &message.task);
     let millis = |duration: Duration| duration.as_millis() as u64;
     context.root_id = Some(message.root_id().to_string());
@@ -55,9 +101,25 @@ pub fn context_for(message: &TaskMessage, task: &TaskInfo, limits: &EffectiveLim
     context.priority = message.priority();
     context.time_limit_ms = limits.time_limit.map(millis);
     context.soft_time_limit_ms = limits.soft_time_limit.map(millis);
-    context.soft_deadline_ms = limits.soft_time_limit.map(|soft| crate::runtime::unix_millis() + millis(soft));
+    context.soft_deadline_ms = limits.soft_time_limit.map(|soft| crate::runtime::unix_millis().saturating_add(millis(soft)));
     context.hostname = hostname.to_string();
-    // Only headers without a field of their own: the rest is in the context.
-    context.headers = serde_json::to_string(&message.headers.extra).unwrap_or_else(|_| "{}".into());
+    // Every header as sent, standard and custom (0.2; a 0.1 plugin gets
+    // only the custom ones, see runtime/world.rs).
+    context.headers = serde_json::to_string(&message.headers).unwrap_or_else(|_| "{}".into());
+    let properties = &message.properties;
+    context.correlation_id = properties.correlation_id.clone();
+    context.reply_to = properties.reply_to.clone();
+    let non_empty = |text: &str| (!text.is_empty()).then(|| text.to_string());
+    context.delivery_info = JobDeliveryInfo {
+        priority: properties.priority,
+        routing_key: non_empty(&properties.delivery_info.routing_key),
+        exchange: non_empty(&properties.delivery_info.exchange),
+        // Set by the restore of an unacked message (broker/redis/restore.lua).
+        redelivered: message.headers.extra.get("redelivered").and_then(serde_json::Value::as_bool).unwrap_or(false),
+    };
+    let (hard, soft) = message.headers.timelimit.unwrap_or((None, None));
+    let requested = |seconds: Option<f64>| seconds.filter(|s| s.is_finite() && *s > 0.0).map(|s| (s * 1000.0).round() as u64);
+    context.requested_time_limit_ms = requested(hard);
+    context.requested_soft_time_limit_ms = requested(soft);
     context
 }

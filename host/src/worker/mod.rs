@@ -33,24 +33,31 @@
 mod builtins;
 mod canvas;
 mod complete;
+mod delayed;
 mod execute;
 mod fetch;
 mod job;
+mod keyvalue;
 mod lease;
+mod observe;
+mod persist;
+mod outbox;
 mod plan;
+mod progress;
 mod rate;
+mod replace;
 mod report;
 mod revoke;
 
 pub use rate::parse_rate;
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::{watch, Notify, Semaphore};
 
 use crate::backend::ResultBackend;
 use crate::broker::Broker;
@@ -78,10 +85,21 @@ struct Shared<B> {
     broker: B,
     /// Swapped whole by the plugin watcher (hot reload).
     registry: crate::runtime::SharedRegistry,
-    settings: PlanSettings,
+    settings: Arc<PlanSettings>,
+    /// What jobs may use beyond computing (each behind a manifest grant).
+    services: crate::runtime::Services,
+    progress: Arc<progress::ProgressBoard>,
     hostname: Arc<str>,
     /// Prefetch slots.
     slots: Semaphore,
+    /// Bytes of the messages held (see `--prefetch-size`), and a wake-up
+    /// for the fetch loop when some are freed.
+    held_bytes: AtomicUsize,
+    bytes_freed: Notify,
+    /// Executor threads still running, and a signal when the last one is
+    /// gone: a worker without them must exit, not fetch and requeue forever.
+    executors_alive: AtomicUsize,
+    executors_gone: Notify,
     /// Tags of every message this worker holds.
     held: Mutex<HashSet<String>>,
     /// Cancellation handles of running jobs, by task id.
@@ -92,12 +110,18 @@ struct Shared<B> {
     forced: AtomicBool,
     processed: AtomicU64,
     completions: flume::Sender<Completion>,
+    /// Far-ETA jobs on their way to the delayed set, with their due time.
+    delays: flume::Sender<(Job, u64)>,
     revoked: crate::control::Revoked,
     /// Revoked ids nobody here is running, for `revoke::revoke_loop`.
     revokes: flume::Sender<Vec<String>>,
     rate_limits: rate::RateLimits,
     started: Instant,
     events: Arc<crate::events::Events>,
+    /// Woken by the `shutdown` control command.
+    remote_shutdown: tokio::sync::Notify,
+    /// Prometheus metrics, with `--metrics` only.
+    metrics: Option<Arc<crate::metrics::Metrics>>,
 }
 
 impl<B: Broker> crate::control::Node for Shared<B> {
@@ -182,6 +206,18 @@ impl<B: Broker> crate::control::Node for Shared<B> {
     fn revoked(&self) -> Vec<String> {
         self.revoked.list()
     }
+
+    fn shutdown(&self) {
+        self.remote_shutdown.notify_one();
+    }
+
+    fn set_rate_limit(&self, task: &str, interval: Option<Duration>) -> bool {
+        if current_registry(self).resolve(task).is_none() {
+            return false;
+        }
+        self.rate_limits.set_override(task, interval);
+        true
+    }
 }
 
 /// Runs a worker until `shutdown` resolves, then drains and returns.
@@ -190,17 +226,23 @@ pub async fn run<B: Broker, R: ResultBackend>(
     broker: B,
     backend: R,
     control: Option<crate::control::ControlLink>,
+    metrics: Option<Arc<crate::metrics::Metrics>>,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> anyhow::Result<()> {
     let runtime = Runtime::new(&EngineOptions {
         max_instances: (config.concurrency + 4) as u32,
-        max_memory_bytes: config.limits.memory_limit_bytes.max(1 << 30),
+        // A pooled memory slot must hold the largest limit the policy allows.
+        max_memory_bytes: config.limits.memory_limit_bytes.max(config.policy.max_memory_bytes.unwrap_or(0)).max(1 << 30),
+        policy: config.policy.clone(),
         ..EngineOptions::default()
     })?;
     let (registry, errors) = Registry::load_dir(&runtime, &config.plugins)
         .with_context(|| format!("reading plugin folder {}", config.plugins.display()))?;
     for error in errors {
-        tracing::error!("plugin not loaded: {error:#}");
+        if let Some(metrics) = &metrics {
+            metrics.plugin_load_failed(&error.plugin_name());
+        }
+        tracing::error!("plugin {} not loaded: {error}", error.plugin_name());
     }
     for plugin in registry.plugins() {
         tracing::info!(
@@ -213,21 +255,41 @@ pub async fn run<B: Broker, R: ResultBackend>(
         );
     }
     if registry.is_empty() {
-        tracing::warn!(dir = %config.plugins.display(), "no plugins loaded: every job will fail as unknown");
+        tracing::warn!(
+            "no plugin loaded from {}: {}; until one is there, every job fails as an unknown task (the folder is watched)",
+            config.plugins.display(),
+            crate::runtime::empty_folder_hint(&config.plugins)
+        );
     }
 
     let (completions_tx, completions_rx) = flume::unbounded();
     let (revokes_tx, revokes_rx) = flume::unbounded();
+    let (delays_tx, delays_rx) = flume::unbounded();
     let (jobs_tx, jobs_rx) = flume::unbounded::<Job>();
     let hostname: Arc<str> = config.hostname.clone().into();
     let events = Arc::new(crate::events::Events::new(&config.hostname, config.task_events));
+    let settings = Arc::new(PlanSettings {
+        hostname: config.hostname.clone(),
+        result_expires: config.result_expires,
+        routes: config.routes.clone(),
+        max_result_bytes: config.max_result_bytes,
+    });
+    let progress = Arc::new(progress::ProgressBoard::default());
+    let services = crate::runtime::Services {
+        progress: Some(progress.clone()),
+        sender: Some(Arc::new(outbox::Sender { settings: settings.clone() })),
+        keyvalue: Some(Arc::new(keyvalue::BackendKeyValue { backend: backend.clone(), handle: tokio::runtime::Handle::current() })),
+    };
+    let flusher = tokio::spawn(progress::flush_loop(progress.clone(), backend.clone(), config.result_expires));
     let shared = Arc::new(Shared {
-        settings: PlanSettings {
-            hostname: config.hostname.clone(),
-            result_expires: config.result_expires,
-            routes: config.routes.clone(),
-        },
+        settings,
+        services,
+        progress,
         slots: Semaphore::new(config.prefetch),
+        held_bytes: AtomicUsize::new(0),
+        bytes_freed: Notify::new(),
+        executors_alive: AtomicUsize::new(config.concurrency),
+        executors_gone: Notify::new(),
         config,
         broker,
         registry: Arc::new(std::sync::RwLock::new(Arc::new(registry))),
@@ -238,12 +300,26 @@ pub async fn run<B: Broker, R: ResultBackend>(
         forced: AtomicBool::new(false),
         processed: AtomicU64::new(0),
         completions: completions_tx,
+        delays: delays_tx,
         revoked: crate::control::Revoked::default(),
         revokes: revokes_tx,
         rate_limits: rate::RateLimits::default(),
         started: Instant::now(),
         events,
+        remote_shutdown: tokio::sync::Notify::new(),
+        metrics,
     });
+    let queue_sampler = match (&shared.metrics, &control) {
+        (Some(metrics), Some(link)) => {
+            observe::install_sampler(&shared, metrics);
+            Some(tokio::spawn(observe::sample_queues(shared.config.queues.clone(), metrics.clone(), link.connection.clone())))
+        }
+        (Some(metrics), None) => {
+            observe::install_sampler(&shared, metrics);
+            None
+        }
+        _ => None,
+    };
     let mut report_connection = control.as_ref().map(|link| link.connection.clone());
     let publisher = control.as_ref().map(|link| crate::events::Publisher::start(shared.events.clone(), link.connection.clone(), link.db));
     let control_task = match control {
@@ -278,7 +354,13 @@ pub async fn run<B: Broker, R: ResultBackend>(
         .collect();
     drop(jobs_rx);
 
-    let _watcher = match crate::runtime::watch(runtime.clone(), &shared.config.plugins, shared.registry.clone()) {
+    let on_reload = shared.metrics.clone().map(|metrics| -> crate::runtime::ReloadHook {
+        Arc::new(move |plugin: &str, loaded: bool| match loaded {
+            true => metrics.plugin_reloaded(plugin),
+            false => metrics.plugin_load_failed(plugin),
+        })
+    });
+    let _watcher = match crate::runtime::watch(runtime.clone(), &shared.config.plugins, shared.registry.clone(), on_reload) {
         Ok(handle) => Some(handle),
         Err(error) => {
             tracing::warn!(%error, "cannot watch the plugin folder: hot reload is off");
@@ -290,11 +372,26 @@ pub async fn run<B: Broker, R: ResultBackend>(
     let revoker = tokio::spawn(revoke::revoke_loop(backend.clone(), revokes_rx, shared.settings.result_expires));
     let completer = tokio::spawn(complete::complete_loop(shared.clone(), backend, completions_rx));
     let keeper = tokio::spawn(lease::lease_loop(shared.clone()));
+    let delayer = tokio::spawn(delayed::delay_loop(shared.clone(), delays_rx));
+    let releaser = tokio::spawn(delayed::release_loop(shared.clone(), stop_rx.clone()));
     let sweeper = tokio::spawn(lease::sweep_loop(shared.clone(), stop_rx.clone()));
 
-    shutdown.await;
+    let executors_died = tokio::select! {
+        () = shutdown => false,
+        () = shared.remote_shutdown.notified() => {
+            tracing::info!("shutdown requested by remote control");
+            false
+        }
+        () = shared.executors_gone.notified() => true,
+    };
+    if executors_died {
+        tracing::error!("every job thread died (see the panics above): stopping the worker");
+    }
     tracing::info!(drain_timeout = ?shared.config.drain_timeout, "shutting down: no new jobs; finishing running ones");
     shared.stopping.store(true, Ordering::SeqCst);
+    if let Some(metrics) = &shared.metrics {
+        metrics.health.set_stopping();
+    }
     let _ = stop_tx.send(true);
     // The fetcher owns the job channel's sender: once it returns, executors
     // exit after the jobs already queued (which they hand back).
@@ -331,6 +428,12 @@ pub async fn run<B: Broker, R: ResultBackend>(
     keeper.abort();
     revoker.abort();
     sweeper.abort();
+    delayer.abort();
+    releaser.abort();
+    flusher.abort();
+    if let Some(task) = queue_sampler {
+        task.abort();
+    }
     if let Some(task) = control_task {
         task.abort();
     }
@@ -345,6 +448,7 @@ pub async fn run<B: Broker, R: ResultBackend>(
         let _ = executor.join();
     }
     tracing::info!(processed = shared.processed.load(Ordering::Relaxed), "worker stopped");
+    anyhow::ensure!(!executors_died, "every job thread died; the worker stopped instead of requeueing jobs it cannot run");
     Ok(())
 }
 

@@ -30,6 +30,8 @@ pub struct PlanSettings {
     pub result_expires: Duration,
     /// Queues for follow-ups whose signature names none.
     pub routes: crate::protocol::Routes,
+    /// Largest result (JSON bytes) stored; a larger one fails the job.
+    pub max_result_bytes: usize,
 }
 
 /// A finished chord header member: its join record and the body to fire.
@@ -43,6 +45,8 @@ pub struct ChordMember {
 /// What to write and publish for one finished job.
 #[derive(Default)]
 pub struct Plan {
+    /// Written before anything is published (a chord's header size).
+    pub setup: Vec<ResultWrite>,
     pub writes: Vec<ResultWrite>,
     /// Chord header members that finished: the job itself, and chain
     /// steps failed with it that belong to a chord.
@@ -62,6 +66,10 @@ pub fn plan(job: &Job, outcome: &Outcome, task: Option<&TaskInfo>, settings: &Pl
     let mut plan = Plan::default();
     let mut children = Vec::new();
     let (state, result): (State, ResultValue) = match outcome {
+        Outcome::Succeeded { json } if json.len() > settings.max_result_bytes => {
+            let reason = format!("result is {} bytes, over the {}-byte cap (--max-result-size)", json.len(), settings.max_result_bytes);
+            return refused(job, "ResultTooLarge", &reason, settings);
+        }
         Outcome::Succeeded { json } => {
             let value: Value = serde_json::from_str(json).unwrap_or(Value::Null);
             let effects = canvas::on_success(&message.embed, &value, &context(message, settings));
@@ -72,10 +80,15 @@ pub fn plan(job: &Job, outcome: &Outcome, task: Option<&TaskInfo>, settings: &Pl
             if let Some(request) = autoretry(failure, task, message) {
                 return retry(plan, message, &request, task, Some(failure), settings);
             }
-            let (module, exc_type) = failure.module_and_type();
-            (State::Failure, ResultValue::Exception(ExceptionInfo::new(module, exc_type, failure.message.clone())))
+            (State::Failure, ResultValue::Exception(exception_of(failure)))
         }
         Outcome::Retry(request) => return retry(plan, message, request, task, None, settings),
+        Outcome::Refused { .. } => {
+            // Celery's Reject without requeue: the message is acked and
+            // dropped, and no state is stored (a requeue never gets here).
+            plan.note = Some(outcome.describe());
+            return plan;
+        }
         Outcome::TimedOut { limit } => (
             State::Failure,
             ResultValue::Exception(ExceptionInfo::new("billiard.exceptions", "TimeLimitExceeded", json!(limit.as_secs_f64()))),
@@ -89,7 +102,7 @@ pub fn plan(job: &Job, outcome: &Outcome, task: Option<&TaskInfo>, settings: &Pl
             )),
         ),
         Outcome::Trapped { message: trap } => {
-            (State::Failure, ResultValue::Exception(ExceptionInfo::new("chard.exceptions", "WasmTrap", trap.clone())))
+            (State::Failure, ResultValue::Exception(ExceptionInfo::new("chard.exceptions", "WasmTrap", echo(trap))))
         }
         Outcome::Terminated => {
             (State::Revoked, ResultValue::Exception(ExceptionInfo::new("celery.exceptions", "TaskRevokedError", "terminated")))
@@ -99,15 +112,30 @@ pub fn plan(job: &Job, outcome: &Outcome, task: Option<&TaskInfo>, settings: &Pl
         }
         Outcome::Rejected { reason } => (
             State::Failure,
-            ResultValue::Exception(ExceptionInfo::new("chard.exceptions", "MalformedMessage", reason.clone())),
+            ResultValue::Exception(ExceptionInfo::new("chard.exceptions", "MalformedMessage", echo(reason))),
         ),
     };
-    plan.note = Some(outcome.describe());
+    plan.note = Some(echo(&outcome.describe()));
     if state == State::Failure {
         let effects = canvas::errbacks(message.embed.errbacks.as_deref().unwrap_or_default(), &message.id, message.root_id(), &context(message, settings));
         add_effects(&mut plan, effects, &mut children);
     }
     finish(plan, message, state, result, children, settings)
+}
+
+/// FAILURE raised by the worker itself (`chard.exceptions.<exc_type>`):
+/// the job could not be run or its outcome could not be kept (a panic, a
+/// message or result over its cap, a Redis key that refuses the write).
+pub fn refused(job: &Job, exc_type: &str, reason: &str, settings: &PlanSettings) -> Plan {
+    let reason = echo(reason);
+    let plan = Plan { note: Some(format!("{exc_type}: {reason}")), ..Plan::default() };
+    let result = ResultValue::Exception(ExceptionInfo::new("chard.exceptions", exc_type, reason));
+    finish(plan, &job.message, State::Failure, result, Vec::new(), settings)
+}
+
+/// Text from a task or a sender, cut to what a result or a log line keeps.
+fn echo(text: &str) -> String {
+    crate::protocol::bounds::truncate(text, crate::protocol::bounds::MAX_ECHO).into_owned()
 }
 
 /// REVOKED because the message's `expires` passed before it ran.
@@ -174,6 +202,22 @@ fn finish(
     plan
 }
 
+/// Celery's serialised exception for a task's failure: `exc_message` is
+/// the exception's args.
+fn exception_of(failure: &Failure) -> ExceptionInfo {
+    let (module, exc_type) = failure.module_and_type();
+    // Text a task echoes from its arguments is capped (see `echo`).
+    let exc_message = failure
+        .exc_message()
+        .into_iter()
+        .map(|arg| match arg {
+            Value::String(text) => Value::String(echo(&text)),
+            other => other,
+        })
+        .collect();
+    ExceptionInfo { exc_type: exc_type.to_string(), exc_message, exc_module: module.to_string() }
+}
+
 /// A failure listed in the task's `autoretry_for` becomes a retry, with
 /// Celery's exponential backoff when the task asked for it.
 fn autoretry(failure: &Failure, task: Option<&TaskInfo>, message: &TaskMessage) -> Option<RetryRequest> {
@@ -195,7 +239,13 @@ fn autoretry(failure: &Failure, task: Option<&TaskInfo>, message: &TaskMessage) 
             delay
         }
     });
-    Some(RetryRequest { countdown, reason: Some(format!("{}: {}", failure.exception_type, failure.message)), max_retries: None })
+    Some(RetryRequest {
+        countdown,
+        reason: Some(format!("{}: {}", failure.exception_type, failure.message)),
+        max_retries: None,
+        exc: None,
+        expires: None,
+    })
 }
 
 fn retry(
@@ -212,11 +262,10 @@ fn retry(
         .unwrap_or(DEFAULT_MAX_RETRIES);
     if message.retries() >= max_retries {
         // Out of retries: FAILURE with the original error, as Celery does.
-        let result = match failure {
-            Some(failure) => {
-                let (module, exc_type) = failure.module_and_type();
-                ExceptionInfo::new(module, exc_type, failure.message.clone())
-            }
+        // Out of retries: the error that caused them, else the exception the
+        // task named for this case (`retry(exc=...)`), else Celery's own.
+        let result = match failure.or(request.exc.as_ref()) {
+            Some(failure) => exception_of(failure),
             None => ExceptionInfo::new(
                 "celery.exceptions",
                 "MaxRetriesExceededError",
@@ -224,27 +273,31 @@ fn retry(
                     "Can't retry {}[{}]: max retries ({max_retries}) exceeded{}",
                     message.task,
                     message.id,
-                    request.reason.as_deref().map(|reason| format!(" ({reason})")).unwrap_or_default()
+                    request.reason.as_deref().map(|reason| format!(" ({})", echo(reason))).unwrap_or_default()
                 ),
             ),
         };
-        plan.note = Some(format!("retries exhausted after {} attempts", message.retries() + 1));
+        plan.note = Some(format!("retries exhausted after {} attempts", message.retries().saturating_add(1)));
         let effects = canvas::errbacks(message.embed.errbacks.as_deref().unwrap_or_default(), &message.id, message.root_id(), &context(message, settings));
         add_effects(&mut plan, effects, &mut Vec::new());
         return finish(plan, message, State::Failure, ResultValue::Exception(result), Vec::new(), settings);
     }
-    let countdown = request
-        .countdown
-        .or_else(|| task.and_then(|task| task.defaults.default_retry_delay))
-        .unwrap_or(DEFAULT_RETRY_DELAY);
+    // A plugin's countdown of 2^62 ms saturates at a century instead of
+    // overflowing the clock.
+    let countdown = crate::protocol::bounds::duration(
+        request.countdown.or_else(|| task.and_then(|task| task.defaults.default_retry_delay)).unwrap_or(DEFAULT_RETRY_DELAY),
+    );
     let eta = chrono::Utc::now() + chrono::Duration::from_std(countdown).unwrap_or_default();
     let mut copy = outgoing_copy(message, settings);
-    copy.retries = message.retries() + 1;
+    copy.retries = message.retries().saturating_add(1);
     copy.eta = Some(eta.to_rfc3339_opts(chrono::SecondsFormat::Micros, false));
     copy.parent_id = Some(message.id.clone());
     copy.id = message.id.clone();
+    if let Some(expires) = &request.expires {
+        copy.expires = Some(expires.clone());
+    }
     plan.publish.push((queue_key_for(&copy.queue, copy.priority), copy.to_envelope()));
-    let reason = request.reason.clone().unwrap_or_else(|| "retry requested".into());
+    let reason = request.reason.as_deref().map(echo).unwrap_or_else(|| "retry requested".into());
     plan.note = Some(format!("retry {} of {max_retries} in {:.3}s: {reason}", copy.retries, countdown.as_secs_f64()));
     let result = ResultValue::Exception(ExceptionInfo::new("celery.exceptions", "Retry", format!("Retry in {:.3}s: {reason}", countdown.as_secs_f64())));
     let children = vec![json!([[message.id, null], null])];
@@ -277,6 +330,58 @@ fn outgoing_copy(message: &TaskMessage, settings: &PlanSettings) -> OutgoingTask
 fn routing_queue(message: &TaskMessage) -> &str {
     let key = &message.properties.delivery_info.routing_key;
     if key.is_empty() { "celery" } else { key }
+}
+
+/// Where a follow-up message hangs in its workflow.
+pub(super) struct Lineage<'a> {
+    pub root_id: &'a str,
+    pub parent_id: &'a str,
+    /// Queue used when the signature names none.
+    pub default_queue: &'a str,
+}
+
+/// A follow-up message from a canvas signature.
+pub(super) fn from_signature(signature: &Signature, args: Vec<Value>, lineage: &Lineage, settings: &PlanSettings) -> OutgoingTask {
+    let to_raw = |value: &Value| serde_json::value::to_raw_value(value).expect("JSON value");
+    let mut task = OutgoingTask::new(&signature.task, to_raw(&Value::Array(args)), to_raw(&Value::Object(signature.kwargs.clone())), settings.hostname.clone());
+    let option = |key: &str| signature.options.get(key).filter(|value| !value.is_null());
+    if let Some(id) = option("task_id").and_then(Value::as_str) {
+        task.id = id.to_string();
+    }
+    task.root_id = Some(lineage.root_id.to_string());
+    task.parent_id = Some(lineage.parent_id.to_string());
+    task.reply_to = option("reply_to").and_then(Value::as_str).map(str::to_string);
+    task.group = option("group_id").and_then(Value::as_str).map(str::to_string);
+    task.group_index = option("group_index").and_then(Value::as_u64).map(|index| index as u32);
+    // The signature's own queue, else a route for its task, else the
+    // parent's queue.
+    task.queue = option("queue")
+        .and_then(Value::as_str)
+        .or_else(|| settings.routes.queue_for(&signature.task))
+        .unwrap_or(lineage.default_queue)
+        .to_string();
+    task.priority = option("priority").and_then(Value::as_u64).map(|p| p.min(255) as u8).unwrap_or(0);
+    if let Some(link) = option("link") {
+        task.embed.callbacks = serde_json::from_value(as_list(link)).ok();
+    }
+    if let Some(link_error) = option("link_error") {
+        task.embed.errbacks = serde_json::from_value(as_list(link_error)).ok();
+    }
+    task
+}
+
+fn as_list(value: &Value) -> Value {
+    match value {
+        Value::Array(_) => value.clone(),
+        other => Value::Array(vec![other.clone()]),
+    }
+}
+
+pub(super) fn signature_args(signature: &Signature, leading: Option<Value>) -> Vec<Value> {
+    match leading {
+        Some(value) if !signature.immutable => std::iter::once(value).chain(signature.args.iter().cloned()).collect(),
+        _ => signature.args.clone(),
+    }
 }
 
 /// The running task as the canvas sees it: the parent of what it sends.
@@ -407,7 +512,7 @@ mod tests {
     use crate::runtime::Cancellation;
 
     fn settings() -> PlanSettings {
-        PlanSettings { hostname: "w@test".into(), result_expires: Duration::from_secs(60), routes: Routes::default() }
+        PlanSettings { hostname: "w@test".into(), result_expires: Duration::from_secs(60), routes: Routes::default(), max_result_bytes: 1 << 20 }
     }
 
     fn job_with_headers(extra: Value) -> Job {
@@ -416,7 +521,7 @@ mod tests {
         let mut task = OutgoingTask::new("faults.flaky", args, kwargs, "client@test".into());
         task.extra_headers = extra.as_object().unwrap().clone();
         let message = TaskMessage::parse(task.to_envelope().as_bytes()).unwrap();
-        Job { tag: None, message, holds_slot: false, cancellation: Cancellation::default() }
+        Job { tag: None, message, holds_slot: false, bytes: 0, cancellation: Cancellation::default(), ready_since: std::time::Instant::now() }
     }
 
     fn published_headers(plan: &Plan) -> Value {
@@ -427,7 +532,7 @@ mod tests {
     #[test]
     fn a_retry_keeps_custom_headers_and_stamps() {
         let job = job_with_headers(json!({"tenant": "acme", "stamped_headers": ["mon"], "stamps": {"mon": "x"}, "redelivered": true}));
-        let retry = Outcome::Retry(RetryRequest { countdown: Some(Duration::from_millis(10)), reason: None, max_retries: None });
+        let retry = Outcome::Retry(RetryRequest { countdown: Some(Duration::from_millis(10)), reason: None, max_retries: None, exc: None, expires: None });
         let plan = plan(&job, &retry, None, &settings());
         let headers = published_headers(&plan);
         assert_eq!(headers["tenant"], json!("acme"));

@@ -15,9 +15,22 @@ pub use crate::protocol::parse_rate;
 #[derive(Default)]
 pub struct RateLimits {
     next_free: Mutex<HashMap<String, Instant>>,
+    /// Set by the `rate_limit` control command; wins over flags and
+    /// plugins. `None` lifts the task's limit.
+    overrides: std::sync::RwLock<HashMap<String, Option<Duration>>>,
 }
 
 impl RateLimits {
+    pub fn set_override(&self, task: &str, interval: Option<Duration>) {
+        self.overrides.write().unwrap().insert(task.to_string(), interval);
+        self.next_free.lock().unwrap().remove(task);
+    }
+
+    /// `Some(limit)` when remote control set the task's limit.
+    pub fn override_for(&self, task: &str) -> Option<Option<Duration>> {
+        self.overrides.read().unwrap().get(task).copied()
+    }
+
     /// Reserves the next slot for `task` at `interval`; returns how long to
     /// wait before running it (zero when it may run now).
     pub fn reserve(&self, task: &str, interval: Duration) -> Duration {

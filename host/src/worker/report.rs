@@ -56,7 +56,7 @@ fn snapshot<B>(shared: &Shared<B>) -> WorkerReport {
         hostname: shared.hostname.to_string(),
         pid: std::process::id(),
         seen: crate::runtime::unix_millis() as f64 / 1000.0,
-        sync: shared.config.sync,
+        sync: shared.config.sync.is_some(),
         plugins,
     }
 }

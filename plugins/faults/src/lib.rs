@@ -72,13 +72,32 @@ fn panic(message: String) -> u32 {
 }
 
 /// Sleep for `ms` milliseconds (busy, guests have no timers), then return it.
+/// The monotonic clock needs no grant, unlike `chard_sdk::now_ms`.
 #[task]
 fn sleep(ms: u64) -> u64 {
-    let start = chard_sdk::now_ms();
-    while chard_sdk::now_ms() - start < ms {
+    let start = std::time::Instant::now();
+    while start.elapsed() < std::time::Duration::from_millis(ms) {
         std::hint::spin_loop();
     }
     ms
+}
+
+/// Work until the soft time limit has passed, then return the milliseconds
+/// that took: what a long task does to wind down.
+#[task]
+fn wind_down(context: &Context) -> u64 {
+    let start = std::time::Instant::now();
+    while !chard_sdk::soft_deadline_passed(context) {
+        std::hint::spin_loop();
+    }
+    start.elapsed().as_millis() as u64
+}
+
+/// The worker's wall clock through `host.now-ms`, in Unix milliseconds (a
+/// capability: `wall_clock = true`).
+#[task]
+fn now() -> u64 {
+    chard_sdk::now_ms()
 }
 
 /// Return the job's context as the worker passed it.
@@ -145,5 +164,5 @@ fn connect(address: String, request: String) -> Result<String, TaskError> {
 }
 
 chard_sdk::export_tasks!(
-    fail, raise_as, spin, hog, flaky, counter, panic, sleep, context, echo, snoop, write_file, clock, entropy, connect
+    fail, raise_as, spin, hog, flaky, counter, panic, sleep, now, wind_down, context, echo, snoop, write_file, clock, entropy, connect
 );

@@ -14,6 +14,561 @@ typedef struct plugin_string_t {
   size_t len;
 } plugin_string_t;
 
+typedef struct wasi_io_poll_own_pollable_t {
+  int32_t __handle;
+} wasi_io_poll_own_pollable_t;
+
+typedef struct wasi_io_poll_borrow_pollable_t {
+  int32_t __handle;
+} wasi_io_poll_borrow_pollable_t;
+
+typedef struct {
+  wasi_io_poll_borrow_pollable_t *ptr;
+  size_t len;
+} wasi_io_poll_list_borrow_pollable_t;
+
+typedef struct {
+  uint32_t *ptr;
+  size_t len;
+} plugin_list_u32_t;
+
+// An instant in time, in nanoseconds. An instant is relative to an
+// unspecified initial value, and can only be compared to instances from
+// the same monotonic-clock.
+typedef uint64_t wasi_clocks_monotonic_clock_instant_t;
+
+// A duration of time, in nanoseconds.
+typedef uint64_t wasi_clocks_monotonic_clock_duration_t;
+
+typedef wasi_io_poll_own_pollable_t wasi_clocks_monotonic_clock_own_pollable_t;
+
+typedef struct wasi_io_error_own_error_t {
+  int32_t __handle;
+} wasi_io_error_own_error_t;
+
+typedef struct wasi_io_error_borrow_error_t {
+  int32_t __handle;
+} wasi_io_error_borrow_error_t;
+
+typedef wasi_io_error_own_error_t wasi_io_streams_own_error_t;
+
+// An error for input-stream and output-stream operations.
+typedef struct wasi_io_streams_stream_error_t {
+  uint8_t tag;
+  union {
+    wasi_io_streams_own_error_t     last_operation_failed;
+  } val;
+} wasi_io_streams_stream_error_t;
+
+// The last operation (a write or flush) failed before completion.
+// 
+// More information is available in the `error` payload.
+// 
+// After this, the stream will be closed. All future operations return
+// `stream-error::closed`.
+#define WASI_IO_STREAMS_STREAM_ERROR_LAST_OPERATION_FAILED 0
+// The stream is closed: no more input will be accepted by the
+// stream. A closed output-stream will return this error on all
+// future operations.
+#define WASI_IO_STREAMS_STREAM_ERROR_CLOSED 1
+
+typedef struct wasi_io_streams_own_input_stream_t {
+  int32_t __handle;
+} wasi_io_streams_own_input_stream_t;
+
+typedef struct wasi_io_streams_borrow_input_stream_t {
+  int32_t __handle;
+} wasi_io_streams_borrow_input_stream_t;
+
+typedef struct wasi_io_streams_own_output_stream_t {
+  int32_t __handle;
+} wasi_io_streams_own_output_stream_t;
+
+typedef struct wasi_io_streams_borrow_output_stream_t {
+  int32_t __handle;
+} wasi_io_streams_borrow_output_stream_t;
+
+typedef struct {
+  uint8_t *ptr;
+  size_t len;
+} plugin_list_u8_t;
+
+typedef struct {
+  bool is_err;
+  union {
+    plugin_list_u8_t ok;
+    wasi_io_streams_stream_error_t err;
+  } val;
+} wasi_io_streams_result_list_u8_stream_error_t;
+
+typedef struct {
+  bool is_err;
+  union {
+    uint64_t ok;
+    wasi_io_streams_stream_error_t err;
+  } val;
+} wasi_io_streams_result_u64_stream_error_t;
+
+typedef wasi_io_poll_own_pollable_t wasi_io_streams_own_pollable_t;
+
+typedef struct {
+  bool is_err;
+  union {
+    wasi_io_streams_stream_error_t err;
+  } val;
+} wasi_io_streams_result_void_stream_error_t;
+
+typedef wasi_clocks_monotonic_clock_duration_t wasi_http_types_duration_t;
+
+// This type corresponds to HTTP standard Methods.
+typedef struct wasi_http_types_method_t {
+  uint8_t tag;
+  union {
+    plugin_string_t     other;
+  } val;
+} wasi_http_types_method_t;
+
+#define WASI_HTTP_TYPES_METHOD_GET 0
+#define WASI_HTTP_TYPES_METHOD_HEAD 1
+#define WASI_HTTP_TYPES_METHOD_POST 2
+#define WASI_HTTP_TYPES_METHOD_PUT 3
+#define WASI_HTTP_TYPES_METHOD_DELETE 4
+#define WASI_HTTP_TYPES_METHOD_CONNECT 5
+#define WASI_HTTP_TYPES_METHOD_OPTIONS 6
+#define WASI_HTTP_TYPES_METHOD_TRACE 7
+#define WASI_HTTP_TYPES_METHOD_PATCH 8
+#define WASI_HTTP_TYPES_METHOD_OTHER 9
+
+// This type corresponds to HTTP standard Related Schemes.
+typedef struct wasi_http_types_scheme_t {
+  uint8_t tag;
+  union {
+    plugin_string_t     other;
+  } val;
+} wasi_http_types_scheme_t;
+
+#define WASI_HTTP_TYPES_SCHEME_HTTP 0
+#define WASI_HTTP_TYPES_SCHEME_HTTPS 1
+#define WASI_HTTP_TYPES_SCHEME_OTHER 2
+
+typedef struct {
+  bool is_some;
+  plugin_string_t val;
+} plugin_option_string_t;
+
+typedef struct {
+  bool is_some;
+  uint16_t val;
+} plugin_option_u16_t;
+
+// Defines the case payload type for `DNS-error` above:
+typedef struct wasi_http_types_dns_error_payload_t {
+  plugin_option_string_t   rcode;
+  plugin_option_u16_t   info_code;
+} wasi_http_types_dns_error_payload_t;
+
+typedef struct {
+  bool is_some;
+  uint8_t val;
+} plugin_option_u8_t;
+
+// Defines the case payload type for `TLS-alert-received` above:
+typedef struct wasi_http_types_tls_alert_received_payload_t {
+  plugin_option_u8_t   alert_id;
+  plugin_option_string_t   alert_message;
+} wasi_http_types_tls_alert_received_payload_t;
+
+typedef struct {
+  bool is_some;
+  uint32_t val;
+} plugin_option_u32_t;
+
+// Defines the case payload type for `HTTP-response-{header,trailer}-size` above:
+typedef struct wasi_http_types_field_size_payload_t {
+  plugin_option_string_t   field_name;
+  plugin_option_u32_t   field_size;
+} wasi_http_types_field_size_payload_t;
+
+typedef struct {
+  bool is_some;
+  uint64_t val;
+} plugin_option_u64_t;
+
+typedef struct {
+  bool is_some;
+  wasi_http_types_field_size_payload_t val;
+} wasi_http_types_option_field_size_payload_t;
+
+// These cases are inspired by the IANA HTTP Proxy Error Types:
+//   <https://www.iana.org/assignments/http-proxy-status/http-proxy-status.xhtml#table-http-proxy-error-types>
+typedef struct wasi_http_types_error_code_t {
+  uint8_t tag;
+  union {
+    wasi_http_types_dns_error_payload_t     dns_error;
+    wasi_http_types_tls_alert_received_payload_t     tls_alert_received;
+    plugin_option_u64_t     http_request_body_size;
+    plugin_option_u32_t     http_request_header_section_size;
+    wasi_http_types_option_field_size_payload_t     http_request_header_size;
+    plugin_option_u32_t     http_request_trailer_section_size;
+    wasi_http_types_field_size_payload_t     http_request_trailer_size;
+    plugin_option_u32_t     http_response_header_section_size;
+    wasi_http_types_field_size_payload_t     http_response_header_size;
+    plugin_option_u64_t     http_response_body_size;
+    plugin_option_u32_t     http_response_trailer_section_size;
+    wasi_http_types_field_size_payload_t     http_response_trailer_size;
+    plugin_option_string_t     http_response_transfer_coding;
+    plugin_option_string_t     http_response_content_coding;
+    plugin_option_string_t     internal_error;
+  } val;
+} wasi_http_types_error_code_t;
+
+#define WASI_HTTP_TYPES_ERROR_CODE_DNS_TIMEOUT 0
+#define WASI_HTTP_TYPES_ERROR_CODE_DNS_ERROR 1
+#define WASI_HTTP_TYPES_ERROR_CODE_DESTINATION_NOT_FOUND 2
+#define WASI_HTTP_TYPES_ERROR_CODE_DESTINATION_UNAVAILABLE 3
+#define WASI_HTTP_TYPES_ERROR_CODE_DESTINATION_IP_PROHIBITED 4
+#define WASI_HTTP_TYPES_ERROR_CODE_DESTINATION_IP_UNROUTABLE 5
+#define WASI_HTTP_TYPES_ERROR_CODE_CONNECTION_REFUSED 6
+#define WASI_HTTP_TYPES_ERROR_CODE_CONNECTION_TERMINATED 7
+#define WASI_HTTP_TYPES_ERROR_CODE_CONNECTION_TIMEOUT 8
+#define WASI_HTTP_TYPES_ERROR_CODE_CONNECTION_READ_TIMEOUT 9
+#define WASI_HTTP_TYPES_ERROR_CODE_CONNECTION_WRITE_TIMEOUT 10
+#define WASI_HTTP_TYPES_ERROR_CODE_CONNECTION_LIMIT_REACHED 11
+#define WASI_HTTP_TYPES_ERROR_CODE_TLS_PROTOCOL_ERROR 12
+#define WASI_HTTP_TYPES_ERROR_CODE_TLS_CERTIFICATE_ERROR 13
+#define WASI_HTTP_TYPES_ERROR_CODE_TLS_ALERT_RECEIVED 14
+#define WASI_HTTP_TYPES_ERROR_CODE_HTTP_REQUEST_DENIED 15
+#define WASI_HTTP_TYPES_ERROR_CODE_HTTP_REQUEST_LENGTH_REQUIRED 16
+#define WASI_HTTP_TYPES_ERROR_CODE_HTTP_REQUEST_BODY_SIZE 17
+#define WASI_HTTP_TYPES_ERROR_CODE_HTTP_REQUEST_METHOD_INVALID 18
+#define WASI_HTTP_TYPES_ERROR_CODE_HTTP_REQUEST_URI_INVALID 19
+#define WASI_HTTP_TYPES_ERROR_CODE_HTTP_REQUEST_URI_TOO_LONG 20
+#define WASI_HTTP_TYPES_ERROR_CODE_HTTP_REQUEST_HEADER_SECTION_SIZE 21
+#define WASI_HTTP_TYPES_ERROR_CODE_HTTP_REQUEST_HEADER_SIZE 22
+#define WASI_HTTP_TYPES_ERROR_CODE_HTTP_REQUEST_TRAILER_SECTION_SIZE 23
+#define WASI_HTTP_TYPES_ERROR_CODE_HTTP_REQUEST_TRAILER_SIZE 24
+#define WASI_HTTP_TYPES_ERROR_CODE_HTTP_RESPONSE_INCOMPLETE 25
+#define WASI_HTTP_TYPES_ERROR_CODE_HTTP_RESPONSE_HEADER_SECTION_SIZE 26
+#define WASI_HTTP_TYPES_ERROR_CODE_HTTP_RESPONSE_HEADER_SIZE 27
+#define WASI_HTTP_TYPES_ERROR_CODE_HTTP_RESPONSE_BODY_SIZE 28
+#define WASI_HTTP_TYPES_ERROR_CODE_HTTP_RESPONSE_TRAILER_SECTION_SIZE 29
+#define WASI_HTTP_TYPES_ERROR_CODE_HTTP_RESPONSE_TRAILER_SIZE 30
+#define WASI_HTTP_TYPES_ERROR_CODE_HTTP_RESPONSE_TRANSFER_CODING 31
+#define WASI_HTTP_TYPES_ERROR_CODE_HTTP_RESPONSE_CONTENT_CODING 32
+#define WASI_HTTP_TYPES_ERROR_CODE_HTTP_RESPONSE_TIMEOUT 33
+#define WASI_HTTP_TYPES_ERROR_CODE_HTTP_UPGRADE_FAILED 34
+#define WASI_HTTP_TYPES_ERROR_CODE_HTTP_PROTOCOL_ERROR 35
+#define WASI_HTTP_TYPES_ERROR_CODE_LOOP_DETECTED 36
+#define WASI_HTTP_TYPES_ERROR_CODE_CONFIGURATION_ERROR 37
+// This is a catch-all error for anything that doesn't fit cleanly into a
+// more specific case. It also includes an optional string for an
+// unstructured description of the error. Users should not depend on the
+// string for diagnosing errors, as it's not required to be consistent
+// between implementations.
+#define WASI_HTTP_TYPES_ERROR_CODE_INTERNAL_ERROR 38
+
+// This type enumerates the different kinds of errors that may occur when
+// setting or appending to a `fields` resource.
+typedef struct wasi_http_types_header_error_t {
+  uint8_t tag;
+} wasi_http_types_header_error_t;
+
+// This error indicates that a `field-name` or `field-value` was
+// syntactically invalid when used with an operation that sets headers in a
+// `fields`.
+#define WASI_HTTP_TYPES_HEADER_ERROR_INVALID_SYNTAX 0
+// This error indicates that a forbidden `field-name` was used when trying
+// to set a header in a `fields`.
+#define WASI_HTTP_TYPES_HEADER_ERROR_FORBIDDEN 1
+// This error indicates that the operation on the `fields` was not
+// permitted because the fields are immutable.
+#define WASI_HTTP_TYPES_HEADER_ERROR_IMMUTABLE 2
+
+// Field keys are always strings.
+// 
+// Field keys should always be treated as case insensitive by the `fields`
+// resource for the purposes of equality checking.
+// 
+// # Deprecation
+// 
+// This type has been deprecated in favor of the `field-name` type.
+typedef plugin_string_t wasi_http_types_field_key_t;
+
+// Field names are always strings.
+// 
+// Field names should always be treated as case insensitive by the `fields`
+// resource for the purposes of equality checking.
+typedef wasi_http_types_field_key_t wasi_http_types_field_name_t;
+
+// Field values should always be ASCII strings. However, in
+// reality, HTTP implementations often have to interpret malformed values,
+// so they are provided as a list of bytes.
+typedef struct wasi_http_types_field_value_t {
+  uint8_t   *ptr;
+  size_t len;
+} wasi_http_types_field_value_t;
+
+typedef struct wasi_http_types_own_fields_t {
+  int32_t __handle;
+} wasi_http_types_own_fields_t;
+
+typedef struct wasi_http_types_borrow_fields_t {
+  int32_t __handle;
+} wasi_http_types_borrow_fields_t;
+
+typedef struct wasi_http_types_own_incoming_request_t {
+  int32_t __handle;
+} wasi_http_types_own_incoming_request_t;
+
+typedef struct wasi_http_types_borrow_incoming_request_t {
+  int32_t __handle;
+} wasi_http_types_borrow_incoming_request_t;
+
+typedef struct wasi_http_types_own_outgoing_request_t {
+  int32_t __handle;
+} wasi_http_types_own_outgoing_request_t;
+
+typedef struct wasi_http_types_borrow_outgoing_request_t {
+  int32_t __handle;
+} wasi_http_types_borrow_outgoing_request_t;
+
+typedef struct wasi_http_types_own_request_options_t {
+  int32_t __handle;
+} wasi_http_types_own_request_options_t;
+
+typedef struct wasi_http_types_borrow_request_options_t {
+  int32_t __handle;
+} wasi_http_types_borrow_request_options_t;
+
+typedef struct wasi_http_types_own_response_outparam_t {
+  int32_t __handle;
+} wasi_http_types_own_response_outparam_t;
+
+typedef struct wasi_http_types_borrow_response_outparam_t {
+  int32_t __handle;
+} wasi_http_types_borrow_response_outparam_t;
+
+// This type corresponds to the HTTP standard Status Code.
+typedef uint16_t wasi_http_types_status_code_t;
+
+typedef struct wasi_http_types_own_incoming_response_t {
+  int32_t __handle;
+} wasi_http_types_own_incoming_response_t;
+
+typedef struct wasi_http_types_borrow_incoming_response_t {
+  int32_t __handle;
+} wasi_http_types_borrow_incoming_response_t;
+
+typedef struct wasi_http_types_own_incoming_body_t {
+  int32_t __handle;
+} wasi_http_types_own_incoming_body_t;
+
+typedef struct wasi_http_types_borrow_incoming_body_t {
+  int32_t __handle;
+} wasi_http_types_borrow_incoming_body_t;
+
+typedef struct wasi_http_types_own_future_trailers_t {
+  int32_t __handle;
+} wasi_http_types_own_future_trailers_t;
+
+typedef struct wasi_http_types_borrow_future_trailers_t {
+  int32_t __handle;
+} wasi_http_types_borrow_future_trailers_t;
+
+typedef struct wasi_http_types_own_outgoing_response_t {
+  int32_t __handle;
+} wasi_http_types_own_outgoing_response_t;
+
+typedef struct wasi_http_types_borrow_outgoing_response_t {
+  int32_t __handle;
+} wasi_http_types_borrow_outgoing_response_t;
+
+typedef struct wasi_http_types_own_outgoing_body_t {
+  int32_t __handle;
+} wasi_http_types_own_outgoing_body_t;
+
+typedef struct wasi_http_types_borrow_outgoing_body_t {
+  int32_t __handle;
+} wasi_http_types_borrow_outgoing_body_t;
+
+typedef struct wasi_http_types_own_future_incoming_response_t {
+  int32_t __handle;
+} wasi_http_types_own_future_incoming_response_t;
+
+typedef struct wasi_http_types_borrow_future_incoming_response_t {
+  int32_t __handle;
+} wasi_http_types_borrow_future_incoming_response_t;
+
+typedef struct {
+  wasi_http_types_field_name_t f0;
+  wasi_http_types_field_value_t f1;
+} wasi_http_types_tuple2_field_name_field_value_t;
+
+typedef struct {
+  wasi_http_types_tuple2_field_name_field_value_t *ptr;
+  size_t len;
+} wasi_http_types_list_tuple2_field_name_field_value_t;
+
+typedef struct {
+  bool is_err;
+  union {
+    wasi_http_types_own_fields_t ok;
+    wasi_http_types_header_error_t err;
+  } val;
+} wasi_http_types_result_own_fields_header_error_t;
+
+typedef struct {
+  wasi_http_types_field_value_t *ptr;
+  size_t len;
+} wasi_http_types_list_field_value_t;
+
+typedef struct {
+  bool is_err;
+  union {
+    wasi_http_types_header_error_t err;
+  } val;
+} wasi_http_types_result_void_header_error_t;
+
+typedef struct {
+  bool is_some;
+  wasi_http_types_scheme_t val;
+} wasi_http_types_option_scheme_t;
+
+typedef wasi_http_types_own_fields_t wasi_http_types_own_headers_t;
+
+typedef struct {
+  bool is_err;
+  union {
+    wasi_http_types_own_incoming_body_t ok;
+  } val;
+} wasi_http_types_result_own_incoming_body_void_t;
+
+typedef struct {
+  bool is_err;
+  union {
+    wasi_http_types_own_outgoing_body_t ok;
+  } val;
+} wasi_http_types_result_own_outgoing_body_void_t;
+
+typedef struct {
+  bool is_err;
+} wasi_http_types_result_void_void_t;
+
+typedef struct {
+  bool is_some;
+  wasi_http_types_duration_t val;
+} wasi_http_types_option_duration_t;
+
+typedef struct {
+  bool is_err;
+  union {
+    wasi_http_types_own_outgoing_response_t ok;
+    wasi_http_types_error_code_t err;
+  } val;
+} wasi_http_types_result_own_outgoing_response_error_code_t;
+
+typedef wasi_io_streams_own_input_stream_t wasi_http_types_own_input_stream_t;
+
+typedef struct {
+  bool is_err;
+  union {
+    wasi_http_types_own_input_stream_t ok;
+  } val;
+} wasi_http_types_result_own_input_stream_void_t;
+
+typedef wasi_io_poll_own_pollable_t wasi_http_types_own_pollable_t;
+
+typedef wasi_http_types_own_fields_t wasi_http_types_own_trailers_t;
+
+typedef struct {
+  bool is_some;
+  wasi_http_types_own_trailers_t val;
+} wasi_http_types_option_own_trailers_t;
+
+typedef struct {
+  bool is_err;
+  union {
+    wasi_http_types_option_own_trailers_t ok;
+    wasi_http_types_error_code_t err;
+  } val;
+} wasi_http_types_result_option_own_trailers_error_code_t;
+
+typedef struct {
+  bool is_err;
+  union {
+    wasi_http_types_result_option_own_trailers_error_code_t ok;
+  } val;
+} wasi_http_types_result_result_option_own_trailers_error_code_void_t;
+
+typedef struct {
+  bool is_some;
+  wasi_http_types_result_result_option_own_trailers_error_code_void_t val;
+} wasi_http_types_option_result_result_option_own_trailers_error_code_void_t;
+
+typedef wasi_io_streams_own_output_stream_t wasi_http_types_own_output_stream_t;
+
+typedef struct {
+  bool is_err;
+  union {
+    wasi_http_types_own_output_stream_t ok;
+  } val;
+} wasi_http_types_result_own_output_stream_void_t;
+
+typedef struct {
+  bool is_err;
+  union {
+    wasi_http_types_error_code_t err;
+  } val;
+} wasi_http_types_result_void_error_code_t;
+
+typedef struct {
+  bool is_err;
+  union {
+    wasi_http_types_own_incoming_response_t ok;
+    wasi_http_types_error_code_t err;
+  } val;
+} wasi_http_types_result_own_incoming_response_error_code_t;
+
+typedef struct {
+  bool is_err;
+  union {
+    wasi_http_types_result_own_incoming_response_error_code_t ok;
+  } val;
+} wasi_http_types_result_result_own_incoming_response_error_code_void_t;
+
+typedef struct {
+  bool is_some;
+  wasi_http_types_result_result_own_incoming_response_error_code_void_t val;
+} wasi_http_types_option_result_result_own_incoming_response_error_code_void_t;
+
+typedef wasi_io_error_borrow_error_t wasi_http_types_borrow_io_error_t;
+
+typedef struct {
+  bool is_some;
+  wasi_http_types_error_code_t val;
+} wasi_http_types_option_error_code_t;
+
+typedef wasi_http_types_error_code_t wasi_http_outgoing_handler_error_code_t;
+
+typedef wasi_http_types_own_outgoing_request_t wasi_http_outgoing_handler_own_outgoing_request_t;
+
+typedef wasi_http_types_own_request_options_t wasi_http_outgoing_handler_own_request_options_t;
+
+typedef struct {
+  bool is_some;
+  wasi_http_outgoing_handler_own_request_options_t val;
+} wasi_http_outgoing_handler_option_own_request_options_t;
+
+typedef wasi_http_types_own_future_incoming_response_t wasi_http_outgoing_handler_own_future_incoming_response_t;
+
+typedef struct {
+  bool is_err;
+  union {
+    wasi_http_outgoing_handler_own_future_incoming_response_t ok;
+    wasi_http_outgoing_handler_error_code_t err;
+  } val;
+} wasi_http_outgoing_handler_result_own_future_incoming_response_error_code_t;
+
 typedef uint8_t chard_task_host_level_t;
 
 #define CHARD_TASK_HOST_LEVEL_TRACE 0
@@ -33,19 +588,48 @@ typedef struct {
 } plugin_list_tuple2_string_string_t;
 
 typedef struct {
-  bool is_some;
-  plugin_string_t val;
-} plugin_option_string_t;
+  bool is_err;
+  union {
+    plugin_string_t err;
+  } val;
+} chard_task_progress_result_void_string_t;
+
+typedef struct {
+  bool is_err;
+  union {
+    plugin_string_t ok;
+    plugin_string_t err;
+  } val;
+} chard_task_canvas_result_string_string_t;
 
 typedef struct {
   bool is_some;
-  uint64_t val;
-} plugin_option_u64_t;
+  plugin_list_u8_t val;
+} plugin_option_list_u8_t;
 
 typedef struct {
-  bool is_some;
-  uint32_t val;
-} plugin_option_u32_t;
+  bool is_err;
+  union {
+    plugin_option_list_u8_t ok;
+    plugin_string_t err;
+  } val;
+} chard_task_keyvalue_result_option_list_u8_string_t;
+
+typedef struct {
+  bool is_err;
+  union {
+    bool ok;
+    plugin_string_t err;
+  } val;
+} chard_task_keyvalue_result_bool_string_t;
+
+typedef struct {
+  bool is_err;
+  union {
+    int64_t ok;
+    plugin_string_t err;
+  } val;
+} chard_task_keyvalue_result_s64_string_t;
 
 typedef struct {
   plugin_string_t *ptr;
@@ -85,8 +669,9 @@ typedef struct chard_task_types_task_defaults_t {
 
 // One task a plugin provides.
 typedef struct chard_task_types_task_info_t {
-  // Name inside the plugin, e.g. "add"; the worker serves it as
-  // "<plugin>.<name>", e.g. "math.add".
+  // Name the task is served under. A name without a dot is served as
+  // "<plugin>.<name>" ("add" in math.wasm is "math.add"); a name with
+  // a dot is served as it is ("myproject.billing.tasks.charge").
   plugin_string_t   name;
   // Parameter names in positional order (used to bind keyword args
   // and to show the signature in `host tasks`).
@@ -95,6 +680,17 @@ typedef struct chard_task_types_task_info_t {
   plugin_option_string_t   doc;
   chard_task_types_task_defaults_t   defaults;
 } chard_task_types_task_info_t;
+
+// Where the message came from (kombu's `delivery_info`).
+typedef struct chard_task_types_delivery_info_t {
+  // Priority as sent (0-9 on Redis; `none` if the client set none).
+  plugin_option_u8_t   priority;
+  plugin_option_string_t   routing_key;
+  plugin_option_string_t   exchange;
+  // True when this message was delivered before and not acked (a
+  // worker died or was stopped while holding it).
+  bool   redelivered;
+} chard_task_types_delivery_info_t;
 
 // What the worker knows about the job being run (Celery's request).
 typedef struct chard_task_types_context_t {
@@ -115,8 +711,10 @@ typedef struct chard_task_types_context_t {
   // ISO-8601 times as sent by the client, if any.
   plugin_option_string_t   eta;
   plugin_option_string_t   expires;
+  // Effective priority (0 when none was sent).
   uint8_t   priority;
-  // Effective limits for this job, in milliseconds.
+  // Effective limits for this job, in milliseconds: the message's,
+  // else the task's default, else the worker's.
   plugin_option_u64_t   time_limit_ms;
   plugin_option_u64_t   soft_time_limit_ms;
   // Unix time in ms after which the soft time limit has passed; a
@@ -124,19 +722,40 @@ typedef struct chard_task_types_context_t {
   plugin_option_u64_t   soft_deadline_ms;
   // Node name of the worker, e.g. "chard@host1".
   plugin_string_t   hostname;
-  // Message headers without a field above (custom ones, stamps), as one
-  // JSON object.
+  // Every header of the message as sent, standard and custom ones
+  // (stamps, `x-...`), as one JSON object. (In 0.1 this held only the
+  // headers without a field of their own.)
   plugin_string_t   headers;
+  // Message properties as sent (Celery's `request.correlation_id`,
+  // `request.reply_to`, `request.delivery_info`).
+  plugin_option_string_t   correlation_id;
+  plugin_option_string_t   reply_to;
+  chard_task_types_delivery_info_t   delivery_info;
+  // The message's own `timelimit` header (hard, soft) in ms, as sent;
+  // `none` when the client sent none. Compare `time-limit-ms` for
+  // what applies.
+  plugin_option_u64_t   requested_time_limit_ms;
+  plugin_option_u64_t   requested_soft_time_limit_ms;
 } chard_task_types_context_t;
 
 // The task failed. Stored as Celery's FAILURE state.
 typedef struct chard_task_types_failure_t {
+  // The exception's text (Celery's `str(exc)`).
   plugin_string_t   message;
   // Exception type a Python client re-raises, optionally qualified with
   // its module: "ValueError", "billing.errors.CardDeclined". Celery
   // stores it as `exc_module` + `exc_type`. `none` means "Exception".
   plugin_option_string_t   exception_type;
+  // The exception's arguments as a JSON array (Celery's `exc_message`
+  // is `exc.args`), so `ExpectedException("msg", 42)` round-trips to a
+  // Python client. `none`: `[message]`.
+  plugin_option_string_t   args_json;
 } chard_task_types_failure_t;
+
+typedef struct {
+  bool is_some;
+  chard_task_types_failure_t val;
+} chard_task_types_option_failure_t;
 
 // The task asks to be run again later. Stored as Celery's RETRY state.
 typedef struct chard_task_types_retry_request_t {
@@ -146,7 +765,22 @@ typedef struct chard_task_types_retry_request_t {
   plugin_option_string_t   reason;
   // Override of the task's retry budget for this request.
   plugin_option_u32_t   max_retries;
+  // What the job ends with when no retry is left (Celery's
+  // `retry(exc=...)`); `none`: `MaxRetriesExceededError`.
+  chard_task_types_option_failure_t   exc;
+  // ISO-8601 time after which the retried message is discarded as
+  // REVOKED (Celery's `retry(expires=...)`).
+  plugin_option_string_t   expires;
 } chard_task_types_retry_request_t;
+
+// The task refuses its message (Celery's `Reject`).
+typedef struct chard_task_types_reject_request_t {
+  // True: the message goes back to its queue. False: it is acked and
+  // dropped; no result is stored (as Celery's `Reject(requeue=False)`
+  // without a dead-letter exchange).
+  bool   requeue;
+  plugin_option_string_t   reason;
+} chard_task_types_reject_request_t;
 
 // How a task ends when it does not return a value. A trap, a time limit
 // or an exhausted memory limit are not task errors: the worker sees them
@@ -156,11 +790,13 @@ typedef struct chard_task_types_task_error_t {
   union {
     chard_task_types_failure_t     failed;
     chard_task_types_retry_request_t     retry;
+    chard_task_types_reject_request_t     reject;
   } val;
 } chard_task_types_task_error_t;
 
 #define CHARD_TASK_TYPES_TASK_ERROR_FAILED 0
 #define CHARD_TASK_TYPES_TASK_ERROR_RETRY 1
+#define CHARD_TASK_TYPES_TASK_ERROR_REJECT 2
 
 typedef chard_task_types_task_info_t exports_chard_task_tasks_task_info_t;
 
@@ -181,28 +817,777 @@ typedef struct {
   } val;
 } exports_chard_task_tasks_result_string_task_error_t;
 
-// Imported Functions from `chard:task/host@0.1.0`
+// Imported Functions from `wasi:io/poll@0.2.12`
+// Return the readiness of a pollable. This function never blocks.
+// 
+// Returns `true` when the pollable is ready, and `false` otherwise.
+extern bool wasi_io_poll_method_pollable_ready(wasi_io_poll_borrow_pollable_t self);
+// `block` returns immediately if the pollable is ready, and otherwise
+// blocks until ready.
+// 
+// This function is equivalent to calling `poll.poll` on a list
+// containing only this pollable.
+extern void wasi_io_poll_method_pollable_block(wasi_io_poll_borrow_pollable_t self);
+// Poll for completion on a set of pollables.
+// 
+// This function takes a list of pollables, which identify I/O sources of
+// interest, and waits until one or more of the events is ready for I/O.
+// 
+// The result `list<u32>` contains one or more indices of handles in the
+// argument list that is ready for I/O.
+// 
+// This function traps if either:
+// - the list is empty, or:
+// - the list contains more elements than can be indexed with a `u32` value.
+// 
+// A timeout can be implemented by adding a pollable from the
+// wasi-clocks API to the list.
+// 
+// This function does not return a `result`; polling in itself does not
+// do any I/O so it doesn't fail. If any of the I/O sources identified by
+// the pollables has an error, it is indicated by marking the source as
+// being ready for I/O.
+extern void wasi_io_poll_poll(wasi_io_poll_list_borrow_pollable_t *in, plugin_list_u32_t *ret);
+
+// Imported Functions from `wasi:clocks/monotonic-clock@0.2.12`
+// Read the current value of the clock.
+// 
+// The clock is monotonic, therefore calling this function repeatedly will
+// produce a sequence of non-decreasing values.
+// 
+// For completeness, this function traps if it's not possible to represent
+// the value of the clock in an `instant`. Consequently, implementations
+// should ensure that the starting time is low enough to avoid the
+// possibility of overflow in practice.
+extern wasi_clocks_monotonic_clock_instant_t wasi_clocks_monotonic_clock_now(void);
+// Query the resolution of the clock. Returns the duration of time
+// corresponding to a clock tick.
+extern wasi_clocks_monotonic_clock_duration_t wasi_clocks_monotonic_clock_resolution(void);
+// Create a `pollable` which will resolve once the specified instant
+// has occurred.
+extern wasi_clocks_monotonic_clock_own_pollable_t wasi_clocks_monotonic_clock_subscribe_instant(wasi_clocks_monotonic_clock_instant_t when);
+// Create a `pollable` that will resolve after the specified duration has
+// elapsed from the time this function is invoked.
+extern wasi_clocks_monotonic_clock_own_pollable_t wasi_clocks_monotonic_clock_subscribe_duration(wasi_clocks_monotonic_clock_duration_t when);
+
+// Imported Functions from `wasi:io/error@0.2.12`
+// Returns a string that is suitable to assist humans in debugging
+// this error.
+// 
+// WARNING: The returned string should not be consumed mechanically!
+// It may change across platforms, hosts, or other implementation
+// details. Parsing this string is a major platform-compatibility
+// hazard.
+extern void wasi_io_error_method_error_to_debug_string(wasi_io_error_borrow_error_t self, plugin_string_t *ret);
+
+// Imported Functions from `wasi:io/streams@0.2.12`
+// Perform a non-blocking read from the stream.
+// 
+// When the source of a `read` is binary data, the bytes from the source
+// are returned verbatim. When the source of a `read` is known to the
+// implementation to be text, bytes containing the UTF-8 encoding of the
+// text are returned.
+// 
+// This function returns a list of bytes containing the read data,
+// when successful. The returned list will contain up to `len` bytes;
+// it may return fewer than requested, but not more. The list is
+// empty when no bytes are available for reading at this time. The
+// pollable given by `subscribe` will be ready when more bytes are
+// available.
+// 
+// This function fails with a `stream-error` when the operation
+// encounters an error, giving `last-operation-failed`, or when the
+// stream is closed, giving `closed`.
+// 
+// When the caller gives a `len` of 0, it represents a request to
+// read 0 bytes. If the stream is still open, this call should
+// succeed and return an empty list, or otherwise fail with `closed`.
+// 
+// The `len` parameter is a `u64`, which could represent a list of u8 which
+// is not possible to allocate in wasm32, or not desirable to allocate as
+// as a return value by the callee. The callee may return a list of bytes
+// less than `len` in size while more bytes are available for reading.
+extern bool wasi_io_streams_method_input_stream_read(wasi_io_streams_borrow_input_stream_t self, uint64_t len, plugin_list_u8_t *ret, wasi_io_streams_stream_error_t *err);
+// Read bytes from a stream, after blocking until at least one byte can
+// be read. Except for blocking, behavior is identical to `read`.
+extern bool wasi_io_streams_method_input_stream_blocking_read(wasi_io_streams_borrow_input_stream_t self, uint64_t len, plugin_list_u8_t *ret, wasi_io_streams_stream_error_t *err);
+// Skip bytes from a stream. Returns number of bytes skipped.
+// 
+// Behaves identical to `read`, except instead of returning a list
+// of bytes, returns the number of bytes consumed from the stream.
+extern bool wasi_io_streams_method_input_stream_skip(wasi_io_streams_borrow_input_stream_t self, uint64_t len, uint64_t *ret, wasi_io_streams_stream_error_t *err);
+// Skip bytes from a stream, after blocking until at least one byte
+// can be skipped. Except for blocking behavior, identical to `skip`.
+extern bool wasi_io_streams_method_input_stream_blocking_skip(wasi_io_streams_borrow_input_stream_t self, uint64_t len, uint64_t *ret, wasi_io_streams_stream_error_t *err);
+// Create a `pollable` which will resolve once either the specified stream
+// has bytes available to read or the other end of the stream has been
+// closed.
+// The created `pollable` is a child resource of the `input-stream`.
+// Implementations may trap if the `input-stream` is dropped before
+// all derived `pollable`s created with this function are dropped.
+extern wasi_io_streams_own_pollable_t wasi_io_streams_method_input_stream_subscribe(wasi_io_streams_borrow_input_stream_t self);
+// Check readiness for writing. This function never blocks.
+// 
+// Returns the number of bytes permitted for the next call to `write`,
+// or an error. Calling `write` with more bytes than this function has
+// permitted will trap.
+// 
+// When this function returns 0 bytes, the `subscribe` pollable will
+// become ready when this function will report at least 1 byte, or an
+// error.
+extern bool wasi_io_streams_method_output_stream_check_write(wasi_io_streams_borrow_output_stream_t self, uint64_t *ret, wasi_io_streams_stream_error_t *err);
+// Perform a write. This function never blocks.
+// 
+// When the destination of a `write` is binary data, the bytes from
+// `contents` are written verbatim. When the destination of a `write` is
+// known to the implementation to be text, the bytes of `contents` are
+// transcoded from UTF-8 into the encoding of the destination and then
+// written.
+// 
+// Precondition: check-write gave permit of Ok(n) and contents has a
+// length of less than or equal to n. Otherwise, this function will trap.
+// 
+// returns Err(closed) without writing if the stream has closed since
+// the last call to check-write provided a permit.
+extern bool wasi_io_streams_method_output_stream_write(wasi_io_streams_borrow_output_stream_t self, plugin_list_u8_t *contents, wasi_io_streams_stream_error_t *err);
+// Perform a write of up to 4096 bytes, and then flush the stream. Block
+// until all of these operations are complete, or an error occurs.
+// 
+// Returns success when all of the contents written are successfully
+// flushed to output. If an error occurs at any point before all
+// contents are successfully flushed, that error is returned as soon as
+// possible. If writing and flushing the complete contents causes the
+// stream to become closed, this call should return success, and
+// subsequent calls to check-write or other interfaces should return
+// stream-error::closed.
+extern bool wasi_io_streams_method_output_stream_blocking_write_and_flush(wasi_io_streams_borrow_output_stream_t self, plugin_list_u8_t *contents, wasi_io_streams_stream_error_t *err);
+// Request to flush buffered output. This function never blocks.
+// 
+// This tells the output-stream that the caller intends any buffered
+// output to be flushed. the output which is expected to be flushed
+// is all that has been passed to `write` prior to this call.
+// 
+// Upon calling this function, the `output-stream` will not accept any
+// writes (`check-write` will return `ok(0)`) until the flush has
+// completed. The `subscribe` pollable will become ready when the
+// flush has completed and the stream can accept more writes.
+extern bool wasi_io_streams_method_output_stream_flush(wasi_io_streams_borrow_output_stream_t self, wasi_io_streams_stream_error_t *err);
+// Request to flush buffered output, and block until flush completes
+// and stream is ready for writing again.
+extern bool wasi_io_streams_method_output_stream_blocking_flush(wasi_io_streams_borrow_output_stream_t self, wasi_io_streams_stream_error_t *err);
+// Create a `pollable` which will resolve once the output-stream
+// is ready for more writing, or an error has occurred. When this
+// pollable is ready, `check-write` will return `ok(n)` with n>0, or an
+// error.
+// 
+// If the stream is closed, this pollable is always ready immediately.
+// 
+// The created `pollable` is a child resource of the `output-stream`.
+// Implementations may trap if the `output-stream` is dropped before
+// all derived `pollable`s created with this function are dropped.
+extern wasi_io_streams_own_pollable_t wasi_io_streams_method_output_stream_subscribe(wasi_io_streams_borrow_output_stream_t self);
+// Write zeroes to a stream.
+// 
+// This should be used precisely like `write` with the exact same
+// preconditions (must use check-write first), but instead of
+// passing a list of bytes, you simply pass the number of zero-bytes
+// that should be written.
+extern bool wasi_io_streams_method_output_stream_write_zeroes(wasi_io_streams_borrow_output_stream_t self, uint64_t len, wasi_io_streams_stream_error_t *err);
+// Perform a write of up to 4096 zeroes, and then flush the stream.
+// Block until all of these operations are complete, or an error
+// occurs.
+// 
+// Functionality is equivelant to `blocking-write-and-flush` with
+// contents given as a list of len containing only zeroes.
+extern bool wasi_io_streams_method_output_stream_blocking_write_zeroes_and_flush(wasi_io_streams_borrow_output_stream_t self, uint64_t len, wasi_io_streams_stream_error_t *err);
+// Read from one stream and write to another.
+// 
+// The behavior of splice is equivalent to:
+// 1. calling `check-write` on the `output-stream`
+// 2. calling `read` on the `input-stream` with the smaller of the
+// `check-write` permitted length and the `len` provided to `splice`
+// 3. calling `write` on the `output-stream` with that read data.
+// 
+// Any error reported by the call to `check-write`, `read`, or
+// `write` ends the splice and reports that error.
+// 
+// This function returns the number of bytes transferred; it may be less
+// than `len`.
+extern bool wasi_io_streams_method_output_stream_splice(wasi_io_streams_borrow_output_stream_t self, wasi_io_streams_borrow_input_stream_t src, uint64_t len, uint64_t *ret, wasi_io_streams_stream_error_t *err);
+// Read from one stream and write to another, with blocking.
+// 
+// This is similar to `splice`, except that it blocks until the
+// `output-stream` is ready for writing, and the `input-stream`
+// is ready for reading, before performing the `splice`.
+extern bool wasi_io_streams_method_output_stream_blocking_splice(wasi_io_streams_borrow_output_stream_t self, wasi_io_streams_borrow_input_stream_t src, uint64_t len, uint64_t *ret, wasi_io_streams_stream_error_t *err);
+
+// Imported Functions from `wasi:http/types@0.2.12`
+// Construct an empty HTTP Fields.
+// 
+// The resulting `fields` is mutable.
+extern wasi_http_types_own_fields_t wasi_http_types_constructor_fields(void);
+// Construct an HTTP Fields.
+// 
+// The resulting `fields` is mutable.
+// 
+// The list represents each name-value pair in the Fields. Names
+// which have multiple values are represented by multiple entries in this
+// list with the same name.
+// 
+// The tuple is a pair of the field name, represented as a string, and
+// Value, represented as a list of bytes.
+// 
+// An error result will be returned if any `field-name` or `field-value` is
+// syntactically invalid, or if a field is forbidden.
+extern bool wasi_http_types_static_fields_from_list(wasi_http_types_list_tuple2_field_name_field_value_t *entries, wasi_http_types_own_fields_t *ret, wasi_http_types_header_error_t *err);
+// Get all of the values corresponding to a name. If the name is not present
+// in this `fields` or is syntactically invalid, an empty list is returned.
+// However, if the name is present but empty, this is represented by a list
+// with one or more empty field-values present.
+extern void wasi_http_types_method_fields_get(wasi_http_types_borrow_fields_t self, wasi_http_types_field_name_t *name, wasi_http_types_list_field_value_t *ret);
+// Returns `true` when the name is present in this `fields`. If the name is
+// syntactically invalid, `false` is returned.
+extern bool wasi_http_types_method_fields_has(wasi_http_types_borrow_fields_t self, wasi_http_types_field_name_t *name);
+// Set all of the values for a name. Clears any existing values for that
+// name, if they have been set.
+// 
+// Fails with `header-error.immutable` if the `fields` are immutable.
+// 
+// Fails with `header-error.invalid-syntax` if the `field-name` or any of
+// the `field-value`s are syntactically invalid.
+extern bool wasi_http_types_method_fields_set(wasi_http_types_borrow_fields_t self, wasi_http_types_field_name_t *name, wasi_http_types_list_field_value_t *value, wasi_http_types_header_error_t *err);
+// Delete all values for a name. Does nothing if no values for the name
+// exist.
+// 
+// Fails with `header-error.immutable` if the `fields` are immutable.
+// 
+// Fails with `header-error.invalid-syntax` if the `field-name` is
+// syntactically invalid.
+extern bool wasi_http_types_method_fields_delete(wasi_http_types_borrow_fields_t self, wasi_http_types_field_name_t *name, wasi_http_types_header_error_t *err);
+// Append a value for a name. Does not change or delete any existing
+// values for that name.
+// 
+// Fails with `header-error.immutable` if the `fields` are immutable.
+// 
+// Fails with `header-error.invalid-syntax` if the `field-name` or
+// `field-value` are syntactically invalid.
+extern bool wasi_http_types_method_fields_append(wasi_http_types_borrow_fields_t self, wasi_http_types_field_name_t *name, wasi_http_types_field_value_t *value, wasi_http_types_header_error_t *err);
+// Retrieve the full set of names and values in the Fields. Like the
+// constructor, the list represents each name-value pair.
+// 
+// The outer list represents each name-value pair in the Fields. Names
+// which have multiple values are represented by multiple entries in this
+// list with the same name.
+// 
+// The names and values are always returned in the original casing and in
+// the order in which they will be serialized for transport.
+extern void wasi_http_types_method_fields_entries(wasi_http_types_borrow_fields_t self, wasi_http_types_list_tuple2_field_name_field_value_t *ret);
+// Make a deep copy of the Fields. Equivalent in behavior to calling the
+// `fields` constructor on the return value of `entries`. The resulting
+// `fields` is mutable.
+extern wasi_http_types_own_fields_t wasi_http_types_method_fields_clone(wasi_http_types_borrow_fields_t self);
+// Returns the method of the incoming request.
+extern void wasi_http_types_method_incoming_request_method(wasi_http_types_borrow_incoming_request_t self, wasi_http_types_method_t *ret);
+// Returns the path with query parameters from the request, as a string.
+extern bool wasi_http_types_method_incoming_request_path_with_query(wasi_http_types_borrow_incoming_request_t self, plugin_string_t *ret);
+// Returns the protocol scheme from the request.
+extern bool wasi_http_types_method_incoming_request_scheme(wasi_http_types_borrow_incoming_request_t self, wasi_http_types_scheme_t *ret);
+// Returns the authority of the Request's target URI, if present.
+extern bool wasi_http_types_method_incoming_request_authority(wasi_http_types_borrow_incoming_request_t self, plugin_string_t *ret);
+// Get the `headers` associated with the request.
+// 
+// The returned `headers` resource is immutable: `set`, `append`, and
+// `delete` operations will fail with `header-error.immutable`.
+// 
+// The `headers` returned are a child resource: it must be dropped before
+// the parent `incoming-request` is dropped. Dropping this
+// `incoming-request` before all children are dropped will trap.
+extern wasi_http_types_own_headers_t wasi_http_types_method_incoming_request_headers(wasi_http_types_borrow_incoming_request_t self);
+// Gives the `incoming-body` associated with this request. Will only
+// return success at most once, and subsequent calls will return error.
+extern bool wasi_http_types_method_incoming_request_consume(wasi_http_types_borrow_incoming_request_t self, wasi_http_types_own_incoming_body_t *ret);
+// Construct a new `outgoing-request` with a default `method` of `GET`, and
+// `none` values for `path-with-query`, `scheme`, and `authority`.
+// 
+// * `headers` is the HTTP Headers for the Request.
+// 
+// It is possible to construct, or manipulate with the accessor functions
+// below, an `outgoing-request` with an invalid combination of `scheme`
+// and `authority`, or `headers` which are not permitted to be sent.
+// It is the obligation of the `outgoing-handler.handle` implementation
+// to reject invalid constructions of `outgoing-request`.
+extern wasi_http_types_own_outgoing_request_t wasi_http_types_constructor_outgoing_request(wasi_http_types_own_headers_t headers);
+// Returns the resource corresponding to the outgoing Body for this
+// Request.
+// 
+// Returns success on the first call: the `outgoing-body` resource for
+// this `outgoing-request` can be retrieved at most once. Subsequent
+// calls will return error.
+extern bool wasi_http_types_method_outgoing_request_body(wasi_http_types_borrow_outgoing_request_t self, wasi_http_types_own_outgoing_body_t *ret);
+// Get the Method for the Request.
+extern void wasi_http_types_method_outgoing_request_method(wasi_http_types_borrow_outgoing_request_t self, wasi_http_types_method_t *ret);
+// Set the Method for the Request. Fails if the string present in a
+// `method.other` argument is not a syntactically valid method.
+extern bool wasi_http_types_method_outgoing_request_set_method(wasi_http_types_borrow_outgoing_request_t self, wasi_http_types_method_t *method);
+// Get the combination of the HTTP Path and Query for the Request.
+// When `none`, this represents an empty Path and empty Query.
+extern bool wasi_http_types_method_outgoing_request_path_with_query(wasi_http_types_borrow_outgoing_request_t self, plugin_string_t *ret);
+// Set the combination of the HTTP Path and Query for the Request.
+// When `none`, this represents an empty Path and empty Query. Fails is the
+// string given is not a syntactically valid path and query uri component.
+extern bool wasi_http_types_method_outgoing_request_set_path_with_query(wasi_http_types_borrow_outgoing_request_t self, plugin_string_t *maybe_path_with_query);
+// Get the HTTP Related Scheme for the Request. When `none`, the
+// implementation may choose an appropriate default scheme.
+extern bool wasi_http_types_method_outgoing_request_scheme(wasi_http_types_borrow_outgoing_request_t self, wasi_http_types_scheme_t *ret);
+// Set the HTTP Related Scheme for the Request. When `none`, the
+// implementation may choose an appropriate default scheme. Fails if the
+// string given is not a syntactically valid uri scheme.
+extern bool wasi_http_types_method_outgoing_request_set_scheme(wasi_http_types_borrow_outgoing_request_t self, wasi_http_types_scheme_t *maybe_scheme);
+// Get the authority of the Request's target URI. A value of `none` may be used
+// with Related Schemes which do not require an authority. The HTTP and
+// HTTPS schemes always require an authority.
+extern bool wasi_http_types_method_outgoing_request_authority(wasi_http_types_borrow_outgoing_request_t self, plugin_string_t *ret);
+// Set the authority of the Request's target URI. A value of `none` may be used
+// with Related Schemes which do not require an authority. The HTTP and
+// HTTPS schemes always require an authority. Fails if the string given is
+// not a syntactically valid URI authority.
+extern bool wasi_http_types_method_outgoing_request_set_authority(wasi_http_types_borrow_outgoing_request_t self, plugin_string_t *maybe_authority);
+// Get the headers associated with the Request.
+// 
+// The returned `headers` resource is immutable: `set`, `append`, and
+// `delete` operations will fail with `header-error.immutable`.
+// 
+// This headers resource is a child: it must be dropped before the parent
+// `outgoing-request` is dropped, or its ownership is transferred to
+// another component by e.g. `outgoing-handler.handle`.
+extern wasi_http_types_own_headers_t wasi_http_types_method_outgoing_request_headers(wasi_http_types_borrow_outgoing_request_t self);
+// Construct a default `request-options` value.
+extern wasi_http_types_own_request_options_t wasi_http_types_constructor_request_options(void);
+// The timeout for the initial connect to the HTTP Server.
+extern bool wasi_http_types_method_request_options_connect_timeout(wasi_http_types_borrow_request_options_t self, wasi_http_types_duration_t *ret);
+// Set the timeout for the initial connect to the HTTP Server. An error
+// return value indicates that this timeout is not supported.
+extern bool wasi_http_types_method_request_options_set_connect_timeout(wasi_http_types_borrow_request_options_t self, wasi_http_types_duration_t *maybe_duration);
+// The timeout for receiving the first byte of the Response body.
+extern bool wasi_http_types_method_request_options_first_byte_timeout(wasi_http_types_borrow_request_options_t self, wasi_http_types_duration_t *ret);
+// Set the timeout for receiving the first byte of the Response body. An
+// error return value indicates that this timeout is not supported.
+extern bool wasi_http_types_method_request_options_set_first_byte_timeout(wasi_http_types_borrow_request_options_t self, wasi_http_types_duration_t *maybe_duration);
+// The timeout for receiving subsequent chunks of bytes in the Response
+// body stream.
+extern bool wasi_http_types_method_request_options_between_bytes_timeout(wasi_http_types_borrow_request_options_t self, wasi_http_types_duration_t *ret);
+// Set the timeout for receiving subsequent chunks of bytes in the Response
+// body stream. An error return value indicates that this timeout is not
+// supported.
+extern bool wasi_http_types_method_request_options_set_between_bytes_timeout(wasi_http_types_borrow_request_options_t self, wasi_http_types_duration_t *maybe_duration);
+// Set the value of the `response-outparam` to either send a response,
+// or indicate an error.
+// 
+// This method consumes the `response-outparam` to ensure that it is
+// called at most once. If it is never called, the implementation
+// will respond with an error.
+// 
+// The user may provide an `error` to `response` to allow the
+// implementation determine how to respond with an HTTP error response.
+extern void wasi_http_types_static_response_outparam_set(wasi_http_types_own_response_outparam_t param, wasi_http_types_result_own_outgoing_response_error_code_t *response);
+// Returns the status code from the incoming response.
+extern wasi_http_types_status_code_t wasi_http_types_method_incoming_response_status(wasi_http_types_borrow_incoming_response_t self);
+// Returns the headers from the incoming response.
+// 
+// The returned `headers` resource is immutable: `set`, `append`, and
+// `delete` operations will fail with `header-error.immutable`.
+// 
+// This headers resource is a child: it must be dropped before the parent
+// `incoming-response` is dropped.
+extern wasi_http_types_own_headers_t wasi_http_types_method_incoming_response_headers(wasi_http_types_borrow_incoming_response_t self);
+// Returns the incoming body. May be called at most once. Returns error
+// if called additional times.
+extern bool wasi_http_types_method_incoming_response_consume(wasi_http_types_borrow_incoming_response_t self, wasi_http_types_own_incoming_body_t *ret);
+// Returns the contents of the body, as a stream of bytes.
+// 
+// Returns success on first call: the stream representing the contents
+// can be retrieved at most once. Subsequent calls will return error.
+// 
+// The returned `input-stream` resource is a child: it must be dropped
+// before the parent `incoming-body` is dropped, or consumed by
+// `incoming-body.finish`.
+// 
+// This invariant ensures that the implementation can determine whether
+// the user is consuming the contents of the body, waiting on the
+// `future-trailers` to be ready, or neither. This allows for network
+// backpressure is to be applied when the user is consuming the body,
+// and for that backpressure to not inhibit delivery of the trailers if
+// the user does not read the entire body.
+extern bool wasi_http_types_method_incoming_body_stream(wasi_http_types_borrow_incoming_body_t self, wasi_http_types_own_input_stream_t *ret);
+// Takes ownership of `incoming-body`, and returns a `future-trailers`.
+// This function will trap if the `input-stream` child is still alive.
+extern wasi_http_types_own_future_trailers_t wasi_http_types_static_incoming_body_finish(wasi_http_types_own_incoming_body_t this_);
+// Returns a pollable which becomes ready when either the trailers have
+// been received, or an error has occurred. When this pollable is ready,
+// the `get` method will return `some`.
+extern wasi_http_types_own_pollable_t wasi_http_types_method_future_trailers_subscribe(wasi_http_types_borrow_future_trailers_t self);
+// Returns the contents of the trailers, or an error which occurred,
+// once the future is ready.
+// 
+// The outer `option` represents future readiness. Users can wait on this
+// `option` to become `some` using the `subscribe` method.
+// 
+// The outer `result` is used to retrieve the trailers or error at most
+// once. It will be success on the first call in which the outer option
+// is `some`, and error on subsequent calls.
+// 
+// The inner `result` represents that either the HTTP Request or Response
+// body, as well as any trailers, were received successfully, or that an
+// error occurred receiving them. The optional `trailers` indicates whether
+// or not trailers were present in the body.
+// 
+// When some `trailers` are returned by this method, the `trailers`
+// resource is immutable, and a child. Use of the `set`, `append`, or
+// `delete` methods will return an error, and the resource must be
+// dropped before the parent `future-trailers` is dropped.
+extern bool wasi_http_types_method_future_trailers_get(wasi_http_types_borrow_future_trailers_t self, wasi_http_types_result_result_option_own_trailers_error_code_void_t *ret);
+// Construct an `outgoing-response`, with a default `status-code` of `200`.
+// If a different `status-code` is needed, it must be set via the
+// `set-status-code` method.
+// 
+// * `headers` is the HTTP Headers for the Response.
+extern wasi_http_types_own_outgoing_response_t wasi_http_types_constructor_outgoing_response(wasi_http_types_own_headers_t headers);
+// Get the HTTP Status Code for the Response.
+extern wasi_http_types_status_code_t wasi_http_types_method_outgoing_response_status_code(wasi_http_types_borrow_outgoing_response_t self);
+// Set the HTTP Status Code for the Response. Fails if the status-code
+// given is not a valid http status code.
+extern bool wasi_http_types_method_outgoing_response_set_status_code(wasi_http_types_borrow_outgoing_response_t self, wasi_http_types_status_code_t status_code);
+// Get the headers associated with the Request.
+// 
+// The returned `headers` resource is immutable: `set`, `append`, and
+// `delete` operations will fail with `header-error.immutable`.
+// 
+// This headers resource is a child: it must be dropped before the parent
+// `outgoing-request` is dropped, or its ownership is transferred to
+// another component by e.g. `outgoing-handler.handle`.
+extern wasi_http_types_own_headers_t wasi_http_types_method_outgoing_response_headers(wasi_http_types_borrow_outgoing_response_t self);
+// Returns the resource corresponding to the outgoing Body for this Response.
+// 
+// Returns success on the first call: the `outgoing-body` resource for
+// this `outgoing-response` can be retrieved at most once. Subsequent
+// calls will return error.
+extern bool wasi_http_types_method_outgoing_response_body(wasi_http_types_borrow_outgoing_response_t self, wasi_http_types_own_outgoing_body_t *ret);
+// Returns a stream for writing the body contents.
+// 
+// The returned `output-stream` is a child resource: it must be dropped
+// before the parent `outgoing-body` resource is dropped (or finished),
+// otherwise the `outgoing-body` drop or `finish` will trap.
+// 
+// Returns success on the first call: the `output-stream` resource for
+// this `outgoing-body` may be retrieved at most once. Subsequent calls
+// will return error.
+extern bool wasi_http_types_method_outgoing_body_write(wasi_http_types_borrow_outgoing_body_t self, wasi_http_types_own_output_stream_t *ret);
+// Finalize an outgoing body, optionally providing trailers. This must be
+// called to signal that the response is complete. If the `outgoing-body`
+// is dropped without calling `outgoing-body.finalize`, the implementation
+// should treat the body as corrupted.
+// 
+// Fails if the body's `outgoing-request` or `outgoing-response` was
+// constructed with a Content-Length header, and the contents written
+// to the body (via `write`) does not match the value given in the
+// Content-Length.
+extern bool wasi_http_types_static_outgoing_body_finish(wasi_http_types_own_outgoing_body_t this_, wasi_http_types_own_trailers_t *maybe_trailers, wasi_http_types_error_code_t *err);
+// Returns a pollable which becomes ready when either the Response has
+// been received, or an error has occurred. When this pollable is ready,
+// the `get` method will return `some`.
+extern wasi_http_types_own_pollable_t wasi_http_types_method_future_incoming_response_subscribe(wasi_http_types_borrow_future_incoming_response_t self);
+// Returns the incoming HTTP Response, or an error, once one is ready.
+// 
+// The outer `option` represents future readiness. Users can wait on this
+// `option` to become `some` using the `subscribe` method.
+// 
+// The outer `result` is used to retrieve the response or error at most
+// once. It will be success on the first call in which the outer option
+// is `some`, and error on subsequent calls.
+// 
+// The inner `result` represents that either the incoming HTTP Response
+// status and headers have received successfully, or that an error
+// occurred. Errors may also occur while consuming the response body,
+// but those will be reported by the `incoming-body` and its
+// `output-stream` child.
+extern bool wasi_http_types_method_future_incoming_response_get(wasi_http_types_borrow_future_incoming_response_t self, wasi_http_types_result_result_own_incoming_response_error_code_void_t *ret);
+// Attempts to extract a http-related `error` from the wasi:io `error`
+// provided.
+// 
+// Stream operations which return
+// `wasi:io/stream.stream-error.last-operation-failed` have a payload of
+// type `wasi:io/error.error` with more information about the operation
+// that failed. This payload can be passed through to this function to see
+// if there's http-related information about the error to return.
+// 
+// Note that this function is fallible because not all io-errors are
+// http-related errors.
+extern bool wasi_http_types_http_error_code(wasi_http_types_borrow_io_error_t err_, wasi_http_types_error_code_t *ret);
+
+// Imported Functions from `wasi:http/outgoing-handler@0.2.12`
+// This function is invoked with an outgoing HTTP Request, and it returns
+// a resource `future-incoming-response` which represents an HTTP Response
+// which may arrive in the future.
+// 
+// The `options` argument accepts optional parameters for the HTTP
+// protocol's transport layer.
+// 
+// This function may return an error if the `outgoing-request` is invalid
+// or not allowed to be made. Otherwise, protocol errors are reported
+// through the `future-incoming-response`.
+extern bool wasi_http_outgoing_handler_handle(wasi_http_outgoing_handler_own_outgoing_request_t request, wasi_http_outgoing_handler_own_request_options_t *maybe_options, wasi_http_outgoing_handler_own_future_incoming_response_t *ret, wasi_http_outgoing_handler_error_code_t *err);
+
+// Imported Functions from `chard:task/host@0.2.0`
 // Structured log line, emitted through the worker's own logging with the
 // job's task id and name attached.
 extern void chard_task_host_log(chard_task_host_level_t level, plugin_string_t *message, plugin_list_tuple2_string_string_t *fields);
 // Wall-clock time as Unix milliseconds.
 extern uint64_t chard_task_host_now_ms(void);
 
-// Exported Functions from `chard:task/tasks@0.1.0`
+// Imported Functions from `chard:task/progress@0.2.0`
+// Celery's `self.update_state(state=..., meta=...)`: stores
+// `{"status": state, "result": meta}` under the task's result key and
+// publishes it, so `AsyncResult(id).state == state` and `.info == meta`
+// while the job runs. `meta-json` is any JSON value. Writes are
+// coalesced (at most one per 100 ms per job, the last one wins) and
+// never land after the job's final state. Errors: `meta-json` is not
+// JSON, or the state is one of Celery's ready states.
+extern bool chard_task_progress_update_state(plugin_string_t *state, plugin_string_t *meta_json, plugin_string_t *err);
+
+// Imported Functions from `chard:task/canvas@0.2.0`
+// Sends `signature` (parent = this task, root = this task's root).
+// Returns the id a client waits on: the task's, the last task's of a
+// chain, the group's, the chord body's.
+extern bool chard_task_canvas_send(plugin_string_t *signature_json, plugin_string_t *ret, plugin_string_t *err);
+// Celery's `self.replace(sig)`: when the task returns (its own return
+// value is then ignored), `signature` takes its place. It runs under
+// this task's id, with its callbacks, errbacks, chain, chord and group
+// membership, so `AsyncResult(this id).get()` gives the replacement's
+// result. A group is turned into a chord whose body collects the
+// results, as Celery does. At most one replace per job.
+extern bool chard_task_canvas_replace(plugin_string_t *signature_json, plugin_string_t *err);
+
+// Imported Functions from `chard:task/keyvalue@0.2.0`
+extern bool chard_task_keyvalue_get(plugin_string_t *key, plugin_option_list_u8_t *ret, plugin_string_t *err);
+// `ttl-ms`: the key expires after that long; `none`: never.
+extern bool chard_task_keyvalue_set(plugin_string_t *key, plugin_list_u8_t *value, uint64_t *maybe_ttl_ms, plugin_string_t *err);
+// Sets only if the key does not exist; returns whether it set it (the
+// building block of "run once" / idempotency markers).
+extern bool chard_task_keyvalue_set_if_absent(plugin_string_t *key, plugin_list_u8_t *value, uint64_t *maybe_ttl_ms, bool *ret, plugin_string_t *err);
+// Returns whether the key existed.
+extern bool chard_task_keyvalue_delete(plugin_string_t *key, bool *ret, plugin_string_t *err);
+extern bool chard_task_keyvalue_exists(plugin_string_t *key, bool *ret, plugin_string_t *err);
+// Adds `delta` to the integer stored at `key` (0 if absent) atomically
+// and returns the new value.
+extern bool chard_task_keyvalue_incr(plugin_string_t *key, int64_t delta, int64_t *ret, plugin_string_t *err);
+
+// Exported Functions from `chard:task/tasks@0.2.0`
 void exports_chard_task_tasks_list_tasks(exports_chard_task_tasks_list_task_info_t *ret);
 bool exports_chard_task_tasks_run(plugin_string_t *name, plugin_string_t *args, plugin_string_t *kwargs, exports_chard_task_tasks_context_t *context, plugin_string_t *ret, exports_chard_task_tasks_task_error_t *err);
 
 // Helper Functions
 
+extern void wasi_io_poll_pollable_drop_own(wasi_io_poll_own_pollable_t handle);
+
+extern void wasi_io_poll_pollable_drop_borrow(wasi_io_poll_borrow_pollable_t handle);
+
+extern wasi_io_poll_borrow_pollable_t wasi_io_poll_borrow_pollable(wasi_io_poll_own_pollable_t handle);
+
+void wasi_io_poll_list_borrow_pollable_free(wasi_io_poll_list_borrow_pollable_t *ptr);
+
+void plugin_list_u32_free(plugin_list_u32_t *ptr);
+
+extern void wasi_io_error_error_drop_own(wasi_io_error_own_error_t handle);
+
+extern void wasi_io_error_error_drop_borrow(wasi_io_error_borrow_error_t handle);
+
+extern wasi_io_error_borrow_error_t wasi_io_error_borrow_error(wasi_io_error_own_error_t handle);
+
+void wasi_io_streams_stream_error_free(wasi_io_streams_stream_error_t *ptr);
+
+extern void wasi_io_streams_input_stream_drop_own(wasi_io_streams_own_input_stream_t handle);
+
+extern void wasi_io_streams_input_stream_drop_borrow(wasi_io_streams_borrow_input_stream_t handle);
+
+extern wasi_io_streams_borrow_input_stream_t wasi_io_streams_borrow_input_stream(wasi_io_streams_own_input_stream_t handle);
+
+extern void wasi_io_streams_output_stream_drop_own(wasi_io_streams_own_output_stream_t handle);
+
+extern void wasi_io_streams_output_stream_drop_borrow(wasi_io_streams_borrow_output_stream_t handle);
+
+extern wasi_io_streams_borrow_output_stream_t wasi_io_streams_borrow_output_stream(wasi_io_streams_own_output_stream_t handle);
+
+void plugin_list_u8_free(plugin_list_u8_t *ptr);
+
+void wasi_io_streams_result_list_u8_stream_error_free(wasi_io_streams_result_list_u8_stream_error_t *ptr);
+
+void wasi_io_streams_result_u64_stream_error_free(wasi_io_streams_result_u64_stream_error_t *ptr);
+
+void wasi_io_streams_result_void_stream_error_free(wasi_io_streams_result_void_stream_error_t *ptr);
+
+void wasi_http_types_method_free(wasi_http_types_method_t *ptr);
+
+void wasi_http_types_scheme_free(wasi_http_types_scheme_t *ptr);
+
+void plugin_option_string_free(plugin_option_string_t *ptr);
+
+void plugin_option_u16_free(plugin_option_u16_t *ptr);
+
+void wasi_http_types_dns_error_payload_free(wasi_http_types_dns_error_payload_t *ptr);
+
+void plugin_option_u8_free(plugin_option_u8_t *ptr);
+
+void wasi_http_types_tls_alert_received_payload_free(wasi_http_types_tls_alert_received_payload_t *ptr);
+
+void plugin_option_u32_free(plugin_option_u32_t *ptr);
+
+void wasi_http_types_field_size_payload_free(wasi_http_types_field_size_payload_t *ptr);
+
+void plugin_option_u64_free(plugin_option_u64_t *ptr);
+
+void wasi_http_types_option_field_size_payload_free(wasi_http_types_option_field_size_payload_t *ptr);
+
+void wasi_http_types_error_code_free(wasi_http_types_error_code_t *ptr);
+
+void wasi_http_types_header_error_free(wasi_http_types_header_error_t *ptr);
+
+void wasi_http_types_field_key_free(wasi_http_types_field_key_t *ptr);
+
+void wasi_http_types_field_name_free(wasi_http_types_field_name_t *ptr);
+
+void wasi_http_types_field_value_free(wasi_http_types_field_value_t *ptr);
+
+extern void wasi_http_types_fields_drop_own(wasi_http_types_own_fields_t handle);
+
+extern void wasi_http_types_fields_drop_borrow(wasi_http_types_borrow_fields_t handle);
+
+extern wasi_http_types_borrow_fields_t wasi_http_types_borrow_fields(wasi_http_types_own_fields_t handle);
+
+extern void wasi_http_types_incoming_request_drop_own(wasi_http_types_own_incoming_request_t handle);
+
+extern void wasi_http_types_incoming_request_drop_borrow(wasi_http_types_borrow_incoming_request_t handle);
+
+extern wasi_http_types_borrow_incoming_request_t wasi_http_types_borrow_incoming_request(wasi_http_types_own_incoming_request_t handle);
+
+extern void wasi_http_types_outgoing_request_drop_own(wasi_http_types_own_outgoing_request_t handle);
+
+extern void wasi_http_types_outgoing_request_drop_borrow(wasi_http_types_borrow_outgoing_request_t handle);
+
+extern wasi_http_types_borrow_outgoing_request_t wasi_http_types_borrow_outgoing_request(wasi_http_types_own_outgoing_request_t handle);
+
+extern void wasi_http_types_request_options_drop_own(wasi_http_types_own_request_options_t handle);
+
+extern void wasi_http_types_request_options_drop_borrow(wasi_http_types_borrow_request_options_t handle);
+
+extern wasi_http_types_borrow_request_options_t wasi_http_types_borrow_request_options(wasi_http_types_own_request_options_t handle);
+
+extern void wasi_http_types_response_outparam_drop_own(wasi_http_types_own_response_outparam_t handle);
+
+extern void wasi_http_types_response_outparam_drop_borrow(wasi_http_types_borrow_response_outparam_t handle);
+
+extern wasi_http_types_borrow_response_outparam_t wasi_http_types_borrow_response_outparam(wasi_http_types_own_response_outparam_t handle);
+
+extern void wasi_http_types_incoming_response_drop_own(wasi_http_types_own_incoming_response_t handle);
+
+extern void wasi_http_types_incoming_response_drop_borrow(wasi_http_types_borrow_incoming_response_t handle);
+
+extern wasi_http_types_borrow_incoming_response_t wasi_http_types_borrow_incoming_response(wasi_http_types_own_incoming_response_t handle);
+
+extern void wasi_http_types_incoming_body_drop_own(wasi_http_types_own_incoming_body_t handle);
+
+extern void wasi_http_types_incoming_body_drop_borrow(wasi_http_types_borrow_incoming_body_t handle);
+
+extern wasi_http_types_borrow_incoming_body_t wasi_http_types_borrow_incoming_body(wasi_http_types_own_incoming_body_t handle);
+
+extern void wasi_http_types_future_trailers_drop_own(wasi_http_types_own_future_trailers_t handle);
+
+extern void wasi_http_types_future_trailers_drop_borrow(wasi_http_types_borrow_future_trailers_t handle);
+
+extern wasi_http_types_borrow_future_trailers_t wasi_http_types_borrow_future_trailers(wasi_http_types_own_future_trailers_t handle);
+
+extern void wasi_http_types_outgoing_response_drop_own(wasi_http_types_own_outgoing_response_t handle);
+
+extern void wasi_http_types_outgoing_response_drop_borrow(wasi_http_types_borrow_outgoing_response_t handle);
+
+extern wasi_http_types_borrow_outgoing_response_t wasi_http_types_borrow_outgoing_response(wasi_http_types_own_outgoing_response_t handle);
+
+extern void wasi_http_types_outgoing_body_drop_own(wasi_http_types_own_outgoing_body_t handle);
+
+extern void wasi_http_types_outgoing_body_drop_borrow(wasi_http_types_borrow_outgoing_body_t handle);
+
+extern wasi_http_types_borrow_outgoing_body_t wasi_http_types_borrow_outgoing_body(wasi_http_types_own_outgoing_body_t handle);
+
+extern void wasi_http_types_future_incoming_response_drop_own(wasi_http_types_own_future_incoming_response_t handle);
+
+extern void wasi_http_types_future_incoming_response_drop_borrow(wasi_http_types_borrow_future_incoming_response_t handle);
+
+extern wasi_http_types_borrow_future_incoming_response_t wasi_http_types_borrow_future_incoming_response(wasi_http_types_own_future_incoming_response_t handle);
+
+void wasi_http_types_tuple2_field_name_field_value_free(wasi_http_types_tuple2_field_name_field_value_t *ptr);
+
+void wasi_http_types_list_tuple2_field_name_field_value_free(wasi_http_types_list_tuple2_field_name_field_value_t *ptr);
+
+void wasi_http_types_result_own_fields_header_error_free(wasi_http_types_result_own_fields_header_error_t *ptr);
+
+void wasi_http_types_list_field_value_free(wasi_http_types_list_field_value_t *ptr);
+
+void wasi_http_types_result_void_header_error_free(wasi_http_types_result_void_header_error_t *ptr);
+
+void wasi_http_types_option_scheme_free(wasi_http_types_option_scheme_t *ptr);
+
+void wasi_http_types_result_own_incoming_body_void_free(wasi_http_types_result_own_incoming_body_void_t *ptr);
+
+void wasi_http_types_result_own_outgoing_body_void_free(wasi_http_types_result_own_outgoing_body_void_t *ptr);
+
+void wasi_http_types_result_void_void_free(wasi_http_types_result_void_void_t *ptr);
+
+void wasi_http_types_option_duration_free(wasi_http_types_option_duration_t *ptr);
+
+void wasi_http_types_result_own_outgoing_response_error_code_free(wasi_http_types_result_own_outgoing_response_error_code_t *ptr);
+
+void wasi_http_types_result_own_input_stream_void_free(wasi_http_types_result_own_input_stream_void_t *ptr);
+
+void wasi_http_types_option_own_trailers_free(wasi_http_types_option_own_trailers_t *ptr);
+
+void wasi_http_types_result_option_own_trailers_error_code_free(wasi_http_types_result_option_own_trailers_error_code_t *ptr);
+
+void wasi_http_types_result_result_option_own_trailers_error_code_void_free(wasi_http_types_result_result_option_own_trailers_error_code_void_t *ptr);
+
+void wasi_http_types_option_result_result_option_own_trailers_error_code_void_free(wasi_http_types_option_result_result_option_own_trailers_error_code_void_t *ptr);
+
+void wasi_http_types_result_own_output_stream_void_free(wasi_http_types_result_own_output_stream_void_t *ptr);
+
+void wasi_http_types_result_void_error_code_free(wasi_http_types_result_void_error_code_t *ptr);
+
+void wasi_http_types_result_own_incoming_response_error_code_free(wasi_http_types_result_own_incoming_response_error_code_t *ptr);
+
+void wasi_http_types_result_result_own_incoming_response_error_code_void_free(wasi_http_types_result_result_own_incoming_response_error_code_void_t *ptr);
+
+void wasi_http_types_option_result_result_own_incoming_response_error_code_void_free(wasi_http_types_option_result_result_own_incoming_response_error_code_void_t *ptr);
+
+void wasi_http_types_option_error_code_free(wasi_http_types_option_error_code_t *ptr);
+
+void wasi_http_outgoing_handler_error_code_free(wasi_http_outgoing_handler_error_code_t *ptr);
+
+void wasi_http_outgoing_handler_option_own_request_options_free(wasi_http_outgoing_handler_option_own_request_options_t *ptr);
+
+void wasi_http_outgoing_handler_result_own_future_incoming_response_error_code_free(wasi_http_outgoing_handler_result_own_future_incoming_response_error_code_t *ptr);
+
 void plugin_tuple2_string_string_free(plugin_tuple2_string_string_t *ptr);
 
 void plugin_list_tuple2_string_string_free(plugin_list_tuple2_string_string_t *ptr);
 
-void plugin_option_string_free(plugin_option_string_t *ptr);
+void chard_task_progress_result_void_string_free(chard_task_progress_result_void_string_t *ptr);
 
-void plugin_option_u64_free(plugin_option_u64_t *ptr);
+void chard_task_canvas_result_string_string_free(chard_task_canvas_result_string_string_t *ptr);
 
-void plugin_option_u32_free(plugin_option_u32_t *ptr);
+void plugin_option_list_u8_free(plugin_option_list_u8_t *ptr);
+
+void chard_task_keyvalue_result_option_list_u8_string_free(chard_task_keyvalue_result_option_list_u8_string_t *ptr);
+
+void chard_task_keyvalue_result_bool_string_free(chard_task_keyvalue_result_bool_string_t *ptr);
+
+void chard_task_keyvalue_result_s64_string_free(chard_task_keyvalue_result_s64_string_t *ptr);
 
 void plugin_list_string_free(plugin_list_string_t *ptr);
 
@@ -213,6 +1598,8 @@ void chard_task_types_task_info_free(chard_task_types_task_info_t *ptr);
 void chard_task_types_context_free(chard_task_types_context_t *ptr);
 
 void chard_task_types_failure_free(chard_task_types_failure_t *ptr);
+
+void chard_task_types_option_failure_free(chard_task_types_option_failure_t *ptr);
 
 void chard_task_types_retry_request_free(chard_task_types_retry_request_t *ptr);
 

@@ -18,6 +18,8 @@ const plugin = {
   ctx: () => context().retries,
   later: async (x) => x * 2,
   notJson: () => 1n,
+  patch: task((id, email = undefined, options, ...tags) => [id, email === undefined ? 'missing' : email, options, tags], { kwargs: 'options' }),
+  given: (a, b) => [a === undefined ? 'missing' : a, b === undefined ? 'missing' : b],
   notAFunction: 42,
   NotATask: class {},
 };
@@ -26,11 +28,17 @@ const host = { log() {}, nowMs: () => 0n };
 const tasks = exportTasks(plugin, host);
 const ctx = { taskId: 't', taskName: 'x', retries: 2, priority: 0, hostname: 'h', headers: '{}', timeLimitMs: 5000n };
 
+// A task error without its unset (undefined) fields.
+function defined(value) {
+  if (!value || typeof value !== 'object') return value;
+  return Object.fromEntries(Object.entries(value).filter(([, v]) => v !== undefined).map(([k, v]) => [k, defined(v)]));
+}
+
 function run(name, args = '[]', kwargs = '{}') {
   try {
     return ['ok', tasks.run(name, args, kwargs, ctx)];
   } catch (error) {
-    return [error.tag, error.val];
+    return [error.tag, defined(error.val)];
   }
 }
 
@@ -42,6 +50,21 @@ test('ok', async () => {
   assert.deepEqual(run('ctx'), ['ok', '2']);
   assert.equal(await tasks.run('later', '[21]', '{}', ctx), '42');
   assert.equal(JSON.parse(run('charge', '["c"]', '{"opts":{"currency":"USD"}}')[1]).currency, 'USD');
+});
+
+test('*args, **kwargs and missing versus null', () => {
+  // Left out is undefined (defaults apply), sent as null is null.
+  assert.deepEqual(run('patch', '[7]'), ['ok', '[7,"missing",{},[]]']);
+  assert.deepEqual(run('patch', '[7,null]'), ['ok', '[7,null,{},[]]']);
+  assert.deepEqual(run('patch', '[7]', '{"email":null}'), ['ok', '[7,null,{},[]]']);
+  assert.deepEqual(run('patch', '[7,"a@b","x","y"]', '{"name":"A","age":null}'), ['ok', '[7,"a@b",{"name":"A","age":null},["x","y"]]']);
+  assert.deepEqual(run('patch', '[]', '{"id":1,"options":2}'), ['ok', '[1,"missing",{"options":2},[]]']);
+  assert.deepEqual(run('patch', '[1]', '{"id":1}'), ['failed', { message: "patch: got multiple values for argument 'id'", exceptionType: 'TypeError' }]);
+  assert.deepEqual(run('given', '[null]'), ['failed', { message: "given: missing required argument 'b'", exceptionType: 'TypeError' }]);
+  assert.deepEqual(run('given', '[null, null]'), ['ok', '[null,null]']);
+  const infos = Object.fromEntries(tasks.listTasks().map((t) => [t.name, t]));
+  assert.deepEqual(infos.patch.params, ['id', 'email']);
+  assert.throws(() => exportTasks({ bad: task((a) => a, { kwargs: 'nope' }) }, host), TypeError);
 });
 
 test('binding errors', () => {
@@ -65,7 +88,7 @@ test('failures and retries', () => {
 
 test('metadata', () => {
   const infos = Object.fromEntries(tasks.listTasks().map((t) => [t.name, t]));
-  assert.deepEqual(Object.keys(infos).sort(), ['add', 'charge', 'ctx', 'explicit', 'flaky', 'later', 'notJson', 'rest']);
+  assert.deepEqual(Object.keys(infos).sort(), ['add', 'charge', 'ctx', 'explicit', 'flaky', 'given', 'later', 'notJson', 'patch', 'rest']);
   assert.deepEqual(infos.charge.params, ['card', 'cents', 'opts']);
   assert.equal(infos.charge.doc, 'Charge.');
   assert.equal(infos.charge.defaults.timeLimitMs, 5000n);

@@ -167,8 +167,12 @@ fn context_kind(ty: &Type) -> Option<bool> {
     }
 }
 
-fn is_option(ty: &Type) -> bool {
-    matches!(ty, Type::Path(path) if path.path.segments.last().is_some_and(|s| s.ident == "Option"))
+/// The last segment of a type's path: `Option` for `std::option::Option<T>`.
+fn last_segment(ty: &Type) -> Option<String> {
+    match ty {
+        Type::Path(path) => path.path.segments.last().map(|segment| segment.ident.to_string()),
+        _ => None,
+    }
 }
 
 fn returns_result(output: &ReturnType) -> bool {
@@ -202,6 +206,9 @@ fn expand_task(options: Punctuated<Meta, Token![,]>, function: &ItemFn) -> syn::
 
     let mut params = Vec::new();
     let mut optional = Vec::new();
+    // `*args` / `**kwargs` as `host tasks` shows them.
+    let mut rest_names = Vec::new();
+    let (mut takes_args, mut takes_kwargs) = (false, false);
     let mut decode = Vec::new();
     let mut call_args = Vec::new();
     for input in &signature.inputs {
@@ -234,13 +241,36 @@ fn expand_task(options: Punctuated<Meta, Token![,]>, function: &ItemFn) -> syn::
         }
         let name = binding.ident.to_string();
         let name = name.trim_start_matches("r#").to_string();
+        let kind = last_segment(ty);
+        match kind.as_deref() {
+            Some("Args") if !takes_args => {
+                takes_args = true;
+                rest_names.push(format!("*{name}"));
+                call_args.push(quote!(::chard_sdk::Args(::core::mem::take(&mut __chard_bound.rest_args))));
+                continue;
+            }
+            Some("Kwargs") if !takes_kwargs => {
+                takes_kwargs = true;
+                rest_names.push(format!("**{name}"));
+                call_args.push(quote!(::chard_sdk::Kwargs(::core::mem::take(&mut __chard_bound.rest_kwargs))));
+                continue;
+            }
+            Some("Args" | "Kwargs") => {
+                return Err(syn::Error::new(ty.span(), "a task takes at most one `Args` and one `Kwargs` parameter"));
+            }
+            _ => {}
+        }
         let local = format_ident!("__chard_arg_{}", name);
+        let decoder = if kind.as_deref() == Some("Maybe") {
+            quote!(::chard_sdk::__private::decode_maybe)
+        } else {
+            quote!(::chard_sdk::__private::decode_argument)
+        };
         decode.push(quote_spanned! {ty.span()=>
-            let #local: #ty = ::chard_sdk::__private::decode_argument(
-                #task_name, #name, __chard_values.next().unwrap_or(::chard_sdk::__private::serde_json::Value::Null))?;
+            let #local: #ty = #decoder(#task_name, #name, __chard_values.next().flatten())?;
         });
         call_args.push(quote!(#local));
-        optional.push(is_option(ty));
+        optional.push(matches!(kind.as_deref(), Some("Option" | "Maybe")));
         params.push(name);
     }
 
@@ -296,7 +326,7 @@ fn expand_task(options: Punctuated<Meta, Token![,]>, function: &ItemFn) -> syn::
             fn info() -> ::chard_sdk::__private::TaskInfo {
                 ::chard_sdk::__private::TaskInfo {
                     name: #task_name.to_string(),
-                    params: ::std::vec![#(#params.to_string()),*],
+                    params: ::std::vec![#(#params.to_string(),)* #(#rest_names.to_string()),*],
                     doc: #doc,
                     defaults: ::chard_sdk::__private::TaskDefaults {
                         queue: #queue,
@@ -321,8 +351,15 @@ fn expand_task(options: Punctuated<Meta, Token![,]>, function: &ItemFn) -> syn::
                 __chard_context: &::chard_sdk::Context,
             ) -> ::core::result::Result<::std::string::String, ::chard_sdk::__private::WitTaskError> {
                 let __chard_run = || -> ::core::result::Result<::std::string::String, ::chard_sdk::TaskError> {
-                    let mut __chard_values = ::chard_sdk::__private::bind_arguments(
-                        #task_name, &[#(#params),*], &[#(#optional),*], __chard_args, __chard_kwargs)?.into_iter();
+                    let __chard_shape = ::chard_sdk::__private::Shape {
+                        params: &[#(#params),*],
+                        optional: &[#(#optional),*],
+                        takes_args: #takes_args,
+                        takes_kwargs: #takes_kwargs,
+                    };
+                    let mut __chard_bound = ::chard_sdk::__private::bind_arguments(
+                        #task_name, &__chard_shape, __chard_args, __chard_kwargs)?;
+                    let mut __chard_values = ::core::mem::take(&mut __chard_bound.values).into_iter();
                     #(#decode)*
                     let __chard_result = #function_name(#(#call_args),*);
                     #encode
@@ -375,6 +412,7 @@ pub fn export_tasks(input: TokenStream) -> TokenStream {
                 kwargs: ::std::string::String,
                 context: ::chard_sdk::Context,
             ) -> ::core::result::Result<::std::string::String, ::chard_sdk::__private::WitTaskError> {
+                ::chard_sdk::__private::job_started();
                 #(
                     if name == <#markers as ::chard_sdk::__private::Task>::NAME {
                         return <#markers as ::chard_sdk::__private::Task>::call(&args, &kwargs, &context);

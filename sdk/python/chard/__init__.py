@@ -19,7 +19,17 @@ that any Chard worker can load::
 Arguments and results travel as JSON. Celery's positional ``args`` and
 keyword ``kwargs`` are bound to the function's parameters with Python's own
 rules (``inspect.Signature.bind``); a call that does not fit the signature
-fails with ``TypeError``, before the task runs.
+fails with ``TypeError``, before the task runs. ``*args`` and ``**kwargs``
+collect what no named parameter takes, as in Celery. JSON ``null`` arrives as
+``None``; to tell an argument the caller left out from one sent as ``null``,
+give the parameter the default ``MISSING``::
+
+    @task
+    def patch(record_id, email=MISSING):
+        if email is MISSING:
+            ...  # not sent: leave the stored email alone
+        elif email is None:
+            ...  # sent as null: clear it
 
 Any exception a task raises ends the job as FAILURE, with the exception's
 class name (qualified with its module unless it is a builtin, e.g.
@@ -27,21 +37,53 @@ class name (qualified with its module unless it is a builtin, e.g.
 message. ``raise Retry(...)`` (or ``retry(...)``) asks the worker to run the
 job again later instead.
 
-This module is plain Python: it does not import the component bindings, so
-it can be imported (and tested) by an ordinary CPython as well.
+Beyond computing, a task can report progress (``update_state``), send and
+replace tasks (``send``, ``replace``, with the builders ``signature``,
+``chain``, ``group``, ``chord``), use a key-value store (``chard.kv``) and
+make HTTP requests (``chard.http``), each only when the plugin's manifest
+grants it.
+
+This package is plain Python: it imports the component bindings only when a
+task calls the worker, so it can be imported (and tested) by an ordinary
+CPython as well.
 """
 
 import inspect
 import json
-import math
 import traceback
+import time as _time
+
+from chard import _imports
+from chard.outcomes import (
+    Failure,
+    Reject,
+    Replaced,
+    Retry,
+    exception_type,
+    failure_of,
+    retry,
+    seconds_to_ms,
+)
 
 __all__ = [
     "task",
     "Task",
+    "MISSING",
     "Retry",
     "retry",
     "Failure",
+    "Reject",
+    "HostError",
+    "exception_type",
+    "update_state",
+    "signature",
+    "chain",
+    "group",
+    "chord",
+    "send",
+    "replace",
+    "kv",
+    "http",
     "context",
     "now_ms",
     "soft_deadline_passed",
@@ -78,11 +120,37 @@ def _parse_json(text, empty=None):
     return value
 
 
+class _Missing:
+    """The type of :data:`MISSING`: one instance, false in a test, never JSON."""
+
+    _instance = None
+
+    def __new__(cls):
+        if cls._instance is None:
+            cls._instance = super().__new__(cls)
+        return cls._instance
+
+    def __bool__(self):
+        return False
+
+    def __repr__(self):
+        return "MISSING"
+
+    def __reduce__(self):
+        return "MISSING"
+
+
+#: Default for a parameter whose absence means something else than ``None``:
+#: ``def f(x, limit=MISSING)`` sees ``MISSING`` when the call left ``limit``
+#: out and ``None`` when it sent ``null``.
+MISSING = _Missing()
+
 # Registered tasks by name, in registration order.
 _TASKS = {}
 
 # The job being run (a `Context` from the bindings), or None outside a job.
 _CONTEXT = None
+_STARTED = None  # time.monotonic() when the current job started
 
 _OPTIONS = (
     "name",
@@ -98,68 +166,6 @@ _OPTIONS = (
     "retry_backoff_max",
     "retry_jitter",
 )
-
-
-class Retry(Exception):
-    """Raise to ask the worker to run the job again later (Celery's RETRY).
-
-    ``countdown`` is the delay in seconds (default: the task's
-    ``default_retry_delay``), ``reason`` says why (shown as the RETRY state's
-    exception), ``max_retries`` overrides the task's retry budget. ``exc``, if
-    given and ``reason`` is not, supplies the reason.
-    """
-
-    def __init__(self, reason=None, countdown=None, max_retries=None, exc=None):
-        if reason is None and exc is not None:
-            reason = "%s: %s" % (exception_type(exc), exc) if str(exc) else exception_type(exc)
-        if countdown is not None:
-            countdown = _seconds_to_ms("countdown", countdown)
-        if max_retries is not None and (not isinstance(max_retries, int) or max_retries < 0):
-            raise ValueError("max_retries must be a non-negative integer, got %r" % (max_retries,))
-        super().__init__(reason if reason is not None else "retry")
-        self.reason = reason
-        self.countdown_ms = countdown
-        self.max_retries = max_retries
-
-
-def retry(reason=None, countdown=None, max_retries=None, exc=None):
-    """Raise :class:`Retry`: ``retry(countdown=5, reason="busy")``.
-
-    Like Celery's ``self.retry()`` it raises itself, so ``raise retry(...)``
-    reads well but plain ``retry(...)`` works too.
-    """
-    raise Retry(reason=reason, countdown=countdown, max_retries=max_retries, exc=exc)
-
-
-class Failure(Exception):
-    """Fail with an explicit exception type, without defining the class:
-    ``raise Failure("card declined", exception_type="billing.errors.CardDeclined")``.
-    ``exception_type=None`` means ``Exception`` to a Python client.
-    """
-
-    def __init__(self, message, exception_type=None):
-        super().__init__(message)
-        self.message = str(message)
-        self.exception_type = exception_type
-
-
-def exception_type(exc):
-    """The name a Python client re-raises ``exc`` as: ``"ValueError"``,
-    ``"mymod.errors.CardDeclined"``."""
-    cls = exc if isinstance(exc, type) else type(exc)
-    module = getattr(cls, "__module__", None)
-    name = getattr(cls, "__qualname__", None) or cls.__name__
-    if not module or module == "builtins":
-        return name
-    return "%s.%s" % (module, name)
-
-
-def _seconds_to_ms(option, value):
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError("%s must be a number of seconds, got %r" % (option, value))
-    if not (value >= 0 and math.isfinite(value)):
-        raise ValueError("%s must be a non-negative number of seconds, got %r" % (option, value))
-    return int(round(value * 1000))
 
 
 def _whole(option, value):
@@ -216,7 +222,7 @@ class Task:
 
         def ms(key):
             value = options.get(key)
-            return None if value is None else _seconds_to_ms(key, value)
+            return None if value is None else seconds_to_ms(key, value)
 
         backoff = options.get("retry_backoff")
         if backoff is True:
@@ -224,7 +230,7 @@ class Task:
         elif backoff is False or backoff is None:
             backoff_ms = None
         else:
-            backoff_ms = _seconds_to_ms("retry_backoff", backoff)
+            backoff_ms = seconds_to_ms("retry_backoff", backoff)
         autoretry = []
         for item in options.get("autoretry_for") or ():
             if isinstance(item, str):
@@ -332,23 +338,19 @@ def context():
     return _CONTEXT
 
 
-def _host():
-    # Only importable inside the component (generated by componentize-py).
-    from wit_world.imports import host
-
-    return host
-
-
 def now_ms():
-    """Wall-clock time as Unix milliseconds, as the worker sees it."""
-    return _host().now_ms()
+    """Wall-clock time as Unix milliseconds, as the worker sees it. The wall
+    clock is a capability: without ``wall_clock = true`` in the plugin's
+    manifest the job fails. Use ``time.monotonic()`` for durations."""
+    return _imports.imports.host.now_ms()
 
 
 def soft_deadline_passed():
     """True once the job's soft time limit has passed: a long task should
     check this and wind down (the hard limit stops it regardless)."""
-    deadline = getattr(_CONTEXT, "soft_deadline_ms", None)
-    return deadline is not None and now_ms() >= deadline
+    # The monotonic clock, so that no wall-clock grant is needed.
+    limit = getattr(_CONTEXT, "soft_time_limit_ms", None)
+    return limit is not None and _STARTED is not None and (_time.monotonic() - _STARTED) * 1000 >= limit
 
 
 _LEVELS = ("trace", "debug", "info", "warn", "error")
@@ -360,7 +362,7 @@ def log(level, message, **fields):
     level = {"warning": "warn", "critical": "error"}.get(str(level).lower(), str(level).lower())
     if level not in _LEVELS:
         raise ValueError("log level must be one of %s, got %r" % (", ".join(_LEVELS), level))
-    host = _host()
+    host = _imports.imports.host
     host.log(host.Level[level.upper()], str(message), [(str(k), str(v)) for k, v in fields.items()])
 
 
@@ -380,14 +382,16 @@ def error(message, **fields):
     log("error", message, **fields)
 
 
-def _failed(exception_type_, message):
-    return ("failed", exception_type_, message)
+def _failed(exception_type_, message, args_json=None):
+    return ("failed", exception_type_, message, args_json)
 
 
 def dispatch(name, args_json, kwargs_json, ctx=None):
     """Runs task ``name`` on JSON ``args``/``kwargs``. Returns one of
-    ``("ok", json_text)``, ``("failed", exception_type_or_None, message)``,
-    ``("retry", countdown_ms, reason, max_retries)``. Never raises
+    ``("ok", json_text)``, ``("failed", exception_type_or_None, message,
+    args_json_or_None)``, ``("retry", countdown_ms, reason, max_retries,
+    exc_failure_or_None, expires_or_None)`` (``exc_failure`` is a failed
+    tuple's last three fields) or ``("reject", requeue, reason)``. Never raises
     ``Exception`` (BaseExceptions such as KeyboardInterrupt propagate)."""
     registered = _TASKS.get(name)
     if registered is None:
@@ -396,7 +400,7 @@ def dispatch(name, args_json, kwargs_json, ctx=None):
 
 
 def _run(registered, args_json, kwargs_json, ctx):
-    global _CONTEXT
+    global _CONTEXT, _STARTED
     name = registered.name
     try:
         args = _parse_json(args_json)
@@ -421,19 +425,24 @@ def _run(registered, args_json, kwargs_json, ctx):
             return _failed("TypeError", str(exc))
         call_args, call_kwargs = bound.args, bound.kwargs
     _CONTEXT = ctx
+    _STARTED = _time.monotonic()
     try:
         value = registered.function(*call_args, **call_kwargs)
     except Retry as request:
-        return ("retry", request.countdown_ms, request.reason, request.max_retries)
+        return ("retry", request.countdown_ms, request.reason, request.max_retries, request.exc, request.expires)
+    except Reject as request:
+        return ("reject", request.requeue, request.reason)
+    except Replaced:
+        return ("ok", "null")
     except Failure as exc:
-        return _failed(exc.exception_type, exc.message)
+        return _failed(*failure_of(exc))
     except Exception as exc:
         try:
             if _CONTEXT is not None:
                 log("debug", "task raised", exception=exception_type(exc), traceback=traceback.format_exc())
         except Exception:
             pass
-        return _failed(exception_type(exc), str(exc))
+        return _failed(*failure_of(exc))
     finally:
         _CONTEXT = None
     try:
@@ -465,3 +474,11 @@ def _warm_up(ctx=None):
     _run(Task(succeed), '[1, "two", 3]', '{"y": {"nested": [false, null]}, "z": 1}', ctx)
     _run(Task(fail), '["warm-up"]', "{}", None)
     _run(Task(succeed), "[", "", None)
+
+
+# What a task can do beyond computing, one module each (imported last: they
+# use the names above).
+from chard import http, kv  # noqa: E402
+from chard._imports import HostError  # noqa: E402
+from chard.canvas import chain, chord, group, replace, send, signature  # noqa: E402
+from chard.progress import update_state  # noqa: E402

@@ -13,9 +13,31 @@ import random
 
 from componentize_py_types import Err, Ok
 from wit_world import exports
-from wit_world.imports import types
+from wit_world.imports import canvas, host, keyvalue, progress
+
+try:  # built with --http: the world also imports wasi:http's `types`
+    from wit_world.imports import chard_task_types as types
+    from wit_world.imports import outgoing_handler, wasi_http_types
+except ImportError:
+    from wit_world.imports import types
+
+    outgoing_handler = wasi_http_types = None
 
 import chard
+from chard import _imports
+
+# Every import module the SDK calls, bound now: a job cannot import a module
+# componentize-py did not snapshot.
+for _name, _module in (
+    ("host", host),
+    ("progress", progress),
+    ("canvas", canvas),
+    ("keyvalue", keyvalue),
+    ("outgoing_handler", outgoing_handler),
+    ("wasi_http_types", wasi_http_types),
+):
+    if _module is not None:
+        setattr(_imports.imports, _name, _module)
 
 
 def _defaults(values):
@@ -43,17 +65,30 @@ class Tasks(exports.Tasks):
 
     def run(self, name, args, kwargs, context):
         outcome = chard.dispatch(name, args, kwargs, context)
-        if outcome[0] == "ok":
+        kind = outcome[0]
+        if kind == "ok":
             return outcome[1]
-        if outcome[0] == "retry":
-            _, countdown_ms, reason, max_retries = outcome
+        if kind == "retry":
+            _, countdown_ms, reason, max_retries, exc, expires = outcome
             raise Err(
                 types.TaskError_Retry(
-                    types.RetryRequest(countdown_ms=countdown_ms, reason=reason, max_retries=max_retries)
+                    types.RetryRequest(
+                        countdown_ms=countdown_ms,
+                        reason=reason,
+                        max_retries=max_retries,
+                        exc=None if exc is None else _failure(*exc),
+                        expires=expires,
+                    )
                 )
             )
-        _, exception_type, message = outcome
-        raise Err(types.TaskError_Failed(types.Failure(message=message, exception_type=exception_type)))
+        if kind == "reject":
+            _, requeue, reason = outcome
+            raise Err(types.TaskError_Reject(types.RejectRequest(requeue=requeue, reason=reason)))
+        raise Err(types.TaskError_Failed(_failure(*outcome[1:])))
+
+
+def _failure(exception_type, message, args_json):
+    return types.Failure(message=message, exception_type=exception_type, args_json=args_json)
 
 
 def _warm_up():
@@ -73,8 +108,13 @@ def _warm_up():
         except Err:
             pass
         Ok("")
-        Err(types.TaskError_Failed(types.Failure(message="", exception_type=None)))
-        Err(types.TaskError_Retry(types.RetryRequest(countdown_ms=None, reason=None, max_retries=None)))
+        Err(types.TaskError_Failed(_failure(None, "", None)))
+        Err(
+            types.TaskError_Retry(
+                types.RetryRequest(countdown_ms=None, reason=None, max_retries=None, exc=None, expires=None)
+            )
+        )
+        Err(types.TaskError_Reject(types.RejectRequest(requeue=False, reason=None)))
         _defaults(chard.Task(lambda: None).defaults)
         random.seed()
 

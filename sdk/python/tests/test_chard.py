@@ -51,6 +51,12 @@ def spread(*args, **kwargs):
 
 
 @task
+def patch(record_id, email=chard.MISSING, *tags, **changes):
+    state = "missing" if email is chard.MISSING else "null" if email is None else email
+    return [record_id, state, list(tags), changes]
+
+
+@task
 def not_json():
     return {1, 2}
 
@@ -64,16 +70,16 @@ class DispatchTest(unittest.TestCase):
     def test_ok(self):
         self.assertEqual(dispatch("add", "[2,3]", "{}"), ("ok", "5"))
         self.assertEqual(dispatch("add", "[1.5]", '{"y":2.5}'), ("ok", "4.0"))
-        self.assertEqual(dispatch("add", "", ""), ("failed", "TypeError", "add: missing required argument 'x'"))
+        self.assertEqual(dispatch("add", "", ""), ("failed", "TypeError", "add: missing required argument 'x'", None))
         self.assertEqual(dispatch("spread", "[1]", '{"k":2}'), ("ok", '[[1],{"k":2}]'))
         self.assertEqual(json.loads(dispatch("charge", '["c"]', '{"currency":"USD"}')[1])["currency"], "USD")
 
     def test_binding_errors(self):
-        self.assertEqual(dispatch("add", "[1,2,3]", "{}"), ("failed", "TypeError", "add: expected 2 arguments (x, y), got 3"))
-        self.assertEqual(dispatch("add", "[1]", '{"x":1}'), ("failed", "TypeError", "add: got multiple values for argument 'x'"))
-        self.assertEqual(dispatch("add", "[1,2]", '{"z":1}'), ("failed", "TypeError", "add: got an unexpected keyword argument 'z'"))
+        self.assertEqual(dispatch("add", "[1,2,3]", "{}"), ("failed", "TypeError", "add: expected 2 arguments (x, y), got 3", None))
+        self.assertEqual(dispatch("add", "[1]", '{"x":1}'), ("failed", "TypeError", "add: got multiple values for argument 'x'", None))
+        self.assertEqual(dispatch("add", "[1,2]", '{"z":1}'), ("failed", "TypeError", "add: got an unexpected keyword argument 'z'", None))
         self.assertEqual(dispatch("charge", "[1,2,3]", "{}"),
-                         ("failed", "TypeError", "charge: expected 2 arguments (card, cents), got 3"))
+                         ("failed", "TypeError", "charge: expected 2 arguments (card, cents), got 3", None))
         self.assertEqual(dispatch("add", "{}", "{}")[:2], ("failed", "TypeError"))
         self.assertEqual(dispatch("add", "[1", "{}")[:2], ("failed", "TypeError"))
         self.assertEqual(dispatch("add", "[1,2]", "[]")[:2], ("failed", "TypeError"))
@@ -83,13 +89,37 @@ class DispatchTest(unittest.TestCase):
         # Positional arguments alone that fit take a shorter path than binding.
         self.assertEqual(dispatch("scale", "[3]", "{}"), ("ok", "6"))
         self.assertEqual(dispatch("scale", "[3, 4]", ""), ("ok", "12"))
-        self.assertEqual(dispatch("scale", "[]", "{}"), ("failed", "TypeError", "scale: missing required argument 'x'"))
+        self.assertEqual(dispatch("scale", "[]", "{}"), ("failed", "TypeError", "scale: missing required argument 'x'", None))
         self.assertEqual(dispatch("scale", "[1,2,3]", "{}"),
-                         ("failed", "TypeError", "scale: expected 2 arguments (x, factor), got 3"))
+                         ("failed", "TypeError", "scale: expected 2 arguments (x, factor), got 3", None))
         self.assertEqual(dispatch("scale", "[3]", '{"factor":4}')[:2], ("failed", "TypeError"))  # positional-only
         self.assertEqual(dispatch("add", " \n[2, 3]\t", " {} "), ("ok", "5"))
         self.assertEqual(dispatch("add", "[2, 3] x", "{}")[:2], ("failed", "TypeError"))
         self.assertEqual(dispatch("add", "[2, 3]", "{} {}")[:2], ("failed", "TypeError"))
+
+    def test_var_args_and_missing(self):
+        # Left out and sent as null are two different things.
+        self.assertEqual(dispatch("patch", "[7]", "{}"), ("ok", '[7,"missing",[],{}]'))
+        self.assertEqual(dispatch("patch", "[7, null]", "{}"), ("ok", '[7,"null",[],{}]'))
+        self.assertEqual(dispatch("patch", "[7]", '{"email": null}'), ("ok", '[7,"null",[],{}]'))
+        self.assertEqual(dispatch("patch", '[7, "a@b", "x", "y"]', '{"name": "A", "age": null}'),
+                         ("ok", '[7,"a@b",["x","y"],{"name":"A","age":null}]'))
+        self.assertEqual(dispatch("patch", "[]", '{"record_id": 1, "other": 2}'), ("ok", '[1,"missing",[],{"other":2}]'))
+        self.assertEqual(dispatch("patch", "[1]", '{"record_id": 1}'),
+                         ("failed", "TypeError", "patch: got multiple values for argument 'record_id'", None))
+        self.assertEqual({t.name: t.params for t in chard.tasks()}["patch"], ["record_id", "email"])
+        self.assertFalse(chard.MISSING)
+        self.assertIs(chard.MISSING, type(chard.MISSING)())
+        self.assertEqual(repr(chard.MISSING), "MISSING")
+        self.assertEqual(dispatch("spread", "[]", "{}"), ("ok", "[[],{}]"))
+
+    def test_missing_is_not_json(self):
+        chard._TASKS.pop("leak", None)
+        task(name="leak")(lambda: chard.MISSING)
+        try:
+            self.assertEqual(dispatch("leak", "[]", "{}")[:2], ("failed", "TypeError"))
+        finally:
+            chard._TASKS.pop("leak", None)
 
     def test_warm_up_runs_no_task(self):
         before = list(chard.tasks())
@@ -98,14 +128,14 @@ class DispatchTest(unittest.TestCase):
         self.assertIsNone(chard.context())
 
     def test_failures(self):
-        self.assertEqual(dispatch("charge", '["c",0]', "{}"), ("failed", "test_chard.CardDeclined", "nothing to charge"))
+        self.assertEqual(dispatch("charge", '["c",0]', "{}"), ("failed", "test_chard.CardDeclined", "nothing to charge", None))
         self.assertEqual(dispatch("add", '[1,"a"]', "{}")[:2], ("failed", "TypeError"))
-        self.assertEqual(dispatch("explicit", "[]", "{}"), ("failed", "billing.errors.CardDeclined", "declined"))
-        self.assertEqual(dispatch("nope", "[]", "{}"), ("failed", "NotRegistered", "nope"))
+        self.assertEqual(dispatch("explicit", "[]", "{}"), ("failed", "billing.errors.CardDeclined", "declined", None))
+        self.assertEqual(dispatch("nope", "[]", "{}"), ("failed", "NotRegistered", "nope", None))
         self.assertEqual(dispatch("not_json", "[]", "{}")[:2], ("failed", "TypeError"))
 
     def test_retry(self):
-        self.assertEqual(dispatch("flaky", "[]", "{}"), ("retry", 1500, "busy", 9))
+        self.assertEqual(dispatch("flaky", "[]", "{}"), ("retry", 1500, "busy", 9, None, None))
         self.assertEqual(Retry(exc=ConnectionError("refused")).reason, "ConnectionError: refused")
 
     def test_metadata(self):

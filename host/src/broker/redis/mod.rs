@@ -21,6 +21,11 @@ use crate::protocol::queue_keys;
 const UNACKED: &str = "unacked";
 const UNACKED_INDEX: &str = "unacked_index";
 const UNACKED_MUTEX: &str = "unacked_mutex";
+/// Messages waiting for a far ETA (zset: tag -> due Unix ms), and their
+/// envelopes and lists (hash), as Sidekiq's `schedule` and BullMQ's
+/// `delayed` keep them.
+const DELAYED: &str = "chard:delayed";
+const DELAYED_MESSAGES: &str = "chard:delayed:messages";
 /// Entries one restore sweep handles, to keep each script short.
 const RESTORE_BATCH: usize = 1000;
 
@@ -54,6 +59,9 @@ pub struct RedisBroker {
     tag_prefix: String,
     fetch_number: std::sync::Arc<std::sync::atomic::AtomicU64>,
     fetch_script: Script,
+    publish_script: Script,
+    delay_script: Script,
+    undelay_script: Script,
     restore_script: Script,
     rate_script: Script,
 }
@@ -76,6 +84,9 @@ impl RedisBroker {
             tag_prefix,
             fetch_number: Default::default(),
             fetch_script: Script::new(include_str!("fetch.lua")),
+            publish_script: Script::new(include_str!("publish.lua")),
+            delay_script: Script::new(include_str!("delay.lua")),
+            undelay_script: Script::new(include_str!("undelay.lua")),
             restore_script: Script::new(include_str!("restore.lua")),
             rate_script: Script::new(include_str!("rate.lua")),
         })
@@ -99,6 +110,24 @@ impl RedisBroker {
     }
 }
 
+/// Whether a Redis error is the command's fault rather than the
+/// connection's: retrying the same command cannot succeed (`WRONGTYPE`, a
+/// script error, a value the server refuses), so the caller must give up on
+/// it instead of retrying forever. Connection trouble, a server loading its
+/// data, a failover in progress or a full memory (`OOM`, which frees up) are
+/// transient.
+pub fn is_permanent(error: &redis::RedisError) -> bool {
+    use redis::ErrorKind;
+    if error.is_io_error() || error.is_connection_dropped() || error.is_timeout() || error.is_connection_refusal() {
+        return false;
+    }
+    match error.kind() {
+        ErrorKind::ResponseError | ErrorKind::ExecAbortError | ErrorKind::TypeError | ErrorKind::CrossSlot => true,
+        ErrorKind::ExtensionError => !matches!(error.code(), Some("OOM" | "BUSY" | "NOREPLICAS" | "LOADING" | "MASTERDOWN")),
+        _ => false,
+    }
+}
+
 /// A connection manager that retries the first connection too.
 pub async fn connect_manager(client: redis::Client) -> Result<ConnectionManager, redis::RedisError> {
     let config = redis::aio::ConnectionManagerConfig::new()
@@ -114,23 +143,24 @@ fn now_seconds() -> f64 {
 }
 
 impl Broker for RedisBroker {
-    async fn fetch(&self, max: usize) -> Result<Vec<Delivery>, BrokerError> {
+    async fn fetch(&self, max: usize, budget_bytes: usize, max_message_bytes: usize) -> Result<Vec<Delivery>, BrokerError> {
         let mut invocation = self.fetch_script.prepare_invoke();
         for key in &self.fetch_keys {
             invocation.key(key);
         }
         let number = self.fetch_number.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        invocation.arg(max).arg(now_seconds()).arg(format!("{}.{number}.", self.tag_prefix));
+        invocation.arg(max).arg(now_seconds()).arg(format!("{}.{number}.", self.tag_prefix)).arg(max_message_bytes).arg(budget_bytes);
         for queue in &self.fetch_queues {
             invocation.arg(queue);
         }
         let reply: Vec<Value> = invocation.invoke_async(&mut self.connection.clone()).await?;
-        let mut deliveries = Vec::with_capacity(reply.len() / 2);
+        let mut deliveries = Vec::with_capacity(reply.len() / 3);
         let mut items = reply.into_iter();
-        while let (Some(tag), Some(body)) = (items.next(), items.next()) {
+        while let (Some(tag), Some(size), Some(body)) = (items.next(), items.next(), items.next()) {
             let tag: String = redis::from_redis_value(&tag)?;
+            let size: usize = redis::from_redis_value(&size)?;
             let body: Vec<u8> = redis::from_redis_value(&body)?;
-            deliveries.push(Delivery { tag: (!tag.is_empty()).then_some(tag), body });
+            deliveries.push(Delivery { tag: (!tag.is_empty()).then_some(tag), body, oversize: (size > 0).then_some(size) });
         }
         Ok(deliveries)
     }
@@ -231,12 +261,40 @@ impl Broker for RedisBroker {
         if messages.is_empty() {
             return Ok(());
         }
-        let mut pipe = redis::pipe();
+        let mut invocation = self.publish_script.prepare_invoke();
         for (key, envelope) in messages {
-            pipe.lpush(key, envelope).ignore();
+            invocation.key(key).arg(envelope);
         }
-        pipe.query_async::<()>(&mut self.connection.clone()).await?;
-        Ok(())
+        let refused: usize = invocation.invoke_async(&mut self.connection.clone()).await?;
+        match refused.checked_sub(1).and_then(|index| messages.get(index)) {
+            Some((key, _)) => Err(BrokerError::NotAList { key: key.clone() }),
+            None => Ok(()),
+        }
+    }
+
+    async fn delay(&self, entries: &[(String, u64, String)]) -> Result<usize, BrokerError> {
+        if entries.is_empty() {
+            return Ok(0);
+        }
+        let mut invocation = self.delay_script.prepare_invoke();
+        invocation.key(UNACKED).key(UNACKED_INDEX).key(DELAYED).key(DELAYED_MESSAGES);
+        for (tag, due, list) in entries {
+            invocation.arg(tag).arg(due).arg(list);
+        }
+        let moved: usize = invocation.invoke_async(&mut self.connection.clone()).await?;
+        Ok(moved)
+    }
+
+    async fn release_due(&self, until_ms: u64, max: usize) -> Result<usize, BrokerError> {
+        let pushed: usize = self
+            .undelay_script
+            .key(DELAYED)
+            .key(DELAYED_MESSAGES)
+            .arg(until_ms)
+            .arg(max)
+            .invoke_async(&mut self.connection.clone())
+            .await?;
+        Ok(pushed)
     }
 
     async fn reserve_rate(&self, key: &str, interval: Duration) -> Result<Duration, BrokerError> {

@@ -1,0 +1,122 @@
+"""Celery client side of the guest I/O tests (tests/e2e/guest_io.rs): what
+the `pyio`, `jsio` and `cio` plugins do beyond computing, as a stock Celery
+5.7 client sees it.
+
+Usage: guest_io.py SCENARIO BROKER_URL BACKEND_URL PLUGIN [ARG...]
+Prints one JSON document; the Rust tests assert on it.
+"""
+import json
+import sys
+import time
+
+from celery.result import AsyncResult
+
+from celery_client import app_for, error_of
+
+TIMEOUT = 60
+
+
+def call(app, plugin, task, *args):
+    return app.send_task("%s.%s" % (plugin, task), args=list(args)).get(timeout=TIMEOUT)
+
+
+def http(app, plugin, base, denied):
+    """GET and POST JSON to the test's server; a GET to an origin not
+    granted (`denied`)."""
+    def attempt(task, *args):
+        """The result, or the error as `error_of` reports it (without a grant)."""
+        outcome = {}
+        error = error_of(lambda: outcome.setdefault("value", call(app, plugin, task, *args)))
+        return outcome["value"] if error is None else error
+
+    return {
+        "get": attempt("get_json", base + "/json"),
+        "post": attempt("post_json", base + "/echo", {"items": [1, 2.5, None], "name": "h\u00e9"}),
+        "denied": error_of(lambda: call(app, plugin, "get_json", denied + "/json")),
+    }
+
+
+def progress(app, plugin):
+    """Polls a task that reports 5 PROGRESS steps, 200 ms apart, the way
+    celery-progress does, until it is ready."""
+    result = app.send_task("%s.progress" % plugin, args=[5, 200])
+    seen = []
+    deadline = time.monotonic() + TIMEOUT
+    while not result.ready() and time.monotonic() < deadline:
+        state, info = result.state, result.info
+        if state == "PROGRESS" and (not seen or seen[-1] != info):
+            seen.append(info)
+        time.sleep(0.01)
+    return {"seen": seen, "final": result.get(timeout=TIMEOUT), "final_state": result.state}
+
+
+def canvas(app, plugin):
+    """Sending from a task, and replacing."""
+    parent = app.send_task("%s.fan_out" % plugin, args=[5])
+    ids = parent.get(timeout=TIMEOUT)
+    children = [AsyncResult(task_id, app=app).get(timeout=TIMEOUT) for task_id in ids]
+    return {
+        "ids": ids,
+        "children": children,
+        "replace_chain": call(app, plugin, "replace_with_chain", 5),
+        "replace_group": call(app, plugin, "replace_with_group"),
+    }
+
+
+def send_then_fail(app, plugin):
+    """A task that sends, then fails, then a sentinel task; on a worker that
+    runs one job at a time in queue order, anything the failed task had sent
+    would have run before the sentinel. Counts the results stored."""
+    failed = error_of(lambda: call(app, plugin, "send_then_fail"))
+    sentinel = call(app, plugin, "add", 20, 22)
+    return {"error": failed, "sentinel": sentinel, "results": len(app.backend.client.keys("celery-task-meta-*"))}
+
+
+def denied(app, plugin):
+    """Every capability of the io plugins called without its grant."""
+    return {
+        "progress": error_of(lambda: call(app, plugin, "progress", 1, 0)),
+        "send": error_of(lambda: call(app, plugin, "fan_out", 1)),
+        "keyvalue": error_of(lambda: call(app, plugin, "once", "x")),
+    }
+
+
+def once(app, plugin, order_id):
+    """The same order twice: the second delivery skips the work."""
+    return [call(app, plugin, "once", order_id) for _ in range(2)]
+
+
+def errors(app, plugin):
+    """Exception args on a failure and on a retry's `exc`; a rejected
+    message (no result; the sentinel after it runs)."""
+    rejected = app.send_task("%s.reject_it" % plugin)
+    sentinel = call(app, plugin, "add", 1, 2)
+    return {
+        "args": error_of(lambda: call(app, plugin, "fail_with_args", "card declined", 42)),
+        "retry_exc": error_of(lambda: call(app, plugin, "retry_until_out", "upstream down", 503)),
+        "rejected_state": rejected.state,
+        "sentinel": sentinel,
+    }
+
+
+def cost(app, plugin, base, count):
+    """Seconds per job, one job at a time: `add` and a loopback GET."""
+    count = int(count)
+    out = {}
+    for name, task, args in (("add", "add", [1, 2]), ("get", "get_json", [base + "/json"])):
+        call(app, plugin, task, *args)  # warm: the plugin's first job
+        started = time.perf_counter()
+        for _ in range(count):
+            call(app, plugin, task, *args)
+        out[name] = (time.perf_counter() - started) / count
+    return out
+
+
+def main():
+    scenario, broker, backend, plugin = sys.argv[1:5]
+    app = app_for(broker, backend)
+    print(json.dumps(globals()[scenario](app, plugin, *sys.argv[5:])))
+
+
+if __name__ == "__main__":
+    main()

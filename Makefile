@@ -3,14 +3,14 @@ SHELL := /bin/bash
 CARGO ?= cargo
 PLUGIN_DIR := target/plugins
 HOST := target/release/host
-RUST_PLUGINS := math faults io
+RUST_PLUGINS := math faults io canvas
 GUEST_PLUGINS := $(notdir $(wildcard plugins/pymath plugins/jsmath plugins/cmath plugins/pyio plugins/jsio plugins/cio))
 # Built with wasi:http, which workers do not provide yet: not part of `plugins`.
 HTTP_PLUGINS := pyhttp jshttp chttp
 VENV := .venv
 PYTHON := $(VENV)/bin/python
 
-.PHONY: deps all build install plugins rust-plugins guest-plugins toolchains demo test test-sdk fuzz bench bench-eta bench-celery venv clean
+.PHONY: deps all build install plugins rust-plugins guest-plugins toolchains demo test test-sdk fuzz fuzz-canvas bench bench-eta bench-celery venv clean
 
 all: build plugins
 
@@ -85,6 +85,12 @@ test-sdk:
 	@if [ -d .venv-guest ]; then python3 -m unittest discover -s sdk/python/tests; fi
 	@if [ -d sdk/js/node_modules ]; then node --test sdk/js/test/; fi
 	sdk/c/test/run.sh
+
+## Random canvases on a Python and a Chard worker, compared task by task
+## (CHARD_CANVAS_SEED, CHARD_CANVAS_COUNT; `make test` runs 200).
+fuzz-canvas: build plugins venv
+	CHARD_PYTHON=$(abspath $(PYTHON)) CHARD_CANVAS_SEED=$${CHARD_CANVAS_SEED:-$$RANDOM} CHARD_CANVAS_COUNT=$${CHARD_CANVAS_COUNT:-2000} \
+		$(CARGO) test --release -p chard-host --test e2e -- canvas::random --nocapture
 
 ## Per-job cost of the sandbox, per plugin language.
 bench: build plugins

@@ -58,6 +58,19 @@ fn celery_remote_control_ping_inspect_and_revoke() {
 }
 
 #[test]
+fn revoking_a_task_nobody_holds_stores_revoked_as_celery_does() {
+    let redis = RedisServer::start();
+    let plugins = plugin_folder(&["math"]);
+    let _worker = Worker::start(plugins.path(), &redis.url(0), &["--result-backend", &redis.url(1)]);
+    let seen = run_python("celery_client.py", &["revoke_unheld", &redis.url(0), &redis.url(1)]);
+    assert_eq!(seen["waiting"], json!({"type": "TaskRevokedError", "module": "celery.exceptions", "args": ["revoked"]}));
+    assert_eq!(seen["waiting_state"], json!("REVOKED"));
+    // A finished task keeps its result.
+    assert_eq!(seen["finished"], json!(4));
+    assert_eq!(seen["finished_state"], json!("SUCCESS"));
+}
+
+#[test]
 fn host_revoke_is_honoured_by_a_worker_started_later() {
     let redis = RedisServer::start();
     let url = redis.url(0);

@@ -7,6 +7,7 @@ mod util;
 mod bad_plugins;
 mod beat;
 mod call;
+mod canvas;
 mod capabilities;
 mod celery;
 mod error_texts;

@@ -274,8 +274,14 @@ pub struct CeleryWorker(std::process::Child);
 
 impl CeleryWorker {
     pub fn start(broker: &str, backend: &str) -> Self {
+        Self::start_with(broker, backend, &[])
+    }
+
+    /// The same with extra `celery worker` flags (e.g. `-E`).
+    pub fn start_with(broker: &str, backend: &str, flags: &[&str]) -> Self {
         let child = Command::new(python())
             .args(["-m", "celery", "-A", "celery_worker_app", "worker", "-P", "solo", "-c", "1", "--without-gossip", "--without-mingle", "-l", "warning"])
+            .args(flags)
             .current_dir(python_script("celery_worker_app.py").parent().unwrap())
             .env("CHARD_TEST_BROKER", broker)
             .env("CHARD_TEST_BACKEND", backend)

@@ -188,6 +188,23 @@ def send_one(app):
     return app.send_task("faults.sleep", args=[int(sys.argv[4])]).id
 
 
+def revoke_unheld(app):
+    """A task no worker holds (its queue has no consumer), then revoked."""
+    waiting = app.send_task("math.add", args=[1, 2], queue="nobody-consumes-this")
+    app.control.revoke(waiting.id)
+    finished = app.send_task("math.add", args=[2, 2])
+    done = finished.get(timeout=20)
+    app.control.revoke(finished.id)
+    import time
+    time.sleep(1)  # the revoke is a broadcast with no reply
+    return {
+        "waiting": error_of(lambda: waiting.get(timeout=20)),
+        "waiting_state": waiting.state,
+        "finished": done,
+        "finished_state": app.AsyncResult(finished.id).state,
+    }
+
+
 def main():
     scenario, broker, backend = sys.argv[1:4]
     app = app_for(broker, backend)

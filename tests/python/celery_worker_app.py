@@ -30,3 +30,25 @@ def flaky(self, n):
     if self.request.retries < n:
         raise self.retry(countdown=0.1)
     return n
+
+
+# The `canvas` plugin's tasks (plugins/canvas), for the canvas tests that
+# run the same canvases on both workers.
+@app.task(name="canvas.add")
+def canvas_add(x, y):
+    return x + y
+
+
+@app.task(name="canvas.identity")
+def canvas_identity(x):
+    return x
+
+
+@app.task(name="canvas.tsum")
+def canvas_tsum(numbers):
+    return sum(numbers)
+
+
+@app.task(name="canvas.fail")
+def canvas_fail(x):
+    raise ValueError("boom")

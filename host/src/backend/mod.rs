@@ -48,6 +48,9 @@ pub trait ResultBackend: Clone + Send + Sync + 'static {
     /// Records a finished chord member; returns every member's entry to the
     /// single caller that completes the chord (empty otherwise).
     fn chord_join(&self, part: &ChordPart) -> impl Future<Output = Result<Vec<String>, BackendError>> + Send;
+    /// Records the header size of chords the worker sends (Celery's
+    /// `set_chord_size`: a fresh run, so any old "done" marker goes).
+    fn set_chord_sizes(&self, sizes: &[(String, u64)], ttl: Duration) -> impl Future<Output = Result<(), BackendError>> + Send;
     /// Marks the chord fired and drops its join state.
     fn chord_done(&self, group_id: &str) -> impl Future<Output = Result<(), BackendError>> + Send;
 }
@@ -138,6 +141,20 @@ impl ResultBackend for RedisBackend {
             .invoke_async(&mut self.connection.clone())
             .await?;
         Ok(entries)
+    }
+
+    async fn set_chord_sizes(&self, sizes: &[(String, u64)], ttl: Duration) -> Result<(), BackendError> {
+        if sizes.is_empty() {
+            return Ok(());
+        }
+        let mut pipe = redis::pipe();
+        for (group_id, size) in sizes {
+            let base = taskset_key(group_id);
+            pipe.del(format!("{base}.c")).ignore();
+            pipe.set_ex(format!("{base}.s"), size, ttl.as_secs().max(1)).ignore();
+        }
+        pipe.query_async::<()>(&mut self.connection.clone()).await?;
+        Ok(())
     }
 
     async fn chord_done(&self, group_id: &str) -> Result<(), BackendError> {

@@ -314,8 +314,9 @@ impl OutgoingTask {
         put("origin", self.origin.clone().into());
         put("ignore_result", self.ignore_result.into());
         put("replaced_task_nesting", 0.into());
-        put("stamped_headers", Value::Null);
-        put("stamps", serde_json::json!({}));
+        // Stamps are the only extra headers with a default of their own.
+        headers.entry("stamped_headers").or_insert(Value::Null);
+        headers.entry("stamps").or_insert_with(|| serde_json::json!({}));
         serde_json::json!({
             "body": base64::engine::general_purpose::STANDARD.encode(body),
             "content-encoding": "utf-8",

@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use super::job::Job;
 use super::persist::{persist, write_isolating, Refusal};
-use super::plan::{self, Plan};
+use super::plan::{self, ChordMember, Plan};
 use super::{Completion, Shared, COMPLETE_BATCH};
 use crate::backend::ResultBackend;
 use crate::broker::Broker;
@@ -68,6 +68,10 @@ async fn write_outcomes<B: Broker, R: ResultBackend>(shared: &Arc<Shared<B>>, ba
     let (setup, owners) = take_each(finished, |plan| std::mem::take(&mut plan.setup));
     let refused = write_isolating("store what follow-ups need", &setup, &owners, |write| &write.key, |batch| backend.store(batch)).await;
     fail_refused(shared, finished, &refused);
+    let sizes: Vec<(String, u64)> = finished.iter_mut().flat_map(|(_, plan)| std::mem::take(&mut plan.chord_sizes)).collect();
+    if let Err(error) = persist("record chord sizes", || backend.set_chord_sizes(&sizes, shared.settings.result_expires)).await {
+        tracing::error!(%error, "cannot record the sizes of the chords being started");
+    }
 
     let (messages, owners) = take_each(finished, |plan| std::mem::take(&mut plan.publish));
     let refused =
@@ -86,11 +90,19 @@ async fn write_outcomes<B: Broker, R: ResultBackend>(shared: &Arc<Shared<B>>, ba
         }
     }
 
-    for (job, plan) in finished.iter_mut() {
-        let Some(member) = plan.chord.take() else { continue };
+    let ttl = shared.settings.result_expires;
+    // Firing a body can complete further chords (a failed body fails the
+    // chain after it, whose steps may belong to an outer chord).
+    let mut chords: std::collections::VecDeque<(usize, ChordMember)> = finished
+        .iter_mut()
+        .enumerate()
+        .flat_map(|(index, (_, plan))| std::mem::take(&mut plan.chords).into_iter().map(move |member| (index, member)))
+        .collect();
+    while let Some((index, member)) = chords.pop_front() {
         let entries = match persist("join chord", || backend.chord_join(&member.part)).await {
             Ok(entries) => entries,
             Err(error) => {
+                let job = &finished[index].0;
                 let reason = format!("Redis refused the chord join of group {:?}: {error}", member.part.group_id);
                 tracing::error!(id = %job.message.id, "{reason}");
                 let failure = plan::refused(job, "RedisCommandError", &reason, &shared.settings);
@@ -103,18 +115,22 @@ async fn write_outcomes<B: Broker, R: ResultBackend>(shared: &Arc<Shared<B>>, ba
         if entries.is_empty() {
             continue;
         }
-        let (body, failure) = plan::fire_chord(&member, &entries, &shared.settings);
-        let body_refused = write_isolating("publish chord body", &body, &vec![0; body.len()], |(key, _)| key, |batch| shared.broker.publish(batch)).await;
+        let firing = plan::fire_chord(&member, &entries, &shared.settings);
+        if let Err(error) = persist("record chord sizes", || backend.set_chord_sizes(&firing.chord_sizes, ttl)).await {
+            tracing::error!(%error, group = %member.part.group_id, "cannot record the sizes of the chords the body starts");
+        }
+        let body_refused = write_isolating("publish chord body", &firing.publish, &vec![0; firing.publish.len()], |(key, _)| key, |batch| shared.broker.publish(batch)).await;
         for refusal in body_refused {
             tracing::error!(group = %member.part.group_id, key = %refusal.key, "cannot publish the chord body: {}", refusal.error);
         }
-        if let Err(error) = persist("store chord failure", || backend.store(&failure)).await {
+        if let Err(error) = persist("store chord failure", || backend.store(&firing.writes)).await {
             tracing::error!(%error, group = %member.part.group_id, "cannot store the chord's failure");
         }
         if let Err(error) = persist("finish chord", || backend.chord_done(&member.part.group_id)).await {
             tracing::error!(%error, group = %member.part.group_id, "cannot mark the chord done");
         }
-        tracing::info!(group = %member.part.group_id, members = entries.len(), failed = !failure.is_empty(), "chord complete");
+        tracing::info!(group = %member.part.group_id, members = entries.len(), failed = !firing.writes.is_empty(), "chord complete");
+        chords.extend(firing.chords.into_iter().map(|member| (index, member)));
     }
 }
 

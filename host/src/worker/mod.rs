@@ -31,6 +31,7 @@
 //!   events publisher, never from the job path.
 
 mod builtins;
+mod canvas;
 mod complete;
 mod delayed;
 mod execute;
@@ -46,6 +47,7 @@ mod progress;
 mod rate;
 mod replace;
 mod report;
+mod revoke;
 
 pub use rate::parse_rate;
 
@@ -111,6 +113,8 @@ struct Shared<B> {
     /// Far-ETA jobs on their way to the delayed set, with their due time.
     delays: flume::Sender<(Job, u64)>,
     revoked: crate::control::Revoked,
+    /// Revoked ids nobody here is running, for `revoke::revoke_loop`.
+    revokes: flume::Sender<Vec<String>>,
     rate_limits: rate::RateLimits,
     started: Instant,
     events: Arc<crate::events::Events>,
@@ -189,6 +193,13 @@ impl<B: Broker> crate::control::Node for Shared<B> {
             }
         }
         tracing::info!(ids = ?ids, terminate, "revoked");
+        let idle: Vec<String> = {
+            let running = self.running.lock().unwrap();
+            ids.iter().filter(|id| !running.contains_key(*id)).cloned().collect()
+        };
+        if !idle.is_empty() {
+            let _ = self.revokes.send(idle);
+        }
         self.revoked.insert(ids);
     }
 
@@ -252,6 +263,7 @@ pub async fn run<B: Broker, R: ResultBackend>(
     }
 
     let (completions_tx, completions_rx) = flume::unbounded();
+    let (revokes_tx, revokes_rx) = flume::unbounded();
     let (delays_tx, delays_rx) = flume::unbounded();
     let (jobs_tx, jobs_rx) = flume::unbounded::<Job>();
     let hostname: Arc<str> = config.hostname.clone().into();
@@ -290,6 +302,7 @@ pub async fn run<B: Broker, R: ResultBackend>(
         completions: completions_tx,
         delays: delays_tx,
         revoked: crate::control::Revoked::default(),
+        revokes: revokes_tx,
         rate_limits: rate::RateLimits::default(),
         started: Instant::now(),
         events,
@@ -356,6 +369,7 @@ pub async fn run<B: Broker, R: ResultBackend>(
     };
     let (stop_tx, stop_rx) = watch::channel(false);
     let fetcher = tokio::spawn(fetch::fetch_loop(shared.clone(), jobs_tx, stop_rx.clone()));
+    let revoker = tokio::spawn(revoke::revoke_loop(backend.clone(), revokes_rx, shared.settings.result_expires));
     let completer = tokio::spawn(complete::complete_loop(shared.clone(), backend, completions_rx));
     let keeper = tokio::spawn(lease::lease_loop(shared.clone()));
     let delayer = tokio::spawn(delayed::delay_loop(shared.clone(), delays_rx));
@@ -412,6 +426,7 @@ pub async fn run<B: Broker, R: ResultBackend>(
         publisher.stop().await;
     }
     keeper.abort();
+    revoker.abort();
     sweeper.abort();
     delayer.abort();
     releaser.abort();

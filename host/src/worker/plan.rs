@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
+use super::canvas::{self, ChainFailure, Context, Effects};
 use super::job::Job;
 use crate::backend::{ChordPart, ResultWrite};
 use crate::events::Ending;
@@ -47,9 +48,12 @@ pub struct Plan {
     /// Written before anything is published (a chord's header size).
     pub setup: Vec<ResultWrite>,
     pub writes: Vec<ResultWrite>,
-    /// Set when the job was a member of a chord's header.
-    pub chord: Option<ChordMember>,
+    /// Chord header members that finished: the job itself, and chain
+    /// steps failed with it that belong to a chord.
+    pub chords: Vec<ChordMember>,
     pub publish: Vec<(String, String)>,
+    /// Sizes of chords whose headers are among `publish`, recorded first.
+    pub chord_sizes: Vec<(String, u64)>,
     /// Log line for anything that is not a plain success.
     pub note: Option<String>,
     /// The state the job ended in, for monitoring events (`None` only for a
@@ -68,7 +72,8 @@ pub fn plan(job: &Job, outcome: &Outcome, task: Option<&TaskInfo>, settings: &Pl
         }
         Outcome::Succeeded { json } => {
             let value: Value = serde_json::from_str(json).unwrap_or(Value::Null);
-            follow_ups_on_success(message, &value, settings, &mut plan.publish, &mut children);
+            let effects = canvas::on_success(&message.embed, &value, &context(message, settings));
+            add_effects(&mut plan, effects, &mut children);
             return finish(plan, message, State::Success, ResultValue::Value(value), children, settings);
         }
         Outcome::Failed(failure) => {
@@ -112,7 +117,8 @@ pub fn plan(job: &Job, outcome: &Outcome, task: Option<&TaskInfo>, settings: &Pl
     };
     plan.note = Some(echo(&outcome.describe()));
     if state == State::Failure {
-        errbacks(message, settings, &mut plan.publish, &mut children);
+        let effects = canvas::errbacks(message.embed.errbacks.as_deref().unwrap_or_default(), &message.id, message.root_id(), &context(message, settings));
+        add_effects(&mut plan, effects, &mut children);
     }
     finish(plan, message, state, result, children, settings)
 }
@@ -159,40 +165,34 @@ fn finish(
         ResultValue::Value(_) => None,
     };
     plan.ending = Some(Ending { state, exception });
-    if message.headers.ignore_result == Some(true) && state != State::Retry {
-        return plan;
+    if let (Some(body), Some(group_id), true) = (&message.embed.chord, &message.headers.group, state != State::Retry) {
+        // Celery's `on_chord_part_return`: only the step that carries the
+        // chord (the last of a chain in a header) has it; it reports even
+        // when its own result is not stored.
+        let entry = json!([1, message.id, state, result]).to_string();
+        plan.chords.push(ChordMember {
+            part: ChordPart {
+                group_id: group_id.clone(),
+                task_id: message.id.clone(),
+                group_index: message.headers.group_index.unwrap_or(u32::MAX),
+                entry,
+                ttl: settings.result_expires,
+            },
+            body: body.clone(),
+            root_id: message.root_id().to_string(),
+            reply_to: message.properties.reply_to.clone(),
+        });
     }
     if state == State::Failure {
-        // A failed link stops its chain: every later step fails with the
-        // same error, so a client waiting on the last one gets it (Celery).
+        // `_fail_chain`: a failed step stops its chain.
         if let ResultValue::Exception(exception) = &result {
-            for step in message.embed.chain.iter().flatten() {
-                if let Some(id) = step.options.get("task_id").and_then(Value::as_str) {
-                    let meta = ResultMeta::new(id, State::Failure, ResultValue::Exception(exception.clone()));
-                    plan.writes.push(ResultWrite { key: result_key(id), json: meta.to_json(), ttl: settings.result_expires });
-                }
-            }
+            let chain = canvas::fail_chain(message.embed.chain.as_deref().unwrap_or_default());
+            let reply_to = message.properties.reply_to.as_deref();
+            fail_chain(&chain, exception, message.root_id(), reply_to, settings, &mut plan.writes, &mut plan.chords);
         }
     }
-    if let (Some(body), Some(group_id), Some(group_index)) =
-        (&message.embed.chord, &message.headers.group, message.headers.group_index)
-    {
-        // Only the last link of a chain inside the header counts.
-        if message.embed.chain.as_ref().is_none_or(Vec::is_empty) && state != State::Retry {
-            let entry = json!([1, message.id, state, result]).to_string();
-            plan.chord = Some(ChordMember {
-                part: ChordPart {
-                    group_id: group_id.clone(),
-                    task_id: message.id.clone(),
-                    group_index,
-                    entry,
-                    ttl: settings.result_expires,
-                },
-                body: body.clone(),
-                root_id: message.root_id().to_string(),
-                reply_to: message.properties.reply_to.clone(),
-            });
-        }
+    if message.headers.ignore_result == Some(true) && state != State::Retry {
+        return plan;
     }
     let mut meta = ResultMeta::new(&message.id, state, result);
     meta.children = children;
@@ -278,7 +278,8 @@ fn retry(
             ),
         };
         plan.note = Some(format!("retries exhausted after {} attempts", message.retries().saturating_add(1)));
-        errbacks(message, settings, &mut plan.publish, &mut Vec::new());
+        let effects = canvas::errbacks(message.embed.errbacks.as_deref().unwrap_or_default(), &message.id, message.root_id(), &context(message, settings));
+        add_effects(&mut plan, effects, &mut Vec::new());
         return finish(plan, message, State::Failure, ResultValue::Exception(result), Vec::new(), settings);
     }
     // A plugin's countdown of 2^62 ms saturates at a century instead of
@@ -319,6 +320,10 @@ fn outgoing_copy(message: &TaskMessage, settings: &PlanSettings) -> OutgoingTask
     copy.reply_to = message.properties.reply_to.clone();
     copy.ignore_result = message.headers.ignore_result;
     copy.origin = message.headers.origin.clone().unwrap_or_else(|| settings.hostname.clone());
+    // Custom headers (and stamps) travel with the retry, as in Celery;
+    // `redelivered` described the delivery being retried, not the copy.
+    copy.extra_headers = message.headers.extra.clone();
+    copy.extra_headers.remove("redelivered");
     copy
 }
 
@@ -333,12 +338,6 @@ pub(super) struct Lineage<'a> {
     pub parent_id: &'a str,
     /// Queue used when the signature names none.
     pub default_queue: &'a str,
-}
-
-impl<'a> Lineage<'a> {
-    fn child_of(parent: &'a TaskMessage) -> Self {
-        Self { root_id: parent.root_id(), parent_id: &parent.id, default_queue: routing_queue(parent) }
-    }
 }
 
 /// A follow-up message from a canvas signature.
@@ -385,50 +384,49 @@ pub(super) fn signature_args(signature: &Signature, leading: Option<Value>) -> V
     }
 }
 
-/// Callbacks (`link`) and the next chain link get the parent's result.
-fn follow_ups_on_success(
-    message: &TaskMessage,
-    value: &Value,
-    settings: &PlanSettings,
-    publish: &mut Vec<(String, String)>,
-    children: &mut Vec<Value>,
-) {
-    let mut push = |task: OutgoingTask, children: &mut Vec<Value>| {
-        children.push(json!([[task.id, null], null]));
-        publish.push((queue_key_for(&task.queue, task.priority), task.to_envelope()));
-    };
-    for callback in message.embed.callbacks.iter().flatten() {
-        push(from_signature(callback, signature_args(callback, Some(value.clone())), &Lineage::child_of(message), settings), children);
-    }
-    if let Some(chain) = &message.embed.chain {
-        // Celery stores the chain reversed: the next link is the last one.
-        if let Some((next, rest)) = chain.split_last() {
-            let mut task = from_signature(next, signature_args(next, Some(value.clone())), &Lineage::child_of(message), settings);
-            task.embed.chain = Some(rest.to_vec());
-            if let Some(chord) = &message.embed.chord {
-                task.embed.chord = Some(chord.clone());
-            }
-            push(task, children);
-        }
+/// The running task as the canvas sees it: the parent of what it sends.
+fn context<'a>(message: &'a TaskMessage, settings: &'a PlanSettings) -> Context<'a> {
+    Context {
+        task_id: &message.id,
+        root_id: message.root_id(),
+        default_queue: routing_queue(message),
+        hostname: &settings.hostname,
+        routes: &settings.routes,
+        reply_to: None,
     }
 }
 
-/// Errbacks (`link_error`) get the failed task's id.
-fn errbacks(message: &TaskMessage, settings: &PlanSettings, publish: &mut Vec<(String, String)>, children: &mut Vec<Value>) {
-    for errback in message.embed.errbacks.iter().flatten() {
-        let mut task = from_signature(errback, signature_args(errback, Some(Value::String(message.id.clone()))), &Lineage::child_of(message), settings);
-        task.group = Some(uuid::Uuid::new_v4().to_string());
-        task.group_index = Some(0);
+fn add_effects(plan: &mut Plan, effects: Effects, children: &mut Vec<Value>) {
+    for task in effects.messages {
         children.push(json!([[task.id, null], null]));
-        publish.push((queue_key_for(&task.queue, task.priority), task.to_envelope()));
+        plan.publish.push((queue_key_for(&task.queue, task.priority), task.to_envelope()));
     }
+    plan.chord_sizes.extend(effects.chord_sizes);
 }
 
-/// The chord is complete: publish its body with every header result, or,
+/// What firing (or failing) a complete chord's body writes and sends.
+#[derive(Default)]
+pub struct ChordFiring {
+    pub publish: Vec<(String, String)>,
+    pub writes: Vec<ResultWrite>,
+    pub chord_sizes: Vec<(String, u64)>,
+    /// Chords that later chain steps, failed with the body, report to.
+    pub chords: Vec<ChordMember>,
+}
+
+/// The chord is complete: apply its body with every header result, or,
 /// if a member failed, fail the body with Celery's ChordError.
-pub fn fire_chord(member: &ChordMember, entries: &[String], settings: &PlanSettings) -> (Vec<(String, String)>, Vec<ResultWrite>) {
+pub fn fire_chord(member: &ChordMember, entries: &[String], settings: &PlanSettings) -> ChordFiring {
+    let mut firing = ChordFiring::default();
     let mut results = Vec::with_capacity(entries.len());
-    let body_id = member.body.options.get("task_id").and_then(Value::as_str).map(str::to_string);
+    let cx = Context {
+        task_id: &member.part.task_id,
+        root_id: &member.root_id,
+        default_queue: "celery",
+        hostname: &settings.hostname,
+        routes: &settings.routes,
+        reply_to: None,
+    };
     for entry in entries {
         let parsed: Value = serde_json::from_str(entry).unwrap_or(Value::Null);
         let (id, state, result) = (&parsed[1], parsed[2].as_str().unwrap_or(""), &parsed[3]);
@@ -440,19 +438,107 @@ pub fn fire_chord(member: &ChordMember, entries: &[String], settings: &PlanSetti
                 other => value_repr(other),
             };
             let text = format!("Dependency {} raised {exc_type}({exc_message})", id.as_str().unwrap_or("?"));
-            let Some(body_id) = &body_id else { return (Vec::new(), Vec::new()) };
-            let meta = ResultMeta::new(body_id, State::Failure, ResultValue::Exception(ExceptionInfo::new("celery.exceptions", "ChordError", text)));
-            return (Vec::new(), vec![ResultWrite { key: result_key(body_id), json: meta.to_json(), ttl: settings.result_expires }]);
+            let exception = ExceptionInfo::new("celery.exceptions", "ChordError", text);
+            let original = ExceptionInfo {
+                exc_type: exc_type.to_string(),
+                exc_message: match &result["exc_message"] {
+                    Value::Array(parts) => parts.clone(),
+                    other => vec![other.clone()],
+                },
+                exc_module: result["exc_module"].as_str().unwrap_or("builtins").to_string(),
+            };
+            let failure = canvas::chord_body_failure(&member.body, &cx);
+            let failed = failure.chord_error.iter().map(|id| (id, &exception)).chain(failure.original_error.iter().map(|id| (id, &original)));
+            for (id, exception) in failed {
+                let meta = ResultMeta::new(id, State::Failure, ResultValue::Exception(exception.clone()));
+                firing.writes.push(ResultWrite { key: result_key(id), json: meta.to_json(), ttl: settings.result_expires });
+            }
+            fail_chain(&failure.chain, &exception, &member.root_id, member.reply_to.as_deref(), settings, &mut firing.writes, &mut firing.chords);
+            firing.chord_sizes.extend(failure.effects.chord_sizes);
+            firing.publish.extend(failure.effects.messages.iter().map(|task| (queue_key_for(&task.queue, task.priority), task.to_envelope())));
+            return firing;
         }
         results.push(result.clone());
     }
-    let lineage = Lineage { root_id: &member.root_id, parent_id: &member.part.task_id, default_queue: "celery" };
-    let args = signature_args(&member.body, Some(Value::Array(results)));
-    let mut task = from_signature(&member.body, args, &lineage, settings);
-    task.group = Some(member.part.group_id.clone());
-    task.group_index = None;
-    if task.reply_to.is_none() {
-        task.reply_to = member.reply_to.clone();
+    let effects = canvas::fire_chord_body(&member.body, results, &cx);
+    firing.chord_sizes.extend(effects.chord_sizes);
+    for mut task in effects.messages {
+        if task.reply_to.is_none() {
+            task.reply_to = member.reply_to.clone();
+        }
+        firing.publish.push((queue_key_for(&task.queue, task.priority), task.to_envelope()));
     }
-    (vec![(queue_key_for(&task.queue, task.priority), task.to_envelope())], Vec::new())
+    firing
+}
+
+/// Later chain steps fail with the same error, so a client waiting on the
+/// last one gets it; a step that belongs to a chord reports the failure.
+fn fail_chain(
+    chain: &[ChainFailure],
+    exception: &ExceptionInfo,
+    root_id: &str,
+    reply_to: Option<&str>,
+    settings: &PlanSettings,
+    writes: &mut Vec<ResultWrite>,
+    chords: &mut Vec<ChordMember>,
+) {
+    for step in chain {
+        let result = ResultValue::Exception(exception.clone());
+        let mut meta = ResultMeta::new(&step.task_id, State::Failure, result);
+        meta.group_id = step.chord.as_ref().map(|(_, group_id, _)| group_id.as_str());
+        writes.push(ResultWrite { key: result_key(&step.task_id), json: meta.to_json(), ttl: settings.result_expires });
+        if let Some((body, group_id, group_index)) = &step.chord {
+            let entry = json!([1, step.task_id, State::Failure, exception]).to_string();
+            chords.push(ChordMember {
+                part: ChordPart {
+                    group_id: group_id.clone(),
+                    task_id: step.task_id.clone(),
+                    group_index: group_index.unwrap_or(u32::MAX),
+                    entry,
+                    ttl: settings.result_expires,
+                },
+                body: body.clone(),
+                root_id: root_id.to_string(),
+                reply_to: reply_to.map(str::to_string),
+            });
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::Routes;
+    use crate::runtime::Cancellation;
+
+    fn settings() -> PlanSettings {
+        PlanSettings { hostname: "w@test".into(), result_expires: Duration::from_secs(60), routes: Routes::default(), max_result_bytes: 1 << 20 }
+    }
+
+    fn job_with_headers(extra: Value) -> Job {
+        let args = serde_json::value::to_raw_value(&json!([1])).unwrap();
+        let kwargs = serde_json::value::to_raw_value(&json!({})).unwrap();
+        let mut task = OutgoingTask::new("faults.flaky", args, kwargs, "client@test".into());
+        task.extra_headers = extra.as_object().unwrap().clone();
+        let message = TaskMessage::parse(task.to_envelope().as_bytes()).unwrap();
+        Job { tag: None, message, holds_slot: false, bytes: 0, cancellation: Cancellation::default(), ready_since: std::time::Instant::now() }
+    }
+
+    fn published_headers(plan: &Plan) -> Value {
+        let envelope: Value = serde_json::from_str(&plan.publish[0].1).unwrap();
+        envelope["headers"].clone()
+    }
+
+    #[test]
+    fn a_retry_keeps_custom_headers_and_stamps() {
+        let job = job_with_headers(json!({"tenant": "acme", "stamped_headers": ["mon"], "stamps": {"mon": "x"}, "redelivered": true}));
+        let retry = Outcome::Retry(RetryRequest { countdown: Some(Duration::from_millis(10)), reason: None, max_retries: None, exc: None, expires: None });
+        let plan = plan(&job, &retry, None, &settings());
+        let headers = published_headers(&plan);
+        assert_eq!(headers["tenant"], json!("acme"));
+        assert_eq!(headers["stamped_headers"], json!(["mon"]));
+        assert_eq!(headers["stamps"], json!({"mon": "x"}));
+        assert_eq!(headers["retries"], json!(1));
+        assert!(headers.get("redelivered").is_none(), "{headers}");
+    }
 }

@@ -1,0 +1,118 @@
+//! Celery's canvas as the worker applies it: signatures, chains, groups and
+//! chords, from a signature and the parent's result to the messages to
+//! publish and the chord sizes to record.
+//!
+//! A Python worker does not "publish a callback": it calls
+//! `signature(cb).apply_async((retval,), ...)`, and when that signature is
+//! a `celery.chain`, `celery.group` or `celery.chord` Celery's canvas code
+//! (`celery/canvas.py`) decides which messages leave, with which ids,
+//! `group`/`group_index`, `embed.chain` and `embed.chord`. A Chard worker
+//! must send the same messages, or a chain after a chord never runs and a
+//! chain inside a chord header never reports to its chord. So this module
+//! ports that code path by path rather than inventing a model of its own:
+//!
+//! - [`node`]: a signature as a tree (`Node`), parsed from and written back
+//!   to the JSON Celery sends (`Signature.from_dict` of each type, with the
+//!   same quirks: a chain from JSON drops its own args, a group ignores
+//!   them), plus Celery's `_merge`, `link`, `link_error`.
+//! - [`freeze`]: `freeze()` of each type: ids, `group_id`, `group_index`
+//!   and the `chord` option a chord header member carries.
+//! - [`chain`]: `_chain.run` and `prepare_steps`: splicing nested chains,
+//!   skipping empty groups, upgrading `group | task` to a chord.
+//! - [`apply`]: `apply_async` of a task, a group and a chord, and turning
+//!   the final options into a message (the only place options become
+//!   headers and `embed`).
+//! - [`worker`]: what `app/trace.py` and the result backend do after a task
+//!   ends: callbacks, the next chain step, errbacks, failing the rest of a
+//!   chain, firing or failing a chord body.
+//!
+//! Everything here is pure: the worker passes in who is running (the
+//! parent of whatever is sent) and gets back [`Effects`] to write.
+
+mod apply;
+mod chain;
+mod freeze;
+mod node;
+mod worker;
+
+
+pub use worker::{chord_body_failure, errbacks, fail_chain, fire_chord_body, on_success, ChainFailure};
+
+use crate::protocol::{OutgoingTask, Routes};
+
+/// The task whose worker applies a signature: Celery's
+/// `current_worker_task`, which gives every message sent without an
+/// explicit `parent_id`/`root_id` its lineage.
+pub struct Context<'a> {
+    pub task_id: &'a str,
+    pub root_id: &'a str,
+    /// Queue for a signature that names none and has no route.
+    pub default_queue: &'a str,
+    pub hostname: &'a str,
+    pub routes: &'a Routes,
+    /// The client's reply address, for messages whose signature has none.
+    pub reply_to: Option<&'a str>,
+}
+
+/// What applying signatures produced.
+#[derive(Default, Debug)]
+pub struct Effects {
+    pub messages: Vec<OutgoingTask>,
+    /// `(group_id, size)` of every chord whose header was sent: the
+    /// backend's `set_chord_size`, to write before the header is published.
+    pub chord_sizes: Vec<(String, u64)>,
+}
+
+fn new_id() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::{json, Value};
+
+    use super::*;
+    use crate::protocol::{Embed, Signature};
+
+    fn task(name: &str, id: &str) -> Value {
+        json!({"task": name, "args": [], "kwargs": {}, "options": {"task_id": id}, "subtask_type": null, "immutable": false})
+    }
+
+    fn run(embed: Embed) -> Effects {
+        let routes = Routes::default();
+        let cx = Context { task_id: "parent", root_id: "root", default_queue: "celery", hostname: "w@test", routes: &routes, reply_to: None };
+        on_success(&embed, &json!(5), &cx)
+    }
+
+    #[test]
+    fn a_chord_step_carries_the_rest_of_the_chain_on_its_body() {
+        let chord = json!({"task": "celery.chord", "args": [], "kwargs": {"kwargs": {}, "header": [task("t.a", "h1"), task("t.a", "h2")], "body": task("t.b", "body")},
+                           "options": {}, "subtask_type": "chord", "immutable": false});
+        let chain: Vec<Signature> = serde_json::from_value(json!([task("t.c", "after"), chord])).unwrap();
+        let effects = run(Embed { chain: Some(chain), ..Embed::default() });
+        assert_eq!(effects.messages.len(), 2, "the two header tasks");
+        let group = effects.messages[0].group.clone().expect("a header task is in the chord's group");
+        assert_eq!(effects.chord_sizes, vec![(group.clone(), 2)]);
+        for (index, message) in effects.messages.iter().enumerate() {
+            assert_eq!(message.args.get(), "[5]");
+            assert_eq!(message.group_index, Some(index as u32));
+            assert_eq!((message.parent_id.as_deref(), message.root_id.as_deref()), (Some("parent"), Some("root")));
+            let body = message.embed.chord.as_ref().expect("the body rides on each header task");
+            assert_eq!(body.options["task_id"], json!("body"));
+            assert_eq!(body.options["group_id"], json!(group));
+            assert_eq!(body.options["chain"][0]["options"]["task_id"], json!("after"));
+        }
+    }
+
+    #[test]
+    fn a_group_callback_followed_by_nothing_sends_each_member_with_the_result() {
+        let group = json!({"task": "celery.group", "args": [], "kwargs": {"tasks": [task("t.a", "m1"), {"task": "celery.group", "args": [], "kwargs": {"tasks": []}, "options": {}, "subtask_type": "group", "immutable": false}, task("t.a", "m2")]},
+                           "options": {}, "subtask_type": "group", "immutable": false});
+        let callbacks: Vec<Signature> = serde_json::from_value(json!([group])).unwrap();
+        let effects = run(Embed { callbacks: Some(callbacks), ..Embed::default() });
+        let ids: Vec<&str> = effects.messages.iter().map(|message| message.id.as_str()).collect();
+        assert_eq!(ids, ["m1", "m2"], "the empty nested group sends nothing");
+        assert_eq!(effects.messages[1].group_index, Some(2), "indices count the members as written, as Celery's _prepared");
+        assert!(effects.chord_sizes.is_empty());
+    }
+}

@@ -1,0 +1,197 @@
+"""Canvases on a worker, as the stock Celery 5.7 client sends them.
+
+Usage:
+  canvas_fuzz.py issue BROKER BACKEND
+      The five canvases of issue #12; prints their results.
+  canvas_fuzz.py run BROKER BACKEND SEED COUNT [BATCH [ONLY]]
+      COUNT random canvases from SEED (chains, groups and chords nested up
+      to depth 4, .s/.si, empty members, failing members, link, link_error,
+      countdowns), applied with one argument. Prints, per canvas, what
+      happened to each of its tasks: how often it was received, its parent
+      and root, its state and result. Ids are fixed per task ("c7-3"), so
+      the output of a Python worker and of a Chard worker can be compared
+      line by line (the Rust test does); any other id is shown as "?".
+
+The worker must send task events (-E): `task-received` events carry the
+parent and root ids.
+"""
+import json
+import os
+import random
+import re
+import sys
+import threading
+import time
+
+from celery import chain, chord, group, signature
+
+from celery_client import app_for
+
+TASKS = ["canvas.identity", "canvas.add", "canvas.tsum", "canvas.fail"]
+
+
+def issue(app):
+    add = lambda *a: signature("canvas.add", args=a, app=app)  # noqa: E731
+    identity = lambda *a: signature("canvas.identity", args=a, app=app)  # noqa: E731
+    identity_si = lambda *a: signature("canvas.identity", args=a, immutable=True, app=app)  # noqa: E731
+    tsum = lambda: signature("canvas.tsum", app=app)  # noqa: E731
+    out = {}
+    out["chain_group_tsum"] = chain(add(1, 1), group(add(1), add(2)), tsum()).delay().get(timeout=30)
+    out["chord_chain_body"] = chord([add(1, 1), add(2, 2)], chain(tsum(), identity())).delay().get(timeout=30)
+    out["chain_after_chord"] = chain(chord([identity(), identity()], identity()), identity()).apply_async(args=(1,)).get(timeout=30)
+    out["chain_in_chord_header"] = chord((chain((identity_si(1337),) * 3),), identity()).delay().get(timeout=30)
+    out["chord_in_chord_header"] = chord((chord((identity_si(1),) * 2, identity_si(31337)),), identity()).delay().get(timeout=30)
+    return out
+
+
+class Canvases:
+    """A seeded generator; every task signature gets the id `<canvas>-<n>`."""
+
+    def __init__(self, app, rng, name):
+        self.app, self.rng, self.name, self.ids = app, rng, name, []
+
+    def fixed_id(self):
+        task_id = f"{self.name}-{len(self.ids) + 1}"
+        self.ids.append(task_id)
+        return task_id
+
+    def task(self, callback=False):
+        rng = self.rng
+        name = rng.choice(TASKS[:2] if callback else TASKS + TASKS[:2])
+        if not callback and rng.random() < 0.3:
+            args = {"canvas.identity": (rng.randint(0, 9),), "canvas.add": (rng.randint(0, 9), rng.randint(0, 9)),
+                    "canvas.tsum": ([rng.randint(0, 9) for _ in range(rng.randint(0, 3))],), "canvas.fail": (0,)}[name]
+            sig = signature(name, args=args, immutable=True, app=self.app)
+        else:
+            sig = signature(name, args=(rng.randint(0, 9),) if name == "canvas.add" else (), app=self.app)
+        sig.set(task_id=self.fixed_id())
+        if not callback:
+            if rng.random() < 0.1:
+                sig.set(countdown=0.2)
+            if rng.random() < 0.1:
+                sig.link(self.task(callback=True))
+            if rng.random() < 0.1:
+                sig.link_error(signature("canvas.identity", app=self.app).set(task_id=self.fixed_id()))
+        return sig
+
+    def canvas(self, depth=1):
+        rng = self.rng
+        if depth >= 4 or rng.random() < 0.3:
+            return self.task()
+        kind = rng.choice(["chain", "group", "chord"])
+        members = [self.canvas(depth + 1) for _ in range(rng.choice([0, 1, 2, 2, 3, 3]))]
+        if kind == "chain":
+            return chain(*members) if members else chain(self.canvas(depth + 1))
+        if kind == "group":
+            return group(members)
+        return chord(members, self.canvas(depth + 1))
+
+
+def normalise(value, ids):
+    """Fixed ids stay, any other id becomes "?"; ids inside text too."""
+    if isinstance(value, str):
+        if value in ids:
+            return value
+        return re.sub(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", "?", value)
+    if isinstance(value, list):
+        return [normalise(item, ids) for item in value]
+    if isinstance(value, dict):
+        return {key: normalise(item, ids) for key, item in value.items()}
+    return value
+
+
+def outcome(meta, ids):
+    if meta is None:
+        return None
+    meta = json.loads(meta)
+    result = meta["result"]
+    if meta["status"] in ("FAILURE", "REVOKED", "RETRY") and isinstance(result, dict):
+        # Exception types are compared; messages only for ChordError (they
+        # name the failed task), since Python and Rust word errors apart.
+        text = result.get("exc_message")
+        detail = None
+        if result.get("exc_type") == "ChordError":
+            # "Dependency <id> raised TypeError(...)": the id and the type.
+            detail = re.sub(r"\(.*", "", str(normalise(text, ids)), flags=re.S)
+        return [meta["status"], result.get("exc_type"), detail]
+    return [meta["status"], normalise(result, ids)]
+
+
+class Received:
+    """`task-received` events: id -> [(parent_id, root_id), ...]."""
+
+    def __init__(self, app):
+        self.app, self.seen, self.lock = app, {}, threading.Lock()
+        self.ready = threading.Event()
+        threading.Thread(target=self._capture, daemon=True).start()
+        self.ready.wait(10)
+
+    def _capture(self):
+        with self.app.connection() as connection:
+            receiver = self.app.events.Receiver(connection, handlers={"task-received": self._on_event})
+            self.ready.set()
+            for _ in receiver.consume(limit=None, timeout=None, wakeup=False):
+                pass
+
+    def _on_event(self, event):
+        with self.lock:
+            self.seen.setdefault(event["uuid"], []).append((event.get("parent_id"), event.get("root_id")))
+
+    def count(self):
+        with self.lock:
+            return sum(len(v) for v in self.seen.values())
+
+
+def run(app):
+    seed, count = int(sys.argv[4]), int(sys.argv[5])
+    # One canvas at a time by default: canvases running side by side change
+    # which header task completes a chord (and so the body's parent) by chance.
+    batch = int(sys.argv[6]) if len(sys.argv) > 6 else 1
+    received = Received(app)
+    time.sleep(1.0)  # the receiver's queue is bound before anything is sent
+    backend = app.backend.client
+    out = []
+    # A comma-separated list (argv, or CANVAS_ONLY) replays single canvases of a run.
+    listed = sys.argv[7] if len(sys.argv) > 7 else os.environ.get("CANVAS_ONLY", "")
+    only = [int(n) for n in listed.split(",") if n]
+    numbers = only or list(range(count))
+    for start in range(0, len(numbers), batch):
+        runs = []
+        for number in numbers[start:start + batch]:
+            canvases = Canvases(app, random.Random(seed * 1_000_003 + number), f"c{number}")
+            canvas = canvases.canvas()
+            text = repr(canvas)
+            canvas.apply_async(args=(random.Random(number).randint(0, 9),))
+            runs.append((number, text, canvases.ids))
+        # Settled: nothing received and no result written for half a second.
+        last, quiet_since, deadline = None, time.monotonic(), time.monotonic() + 60
+        while time.monotonic() < deadline:
+            keys = [f"celery-task-meta-{task_id}" for _, _, ids in runs for task_id in ids]
+            state = (received.count(), tuple(backend.mget(keys)) if keys else ())
+            if state != last:
+                last, quiet_since = state, time.monotonic()
+            elif time.monotonic() - quiet_since > 0.5:
+                break
+            time.sleep(0.1)
+        for number, text, ids in runs:
+            known = set(ids)
+            tasks = {}
+            for task_id in ids:
+                with received.lock:
+                    lineage = list(received.seen.get(task_id, []))
+                parents = sorted({normalise(p or "", known) for p, _ in lineage})
+                roots = sorted({normalise(r or "", known) for _, r in lineage})
+                meta = backend.get(f"celery-task-meta-{task_id}")
+                tasks[task_id] = {"received": len(lineage), "parents": parents, "roots": roots, "outcome": outcome(meta, known)}
+            out.append({"canvas": number, "repr": text, "tasks": tasks})
+    return out
+
+
+def main():
+    scenario, broker, backend = sys.argv[1:4]
+    app = app_for(broker, backend)
+    print(json.dumps(globals()[scenario](app)))
+
+
+if __name__ == "__main__":
+    main()

@@ -149,7 +149,9 @@ fn events_inspect_answers_what_flower_polls() {
     let redis = RedisServer::start();
     let plugins = plugin_folder(&["math", "faults"]);
     let host = "insp@test";
-    let worker = Worker::start(plugins.path(), &redis.url(0), &["--result-backend", &redis.url(1), "-n", host, "-c", "1"]);
+    // The ETA job (60 s ahead) must stay in this worker's memory, where
+    // `inspect scheduled` sees it: past --delay-beyond it waits in Redis.
+    let worker = Worker::start(plugins.path(), &redis.url(0), &["--result-backend", &redis.url(1), "-n", host, "-c", "1", "--delay-beyond", "120"]);
     let seen = run_python("celery_events.py", &["inspect", &redis.url(0), &redis.url(1), host]);
     let ids = &seen["ids"];
     let pid = json!(worker_pid(&worker));

@@ -48,11 +48,12 @@ impl Language {
     fn sdk_parts(self) -> &'static [&'static str] {
         match self {
             Self::Rust => &["wit/", "sdk/Cargo.toml", "sdk/src/", "sdk/macros/"],
-            Self::Python => &["wit/", "sdk/python/", "tools/"],
+            // sdk/wit: the guest world with wasi:http, for `--http` builds.
+            Self::Python => &["wit/", "sdk/wit/", "sdk/python/", "tools/"],
             Self::Js => &["wit/", "sdk/js/", "tools/"],
             // jco, which turns the C core module into a component, is an npm
             // package pinned by sdk/js's lock file.
-            Self::C => &["wit/", "sdk/c/", "sdk/js/package.json", "sdk/js/package-lock.json", "tools/"],
+            Self::C => &["wit/", "sdk/wit/", "sdk/c/", "sdk/js/package.json", "sdk/js/package-lock.json", "tools/"],
         }
     }
 

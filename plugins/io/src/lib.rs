@@ -13,8 +13,9 @@ use serde_json::{json, Value};
 fn progress(steps: u32, pause_ms: u64) -> Result<String, TaskError> {
     for step in 1..=steps {
         chard_sdk::update_state("PROGRESS", &json!({"current": step, "total": steps}))?;
-        let start = chard_sdk::now_ms();
-        while chard_sdk::now_ms() - start < pause_ms {
+        // The monotonic clock: durations need no wall-clock grant.
+        let start = std::time::Instant::now();
+        while start.elapsed() < Duration::from_millis(pause_ms) {
             std::hint::spin_loop();
         }
     }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::fetch::is_expired;
-use super::job::Job;
+use super::job::{self, Job};
 use super::plan::{self, Plan, PlanSettings};
 use super::{builtins, current_registry, Completion, Shared};
 use crate::broker::Broker;

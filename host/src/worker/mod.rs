@@ -53,7 +53,7 @@ use tokio::sync::{watch, Semaphore};
 use crate::backend::ResultBackend;
 use crate::broker::Broker;
 use crate::config::WorkerConfig;
-use crate::runtime::{EngineOptions, Registry, Runtime};
+use crate::runtime::{Cancellation, EngineOptions, Registry, Runtime};
 use job::Job;
 use plan::{Plan, PlanSettings};
 

@@ -8,7 +8,7 @@ GUEST_PLUGINS := $(notdir $(wildcard plugins/pymath plugins/jsmath plugins/cmath
 VENV := .venv
 PYTHON := $(VENV)/bin/python
 
-.PHONY: deps all build plugins rust-plugins guest-plugins toolchains demo test test-sdk bench bench-celery venv clean
+.PHONY: deps all build plugins rust-plugins guest-plugins toolchains demo test test-sdk bench bench-celery bench-peers venv clean
 
 all: build plugins
 
@@ -59,9 +59,19 @@ test-sdk:
 	@if [ -d .venv-guest ]; then python3 -m unittest discover -s sdk/python/tests; fi
 	@if [ -d sdk/js/node_modules ]; then node --test sdk/js/test/; fi
 
-## Per-job cost of the sandbox, per plugin language.
+## Per-job cost of the sandbox, per plugin language: CPU time and page faults
+## per job, and how throughput scales from one thread to every core.
 bench: build plugins
 	$(CARGO) bench -p chard-host --bench jobs
+
+## The same 20,000-job drain for Chard, BullMQ and Celery next to the Redis
+## floor (bench/redis_floor.lua); prints rates and ratios.
+bench-peers: build plugins venv bench/peers/node_modules
+	$(PYTHON) bench/peers.py
+
+bench/peers/node_modules: bench/peers/package.json bench/peers/package-lock.json
+	cd bench/peers && npm ci --no-audit --no-fund
+	@touch $@
 
 ## Same queue drained by a stock Celery worker and by host run; prints both rates and the ratio.
 bench-celery: build plugins venv

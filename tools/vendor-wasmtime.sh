@@ -6,8 +6,10 @@
 #
 # On a wasmtime upgrade: bump the version in host/Cargo.toml, run this script
 # with the new version, then `cargo update -p wasmtime`. If the patch no
-# longer applies, the script stops and says so; if the new release already
-# contains the change (wasmtime 50 does), it says to drop the patch instead.
+# longer applies, the script stops and says so (wasmtime 50.0.1 has the
+# resumed scan but not the PRESENT-or-SWAPPED mask: the patch shrinks to that
+# one line there, see vendor/README.md); if the new release contains the
+# whole change, it says to drop the patch instead.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

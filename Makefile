@@ -8,7 +8,7 @@ GUEST_PLUGINS := $(notdir $(wildcard plugins/pymath plugins/jsmath plugins/cmath
 VENV := .venv
 PYTHON := $(VENV)/bin/python
 
-.PHONY: deps all build plugins rust-plugins guest-plugins toolchains demo test test-sdk bench bench-celery bench-peers venv clean
+.PHONY: deps all build install plugins rust-plugins guest-plugins toolchains demo test test-sdk bench bench-celery bench-peers venv clean
 
 all: build plugins
 
@@ -19,6 +19,17 @@ deps:
 ## Release build of the `host` binary.
 build: deps
 	$(CARGO) build --release -p chard-host
+
+## Put `host` on PATH: $(PREFIX)/bin/host (default ~/.local/bin;
+## `sudo make install PREFIX=/usr/local` for every user).
+PREFIX ?= $(HOME)/.local
+install: build
+	install -D -m 755 $(HOST) $(DESTDIR)$(PREFIX)/bin/host
+	@echo "installed $(DESTDIR)$(PREFIX)/bin/host"
+	@case ":$$PATH:" in *":$(PREFIX)/bin:"*) ;; \
+		*) echo "note: $(PREFIX)/bin is not on your PATH; add it: export PATH=\"$(PREFIX)/bin:\$$PATH\"" ;; esac
+	@found=$$(command -v host || true); if [ -n "$$found" ] && [ "$$found" != "$(PREFIX)/bin/host" ]; then \
+		echo "note: \`host\` on your PATH is $$found (Debian's DNS lookup tool has the same name); put $(PREFIX)/bin first in PATH or run $(PREFIX)/bin/host"; fi
 
 ## Every example plugin, into target/plugins/<name>.wasm.
 plugins: rust-plugins guest-plugins

@@ -7,9 +7,10 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::protocol::Routes;
+use crate::scaffold::Language;
 
 use crate::config::{BeatConfig, CanvasConfig, CanvasKind, FileConfig, SendConfig, 
-    CallConfig, ClientConfig, DeployConfig, GlobalConfig, PluginsListConfig, JobLimits, LogFormat, ResultConfig, RevokeConfig, SubmitConfig, TasksConfig,
+    CallConfig, ClientConfig, DeployConfig, GlobalConfig, NewConfig, PluginsListConfig, JobLimits, LogFormat, ResultConfig, RevokeConfig, SubmitConfig, TasksConfig,
     WorkerConfig,
 };
 
@@ -58,6 +59,42 @@ enum CommandArgs {
     Deploy(DeployArgs),
     /// Deployed plugins and the version each live worker runs.
     Plugins(PluginsArgs),
+    /// Create a plugin project that builds with `make` into NAME.wasm.
+    New(NewArgs),
+    /// The guest SDK and WIT files this `host` carries.
+    Sdk(SdkArgs),
+}
+
+#[derive(Debug, Args)]
+struct NewArgs {
+    /// The plugin's language.
+    #[arg(value_enum)]
+    language: LanguageArg,
+    /// Plugin name: lowercase letters, digits and _; names the .wasm and the tasks (NAME.add).
+    name: String,
+    /// Project folder to create (default: ./NAME).
+    #[arg(long)]
+    dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum LanguageArg {
+    Rust,
+    Python,
+    Js,
+    C,
+}
+
+#[derive(Debug, Args)]
+struct SdkArgs {
+    #[command(subcommand)]
+    command: SdkCommand,
+}
+
+#[derive(Debug, Subcommand)]
+enum SdkCommand {
+    /// Write the SDK of every language, the WIT and the toolchain installer into DIR.
+    Export { dir: PathBuf },
 }
 
 #[derive(Debug, Args)]
@@ -368,6 +405,8 @@ pub enum Command {
     Beat(BeatConfig),
     Deploy(DeployConfig),
     PluginsList(PluginsListConfig),
+    New(NewConfig),
+    SdkExport(PathBuf),
 }
 
 /// Parses the process arguments (exits with clap's message on bad flags).
@@ -425,6 +464,17 @@ pub fn parse() -> anyhow::Result<(GlobalConfig, Command)> {
         CommandArgs::Plugins(PluginsArgs { command: PluginsCommand::List { broker } }) => {
             Command::PluginsList(PluginsListConfig { broker_url: broker })
         }
+        CommandArgs::New(args) => Command::New(NewConfig {
+            language: match args.language {
+                LanguageArg::Rust => Language::Rust,
+                LanguageArg::Python => Language::Python,
+                LanguageArg::Js => Language::Js,
+                LanguageArg::C => Language::C,
+            },
+            dir: args.dir.unwrap_or_else(|| PathBuf::from(&args.name)),
+            name: args.name,
+        }),
+        CommandArgs::Sdk(SdkArgs { command: SdkCommand::Export { dir } }) => Command::SdkExport(dir),
         CommandArgs::Result(args) => Command::Result(ResultConfig {
             client: args.connection.into_config(),
             task_id: args.task_id,

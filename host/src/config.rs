@@ -51,6 +51,15 @@ pub struct CallConfig {
     pub limits: JobLimits,
 }
 
+/// `host new`: a plugin project.
+#[derive(Debug, Clone)]
+pub struct NewConfig {
+    pub language: crate::scaffold::Language,
+    pub name: String,
+    /// The project folder (default: `./<name>`).
+    pub dir: std::path::PathBuf,
+}
+
 /// `host tasks`: list what a plugin folder serves.
 #[derive(Debug, Clone)]
 pub struct TasksConfig {

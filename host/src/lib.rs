@@ -17,6 +17,7 @@ pub mod events;
 pub mod logging;
 pub mod protocol;
 pub mod runtime;
+pub mod scaffold;
 pub mod schedule;
 pub mod worker;
 

@@ -29,7 +29,7 @@ fn main() -> ExitCode {
                 ExitCode::from(1)
             }
         }),
-        Command::Tasks(config) => chard::commands::tasks::run(config).map(|()| ExitCode::SUCCESS),
+        Command::Tasks(config) => chard::commands::tasks::run(config).map(ExitCode::from),
         Command::Run(config) => tokio_runtime().block_on(chard::commands::run::run(config)).map(|()| ExitCode::SUCCESS),
         Command::Submit(config) => tokio_runtime().block_on(chard::commands::submit::submit(config)).map(ExitCode::from),
         Command::Revoke(config) => tokio_runtime().block_on(chard::commands::submit::revoke(config)).map(ExitCode::from),
@@ -39,6 +39,8 @@ fn main() -> ExitCode {
         Command::PluginsList(config) => {
             tokio_runtime().block_on(chard::commands::deploy::list(config)).map(|()| ExitCode::SUCCESS)
         }
+        Command::New(config) => chard::commands::new::new(config).map(|()| ExitCode::SUCCESS),
+        Command::SdkExport(dir) => chard::commands::new::export_sdk(&dir).map(|()| ExitCode::SUCCESS),
         Command::Result(config) => tokio_runtime().block_on(chard::commands::submit::result(config)).map(ExitCode::from),
     };
     result.unwrap_or_else(|error| fail(&error, 2))

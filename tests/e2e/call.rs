@@ -116,7 +116,7 @@ fn bad_input_gets_one_clear_line() {
     let not_wasm = dir.path().join("bogus.wasm");
     std::fs::write(&not_wasm, b"hello").unwrap();
     let line = host(&["call", not_wasm.to_str().unwrap(), "add", "[]"]).error_line();
-    assert!(line.contains("not a WebAssembly component"), "{line}");
+    assert!(line.contains("not a WebAssembly file"), "{line}");
     let line = host(&["call", "/no/such/plugin.wasm", "add", "[]"]).error_line();
     assert!(line.contains("cannot read"), "{line}");
     let run = host(&["call", plugins_dir().to_str().unwrap(), "math.add", "--time-limit", "-1"]);
@@ -144,7 +144,11 @@ fn compile_cache_is_used_and_a_corrupt_entry_is_rebuilt() {
             .unwrap();
         crate::util::Run::from(output)
     };
-    assert_eq!(call().ok(), "5");
+    let first = call();
+    assert_eq!(first.ok(), "5");
+    assert!(first.stderr.contains("compiling math.wasm (first load; later starts use the cache)…"), "{}", first.stderr);
+    assert!(first.stderr.contains("compiled math.wasm in "), "{}", first.stderr);
+    assert!(!call().stderr.contains("compiling"), "a cached plugin is not compiled again");
     let entries: Vec<_> = std::fs::read_dir(cache.path()).unwrap().map(|e| e.unwrap().path()).collect();
     assert_eq!(entries.len(), 1, "one cache entry per plugin");
     let second = call();

@@ -105,7 +105,7 @@ fn deploy_ships_the_manifest_and_refuses_broken_plugins() {
     let garbage = staging.path().join("faults.wasm");
     std::fs::write(&garbage, b"\0asm\x01\0\0\0").unwrap();
     let run = host(&["deploy", garbage.to_str().unwrap(), "--no-manifest", "--broker", &url]);
-    assert!(run.error_line().contains("not a WebAssembly component"), "{}", run.stderr);
+    assert!(run.error_line().contains("a core WebAssembly module, not a component"), "{}", run.stderr);
     std::fs::write(&manifest, "[tasks.clock]\ntimelimit = 1\n").unwrap();
     let run = host(&["deploy", plugin("faults").to_str().unwrap(), "--manifest", manifest.to_str().unwrap(), "--broker", &url]);
     assert!(run.error_line().contains("faults-prod.toml:2: unknown field `timelimit`"), "{}", run.stderr);

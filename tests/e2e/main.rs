@@ -4,13 +4,17 @@
 
 mod util;
 
+mod bad_plugins;
 mod beat;
 mod call;
 mod celery;
+mod error_texts;
 mod fleet;
 mod events;
 mod languages;
 mod manifest;
+mod new_project;
+mod redis_reach;
 mod reload;
 mod routing;
 mod worker;

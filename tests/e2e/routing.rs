@@ -89,12 +89,12 @@ fn autoretry_with_backoff_from_the_manifest() {
     let worker = Worker::start(plugins.path(), &url, &[]);
     let submit = |args: &str| host(&["submit", "faults.raise_as", args, "--broker", &url, "--wait", "--timeout", "30"]);
     let run = submit(r#"["ConnectionError", "db down"]"#);
-    assert_eq!(run.error_line(), "error: task failure: ConnectionError: db down", "the last error after the retries");
+    assert_eq!(run.error_line(), "error: task failed: ConnectionError: db down", "the last error after the retries");
     let log = worker.log();
     assert_eq!(log.matches("retry 1 of 2").count() + log.matches("retry 2 of 2").count(), 2, "{log}");
     assert!(log.contains("retries exhausted after 3 attempts"), "{log}");
     // An error not listed is not retried.
     let run = submit(r#"["ValueError", "bad"]"#);
-    assert_eq!(run.error_line(), "error: task failure: ValueError: bad");
+    assert_eq!(run.error_line(), "error: task failed: ValueError: bad");
     assert_eq!(worker.log().matches("retry 1 of 2").count(), 1);
 }

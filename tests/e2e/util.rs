@@ -74,7 +74,11 @@ pub struct RedisServer {
 
 impl RedisServer {
     pub fn start() -> Self {
-        let port = free_port();
+        Self::start_on(free_port())
+    }
+
+    /// Starts one on a given port (e.g. one a worker is already waiting for).
+    pub fn start_on(port: u16) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let mut server = Self { port, child: None, dir };
         server.spawn();

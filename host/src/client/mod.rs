@@ -22,8 +22,10 @@ use serde_json::Value;
 use crate::protocol::{queue_key_for, result_key, OutgoingTask, Routes};
 
 mod canvas;
+mod reach;
 
 pub use canvas::parse_step;
+pub use reach::{connect_once, wait_until_reachable, Unreachable};
 
 /// A connected client.
 pub struct Client {
@@ -50,6 +52,13 @@ impl TaskResult {
         matches!(self.status.as_str(), "SUCCESS" | "FAILURE" | "REVOKED")
     }
 
+    /// "task failed: ValueError: bad value" (or "task revoked: ..."): the
+    /// words `host call` uses for a failed task too.
+    pub fn failure_line(&self) -> String {
+        let verb = if self.status == "REVOKED" { "revoked" } else { "failed" };
+        format!("task {verb}: {}", self.error_line())
+    }
+
     /// "ValueError: bad value" for a failure.
     pub fn error_line(&self) -> String {
         let exc_type = self.value.get("exc_type").and_then(Value::as_str).unwrap_or("Error");
@@ -73,6 +82,12 @@ impl Client {
     pub async fn connect(broker_url: &str, result_backend_url: &str) -> anyhow::Result<Self> {
         let broker_client = open(broker_url)?;
         let backend_client = open(result_backend_url)?;
+        // Fail within seconds when Redis is not there, not after the
+        // connection manager's retries.
+        connect_once(&broker_client).await?;
+        if result_backend_url != broker_url {
+            connect_once(&backend_client).await?;
+        }
         let broker = crate::broker::redis::connect_manager(broker_client)
             .await
             .with_context(|| format!("connecting to broker {}", redact(broker_url)))?;

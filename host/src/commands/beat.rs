@@ -18,6 +18,7 @@ const MARKER_TTL: Duration = Duration::from_secs(3600);
 pub async fn run(config: BeatConfig) -> anyhow::Result<()> {
     let entries = schedule::load(&config.schedule)?;
     let client = open(&config.broker_url)?;
+    crate::client::wait_until_reachable(&client).await;
     let mut connection =
         connect_manager(client).await.with_context(|| format!("connecting to broker {}", redact(&config.broker_url)))?;
     let origin = format!("chard-beat{}@{}", std::process::id(), crate::hostname());

@@ -37,10 +37,7 @@ pub async fn deploy(config: DeployConfig) -> anyhow::Result<()> {
     let label = check(&name, &wasm, manifest_path.as_deref().zip(manifest_text.as_deref()))?;
 
     let client = open(&config.broker_url)?;
-    let mut connection = client
-        .get_multiplexed_async_connection()
-        .await
-        .with_context(|| format!("connecting to broker {}", redact(&config.broker_url)))?;
+    let mut connection = crate::client::connect_once(&client).await?;
     let (deployment, listeners) =
         fleet::deploy(&mut connection, &name, &wasm, manifest_text.as_deref().map(str::as_bytes), label).await?;
     println!(
@@ -69,10 +66,7 @@ fn check(name: &str, wasm: &[u8], manifest: Option<(&Path, &str)>) -> anyhow::Re
 
 pub async fn list(config: PluginsListConfig) -> anyhow::Result<()> {
     let client = open(&config.broker_url)?;
-    let mut connection = client
-        .get_multiplexed_async_connection()
-        .await
-        .with_context(|| format!("connecting to broker {}", redact(&config.broker_url)))?;
+    let mut connection = crate::client::connect_once(&client).await?;
     let deployed = fleet::deployed(&mut connection).await?;
     let workers = fleet::workers(&mut connection).await?;
     let mut names: std::collections::BTreeSet<&String> = deployed.keys().collect();

@@ -4,6 +4,7 @@
 pub mod beat;
 pub mod call;
 pub mod deploy;
+pub mod new;
 pub mod run;
 pub mod submit;
 pub mod tasks;
@@ -18,6 +19,9 @@ use crate::runtime::{EngineOptions, Registry, Runtime};
 pub(crate) fn parse_task_arguments(args: &str, kwargs: &str) -> anyhow::Result<(serde_json::Value, serde_json::Value)> {
     let args_value: serde_json::Value =
         serde_json::from_str(args).with_context(|| format!("ARGS is not valid JSON: {args}"))?;
+    if args_value.is_object() {
+        anyhow::bail!("ARGS must be a JSON array, e.g. '[2, 3]'; keyword arguments go in --kwargs '{args}'");
+    }
     anyhow::ensure!(args_value.is_array(), "ARGS must be a JSON array, e.g. '[2, 3]', got {args}");
     let kwargs_value: serde_json::Value =
         serde_json::from_str(kwargs).with_context(|| format!("--kwargs is not valid JSON: {kwargs}"))?;

@@ -15,6 +15,10 @@ pub async fn run(config: WorkerConfig) -> anyhow::Result<()> {
     anyhow::ensure!(config.plugins.is_dir(), "plugin folder {} does not exist", config.plugins.display());
     let broker_client = open(&config.broker_url)?;
     let backend_client = open(&config.result_backend_url)?;
+    crate::client::wait_until_reachable(&broker_client).await;
+    if config.result_backend_url != config.broker_url {
+        crate::client::wait_until_reachable(&backend_client).await;
+    }
     let db = broker_client.get_connection_info().redis.db;
     let control = crate::control::ControlLink {
         client: broker_client.clone(),

@@ -88,7 +88,7 @@ pub async fn canvas(config: CanvasConfig) -> anyhow::Result<u8> {
     }
     let mut code = 0;
     for failed in results.iter().filter(|result| result.status != "SUCCESS") {
-        eprintln!("error: task {}: {}", failed.status.to_lowercase(), failed.error_line());
+        eprintln!("error: {}", failed.failure_line());
         code = 1;
     }
     println!("{}", serde_json::Value::Array(results.into_iter().map(|result| result.value).collect()));
@@ -115,7 +115,7 @@ fn print_result(result: &TaskResult, with_state: bool) -> u8 {
             if with_state {
                 println!("{} {}", result.status, result.value);
             }
-            eprintln!("error: task {}: {}", result.status.to_lowercase(), result.error_line());
+            eprintln!("error: {}", result.failure_line());
             return 1;
         }
         other => println!("{other}{}", if result.value.is_null() { String::new() } else { format!(" {}", result.value) }),
@@ -125,6 +125,7 @@ fn print_result(result: &TaskResult, with_state: bool) -> u8 {
 
 pub async fn revoke(config: RevokeConfig) -> anyhow::Result<u8> {
     let client = crate::client::open(&config.client.broker_url)?;
+    crate::client::connect_once(&client).await?;
     let db = client.get_connection_info().redis.db;
     let mut connection = crate::broker::redis::connect_manager(client).await.context("connecting to the broker")?;
     crate::control::broadcast_revoke(&mut connection, db, &config.task_ids, config.terminate)

@@ -27,6 +27,7 @@ mod manifest;
 mod outcome;
 mod plugin;
 mod registry;
+mod wasm_kind;
 mod watch;
 
 pub use engine::{default_cache_dir, EngineOptions, Runtime, TICK};
@@ -35,7 +36,7 @@ pub use job::{Cancellation, JobRequest};
 pub use outcome::{Failure, Outcome, RetryRequest};
 pub use manifest::{parse_toml, DirGrant, DirMode, Grants, Manifest, ManifestError};
 pub use plugin::{LoadError, Plugin, TaskDefaults, TaskInfo};
-pub use registry::{Registry, ResolveError};
+pub use registry::{empty_folder_hint, Registry, ResolveError};
 pub use watch::{watch, SharedRegistry, WatchHandle};
 
 /// Bindings generated once from `wit/`, the contract every plugin targets.

@@ -12,13 +12,18 @@ use super::engine::Runtime;
 use super::job::{self, JobRequest};
 use super::manifest::{Grants, Manifest, ManifestError};
 use super::outcome::Outcome;
+use super::wasm_kind::{self, WasmKind};
 
 /// Why a plugin could not be loaded.
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
     #[error("{path}: cannot read")]
     Read { path: PathBuf, source: std::io::Error },
-    #[error("{path}: not a WebAssembly component: {reason}")]
+    #[error("{path}: not a WebAssembly file (it lacks the \\0asm header); rebuild the plugin or remove the file")]
+    NotWasm { path: PathBuf },
+    #[error("{path}: a core WebAssembly module, not a component; build it for wasm32-wasip2 (cargo build --target wasm32-wasip2) or wrap it with `wasm-tools component new`")]
+    CoreModule { path: PathBuf },
+    #[error("{path}: not a valid WebAssembly component: {reason}")]
     NotAComponent { path: PathBuf, reason: String },
     #[error("{path}: does not fit the chard:task world: {reason}")]
     Link { path: PathBuf, reason: String },
@@ -28,6 +33,24 @@ pub enum LoadError {
     BadName { path: PathBuf, name: String },
     #[error(transparent)]
     Manifest(#[from] ManifestError),
+}
+
+impl LoadError {
+    /// The plugin the error is about: the file stem of its `.wasm` (a
+    /// manifest `<name>.toml` has the same stem).
+    pub fn plugin_name(&self) -> String {
+        let path = match self {
+            Self::Read { path, .. }
+            | Self::NotWasm { path }
+            | Self::CoreModule { path }
+            | Self::NotAComponent { path, .. }
+            | Self::Link { path, .. }
+            | Self::ListTasks { path, .. }
+            | Self::BadName { path, .. } => path,
+            Self::Manifest(error) => &error.path,
+        };
+        path.file_stem().map(|stem| stem.to_string_lossy().into_owned()).unwrap_or_default()
+    }
 }
 
 /// Defaults a plugin declared for a task, in host types.
@@ -91,21 +114,39 @@ impl Plugin {
         if name.is_empty() || name.contains('.') {
             return Err(LoadError::BadName { path: path.to_path_buf(), name });
         }
-        let compile = || Component::new(runtime.engine(), bytes);
+        match wasm_kind::kind(bytes) {
+            WasmKind::NotWasm => return Err(LoadError::NotWasm { path: path.to_path_buf() }),
+            WasmKind::CoreModule => return Err(LoadError::CoreModule { path: path.to_path_buf() }),
+            WasmKind::Component => {}
+        }
+        // Compiling a Python or JavaScript plugin takes from seconds to
+        // minutes: say so before, and how long it took after.
+        let file = path.file_name().map(|file| file.to_string_lossy().into_owned()).unwrap_or_default();
+        let compile = || {
+            let why = match runtime.cache {
+                Some(_) => "first load; later starts use the cache",
+                None => "the compile cache is off",
+            };
+            tracing::info!("compiling {file} ({why})…");
+            let started = std::time::Instant::now();
+            let component = Component::new(runtime.engine(), bytes)?;
+            tracing::info!("compiled {file} in {:.1}s", started.elapsed().as_secs_f64());
+            Ok(component)
+        };
         let compiled = match &runtime.cache {
             Some(cache) => cache.load_or_compile(bytes, compile),
             None => compile(),
         };
         let component = compiled.map_err(|error| LoadError::NotAComponent {
             path: path.to_path_buf(),
-            reason: first_line(&error),
+            reason: one_line(&error),
         })?;
         let instance_pre = runtime.linker.instantiate_pre(&component).map_err(|error| LoadError::Link {
             path: path.to_path_buf(),
-            reason: first_line(&error),
+            reason: one_line(&error),
         })?;
         let pre = PluginPre::new(instance_pre)
-            .map_err(|error| LoadError::Link { path: path.to_path_buf(), reason: first_line(&error) })?;
+            .map_err(|error| LoadError::Link { path: path.to_path_buf(), reason: one_line(&error) })?;
         let mut plugin = Self {
             name: name.into(),
             path: path.to_path_buf(),
@@ -129,7 +170,7 @@ impl Plugin {
     fn list_tasks(&self) -> Result<Vec<TaskInfo>, String> {
         let (mut store, _stdout, stderr) = job::new_store(self, 64 << 20, String::new(), "list-tasks".into());
         store.set_epoch_deadline(500); // a plugin that hangs while listing is broken
-        let instance = self.pre.instantiate(&mut store).map_err(|error| first_line(&error))?;
+        let instance = self.pre.instantiate(&mut store).map_err(|error| one_line(&error))?;
         let tasks = instance.chard_task_tasks().call_list_tasks(&mut store).map_err(|error| {
             let output = stderr.contents();
             let detail = String::from_utf8_lossy(&output);
@@ -224,9 +265,10 @@ impl From<types::TaskInfo> for TaskInfo {
     }
 }
 
-fn first_line(error: &wasmtime::Error) -> String {
-    let text = format!("{error:#}");
-    text.lines().next().unwrap_or_default().to_string()
+/// The whole error chain on one line: a log line or an `error:` line must
+/// not end mid-sentence where wasmtime's text wraps.
+fn one_line(error: &wasmtime::Error) -> String {
+    format!("{error:#}").split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 /// SHA-256 of the bytes, first 12 hex digits: enough to tell versions apart

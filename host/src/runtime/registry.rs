@@ -20,6 +20,29 @@ pub enum ResolveError {
     Ambiguous { name: String, candidates: String },
 }
 
+/// Why a folder gave no plugin, when its content says more than "empty": a
+/// folder of plugin sources (a Chard checkout's `plugins/`, whose built
+/// plugins are in `target/plugins`), or `.wasm` files that all failed.
+pub fn empty_folder_hint(dir: &Path) -> String {
+    let entries: Vec<_> = std::fs::read_dir(dir)
+        .map(|entries| entries.filter_map(|entry| entry.ok().map(|entry| entry.path())).collect())
+        .unwrap_or_default();
+    if entries.iter().any(|path| path.extension().is_some_and(|ext| ext == "wasm")) {
+        return "none of its .wasm files loaded (see the errors above)".to_string();
+    }
+    let is_source = |path: &std::path::PathBuf| {
+        ["Cargo.toml", "build.sh", "Makefile"].iter().any(|file| path.join(file).is_file())
+    };
+    if entries.iter().any(is_source) {
+        let built = dir.parent().unwrap_or(Path::new("")).join("target/plugins");
+        return match built.is_dir() {
+            true => format!("it holds plugin sources, not built plugins; the built ones are in {}", built.display()),
+            false => "it holds plugin sources, not built plugins; build them first (`make plugins` writes target/plugins)".to_string(),
+        };
+    }
+    "it has no .wasm files; add one (build it with `make` in a `host new` project) or publish one with `host deploy`".to_string()
+}
+
 /// Loaded plugins, by name.
 #[derive(Default, Clone)]
 pub struct Registry {

@@ -14,8 +14,17 @@
 //! A plugin's manifest (`<name>.toml`) is part of it: writing, changing or
 //! removing the manifest reloads the plugin with it, and a manifest that
 //! does not validate is refused like a broken `.wasm`.
+//!
+//! A bad file is reported once: the watcher remembers the size and
+//! modification time of each file that failed (the `.wasm` and its manifest)
+//! and stays quiet until one of them changes. Only events that change a file
+//! count: loading a plugin opens and reads it, and inotify reports those
+//! reads too, which once made a broken plugin reload and log its error about
+//! once a second, forever. The message says what happens next: a plugin that
+//! never loaded is "not loaded"; one that did keeps serving its previous
+//! version.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -41,10 +50,13 @@ pub struct WatchHandle {
 pub fn watch(runtime: Runtime, dir: &Path, registry: SharedRegistry) -> notify::Result<WatchHandle> {
     let (events_tx, events_rx) = std::sync::mpsc::channel::<PathBuf>();
     let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-        if let Ok(event) = event {
-            for path in event.paths {
-                let _ = events_tx.send(path);
-            }
+        // Opening or reading a file (our own loads among them) changes nothing.
+        let Ok(event) = event else { return };
+        if matches!(event.kind, notify::EventKind::Access(_)) {
+            return;
+        }
+        for path in event.paths {
+            let _ = events_tx.send(path);
         }
     })?;
     watcher.watch(dir, RecursiveMode::NonRecursive)?;
@@ -55,7 +67,18 @@ pub fn watch(runtime: Runtime, dir: &Path, registry: SharedRegistry) -> notify::
     Ok(WatchHandle { _watcher: watcher })
 }
 
+/// Size and modification time of a plugin file and of its manifest.
+type Stamp = (Option<(u64, std::time::SystemTime)>, Option<(u64, std::time::SystemTime)>);
+
+fn stamp(path: &Path) -> Stamp {
+    let one = |path: &Path| std::fs::metadata(path).ok().and_then(|m| Some((m.len(), m.modified().ok()?)));
+    (one(path), one(&path.with_extension("toml")))
+}
+
 fn apply_changes(runtime: &Runtime, events: &std::sync::mpsc::Receiver<PathBuf>, registry: &SharedRegistry) {
+    // Files that failed to load, with the stamp they had: not retried (nor
+    // logged again) until it changes.
+    let mut failed: HashMap<PathBuf, Stamp> = HashMap::new();
     while let Ok(first) = events.recv() {
         let mut changed = BTreeSet::from([first]);
         while let Ok(path) = events.recv_timeout(DEBOUNCE) {
@@ -68,39 +91,56 @@ fn apply_changes(runtime: &Runtime, events: &std::sync::mpsc::Receiver<PathBuf>,
             .map(|path| path.with_extension("wasm"))
             .collect();
         for path in plugins {
-            apply_change(runtime, registry, &path);
+            let before = stamp(&path);
+            if failed.get(&path) == Some(&before) {
+                continue;
+            }
+            match apply_change(runtime, registry, &path) {
+                Ok(()) => failed.remove(&path),
+                Err(()) => failed.insert(path, before),
+            };
         }
     }
 }
 
-fn apply_change(runtime: &Runtime, registry: &SharedRegistry, path: &Path) {
-    let Some(name) = path.file_stem().and_then(|stem| stem.to_str()).map(str::to_string) else { return };
+/// Loads, swaps or removes one plugin; `Err` when the file failed to load
+/// (already logged).
+fn apply_change(runtime: &Runtime, registry: &SharedRegistry, path: &Path) -> Result<(), ()> {
+    let Some(name) = path.file_stem().and_then(|stem| stem.to_str()).map(str::to_string) else { return Ok(()) };
     if !path.is_file() {
         let mut next = (**registry.read().unwrap()).clone();
         if next.remove(&name).is_some() {
             *registry.write().unwrap() = Arc::new(next);
             tracing::warn!(plugin = name, "plugin removed: its tasks are unknown for new jobs");
         }
-        return;
+        return Ok(());
     }
     let manifest = path.with_extension("toml");
     if !wait_until_stable(path) || (manifest.exists() && !wait_until_stable(&manifest)) {
         tracing::warn!(file = %path.display(), "plugin file kept changing; will load it on its next change");
-        return;
+        return Ok(());
     }
     match Plugin::load(runtime, path) {
         Ok(plugin) => {
             let current = registry.read().unwrap().get(&name).map(|plugin| plugin.fingerprint());
             if current.as_deref() == Some(&plugin.fingerprint()) {
-                return;
+                return Ok(());
             }
             let (version, tasks) = (plugin.fingerprint(), plugin.tasks().len());
             let mut next = (**registry.read().unwrap()).clone();
             next.insert(plugin);
             *registry.write().unwrap() = Arc::new(next);
             tracing::info!(plugin = name, version, previous = current.as_deref().unwrap_or("none"), tasks, "plugin loaded (hot reload)");
+            Ok(())
         }
-        Err(error) => tracing::error!("plugin {name} not reloaded, previous version keeps serving: {error}"),
+        Err(error) => {
+            if registry.read().unwrap().get(&name).is_some() {
+                tracing::error!("plugin {name} not reloaded, previous version keeps serving: {error}");
+            } else {
+                tracing::error!("plugin {name} not loaded: {error}");
+            }
+            Err(())
+        }
     }
 }
 

@@ -16,6 +16,8 @@
 //!   the most recent due time if it is at most [`CATCH_UP`] old and nobody
 //!   sent it, and not the runs it missed before that, as Celery beat does.
 
+mod cron_fields;
+
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::str::FromStr;
@@ -144,7 +146,13 @@ pub fn parse(path: &Path, text: &str) -> anyhow::Result<Vec<Entry>> {
             (Some(every), None) if *every >= 0.001 && every.is_finite() => When::Every(Duration::from_secs_f64(*every)),
             (Some(every), None) => return Err(bad(format!("every = {every}: must be a positive number of seconds"))),
             (None, Some(expression)) => {
-                let schedule = cron::Schedule::from_str(&to_cron(expression)).map_err(|error| bad(format!("cron {expression:?}: {error}")))?;
+                cron_fields::check(expression).map_err(|problem| bad(format!("cron {expression:?}: {problem}")))?;
+                // The crate's own text points into the rewritten expression:
+                // only its first line, without the caret.
+                let schedule = cron::Schedule::from_str(&to_cron(expression)).map_err(|error| {
+                    let first = error.to_string().lines().next().unwrap_or_default().trim().to_string();
+                    bad(format!("cron {expression:?}: not a valid expression ({first})"))
+                })?;
                 let timezone = match &entry.timezone {
                     Some(zone) => parse_zone(zone).map_err(bad)?,
                     None => default_zone,

@@ -189,7 +189,7 @@ pub async fn run<B: Broker, R: ResultBackend>(
     let (registry, errors) = Registry::load_dir(&runtime, &config.plugins)
         .with_context(|| format!("reading plugin folder {}", config.plugins.display()))?;
     for error in errors {
-        tracing::error!("plugin not loaded: {error:#}");
+        tracing::error!("plugin {} not loaded: {error}", error.plugin_name());
     }
     for plugin in registry.plugins() {
         tracing::info!(
@@ -202,7 +202,11 @@ pub async fn run<B: Broker, R: ResultBackend>(
         );
     }
     if registry.is_empty() {
-        tracing::warn!(dir = %config.plugins.display(), "no plugins loaded: every job will fail as unknown");
+        tracing::warn!(
+            "no plugin loaded from {}: {}; until one is there, every job fails as an unknown task (the folder is watched)",
+            config.plugins.display(),
+            crate::runtime::empty_folder_hint(&config.plugins)
+        );
     }
 
     let (completions_tx, completions_rx) = flume::unbounded();

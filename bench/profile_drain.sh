@@ -27,7 +27,9 @@ elapsed=$(echo "$(date +%s.%N) - $started" | bc)
 kill -INT $perf_pid
 wait $perf_pid || true
 echo "$jobs jobs in ${elapsed}s (start-up included); samples in $out"
-echo "CPU by thread (comm):"
+nanoseconds=$(perf report -i "$out" --stdio --sort comm -g none 2>/dev/null | sed -n 's/^# Event count (approx.): //p')
+echo "worker CPU: $(echo "$nanoseconds / $jobs / 1000" | bc) µs per job (cpu-clock counts nanoseconds on a CPU)"
+echo "CPU by thread (comm; chard-exec-* run jobs, tokio-rt-worker does Redis and JSON):"
 perf report -i "$out" --stdio --no-children --sort comm -g none 2>/dev/null | grep -E '^ +[0-9]' | head -8
 echo "hottest symbols (self time):"
 python3 bench/perf_symbols.py "$out" target/release/host 30

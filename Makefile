@@ -10,7 +10,7 @@ HTTP_PLUGINS := pyhttp jshttp chttp
 VENV := .venv
 PYTHON := $(VENV)/bin/python
 
-.PHONY: deps all build install plugins rust-plugins guest-plugins toolchains demo test test-sdk fuzz fuzz-canvas bench bench-eta bench-celery venv clean
+.PHONY: deps all build install plugins rust-plugins guest-plugins toolchains demo test test-sdk fuzz fuzz-canvas bench bench-eta bench-celery bench-peers venv clean
 
 all: build plugins
 
@@ -92,9 +92,19 @@ fuzz-canvas: build plugins venv
 	CHARD_PYTHON=$(abspath $(PYTHON)) CHARD_CANVAS_SEED=$${CHARD_CANVAS_SEED:-$$RANDOM} CHARD_CANVAS_COUNT=$${CHARD_CANVAS_COUNT:-2000} \
 		$(CARGO) test --release -p chard-host --test e2e -- canvas::random --nocapture
 
-## Per-job cost of the sandbox, per plugin language.
+## Per-job cost of the sandbox, per plugin language: CPU time and page faults
+## per job, and how throughput scales from one thread to every core.
 bench: build plugins
 	$(CARGO) bench -p chard-host --bench jobs
+
+## The same 20,000-job drain for Chard, BullMQ and Celery next to the Redis
+## floor (bench/redis_floor.lua); prints rates and ratios.
+bench-peers: build plugins venv bench/peers/node_modules
+	$(PYTHON) bench/peers.py
+
+bench/peers/node_modules: bench/peers/package.json bench/peers/package-lock.json
+	cd bench/peers && npm ci --no-audit --no-fund
+	@touch $@
 
 ## Same queue drained by a stock Celery worker and by host run; prints both rates and the ratio.
 ## Worker memory with 1,000,000 jobs an hour ahead (ETA_JOBS=100000 for a quicker run).

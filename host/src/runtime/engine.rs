@@ -198,9 +198,10 @@ fn config(options: &EngineOptions, pooling: bool) -> Config {
             // instead of handing them back to the kernel: the next job then
             // takes no copy-on-write fault on them. With `pagemap_scan` this
             // bounds how many dirty pages are kept, not a prefix. A Python or
-            // JS job dirties well under 2 MiB; 64 KiB made Python jobs ~10%
-            // slower, 8-128 MiB changed nothing (wasmtime 48 also keeps at
-            // most 32 separate runs of dirty pages, which binds first).
+            // JS job dirties well under 2 MiB (0 faults per job at 2 MiB with
+            // the vendored wasmtime, whose scan no longer stops at 32 runs of
+            // dirty pages: vendor/README.md). Every page kept is reset by a
+            // copy after every job, so more is not free.
             .linear_memory_keep_resident(2 << 20)
             .table_keep_resident(64 << 10)
             .decommit_batch_size(instances.max(1) as usize)

@@ -65,6 +65,34 @@ fn counter() -> u64 {
     }
 }
 
+/// Host pages (4 KiB) of a zero-initialised static that `scatter` marks.
+const SCATTER_PAGES: usize = 256;
+const PAGE: usize = 4096;
+static mut SCATTERED: [u8; SCATTER_PAGES * PAGE] = [0; SCATTER_PAGES * PAGE];
+
+/// Mark every other page of a 1 MiB static and return how many of those
+/// pages already held a mark: always 0, because each job gets memory reset
+/// to the plugin's initial image. The 128 separate dirty runs are more than
+/// wasmtime's reset reads back from one `PAGEMAP_SCAN` (32 in 48, 64 with
+/// the vendored fix), so reusing a pool slot after this job exercises the
+/// reset's handling of a fragmented dirty set (vendor/README.md).
+#[task]
+fn scatter() -> usize {
+    let base = std::ptr::addr_of_mut!(SCATTERED).cast::<u8>();
+    let mut marked_before = 0;
+    for page in (0..SCATTER_PAGES).step_by(2) {
+        // SAFETY: in bounds of the static; a component instance is single-threaded.
+        unsafe {
+            let byte = base.add(page * PAGE);
+            if byte.read_volatile() != 0 {
+                marked_before += 1;
+            }
+            byte.write_volatile(1);
+        }
+    }
+    marked_before
+}
+
 /// Panic: the guest traps, which the worker reports as such.
 #[task]
 fn panic(message: String) -> u32 {
@@ -164,5 +192,5 @@ fn connect(address: String, request: String) -> Result<String, TaskError> {
 }
 
 chard_sdk::export_tasks!(
-    fail, raise_as, spin, hog, flaky, counter, panic, sleep, now, wind_down, context, echo, snoop, write_file, clock, entropy, connect
+    fail, raise_as, spin, hog, flaky, counter, scatter, panic, sleep, now, wind_down, context, echo, snoop, write_file, clock, entropy, connect
 );

@@ -333,14 +333,6 @@ pub async fn run<B: Broker, R: ResultBackend>(
         None => None,
     };
     let reporter = report_connection.clone().map(|connection| tokio::spawn(report::report_loop(shared.clone(), connection)));
-    tracing::info!(
-        hostname = %shared.hostname,
-        queues = ?shared.config.queues,
-        concurrency = shared.config.concurrency,
-        prefetch = shared.config.prefetch,
-        tasks = current_registry(&shared).task_names().len(),
-        "worker ready"
-    );
 
     let executors: Vec<_> = (0..shared.config.concurrency)
         .map(|index| {
@@ -367,6 +359,16 @@ pub async fn run<B: Broker, R: ResultBackend>(
             None
         }
     };
+    // Ready only once hot reload is watching: a plugin written after this
+    // line is picked up.
+    tracing::info!(
+        hostname = %shared.hostname,
+        queues = ?shared.config.queues,
+        concurrency = shared.config.concurrency,
+        prefetch = shared.config.prefetch,
+        tasks = current_registry(&shared).task_names().len(),
+        "worker ready"
+    );
     let (stop_tx, stop_rx) = watch::channel(false);
     let fetcher = tokio::spawn(fetch::fetch_loop(shared.clone(), jobs_tx, stop_rx.clone()));
     let revoker = tokio::spawn(revoke::revoke_loop(backend.clone(), revokes_rx, shared.settings.result_expires));

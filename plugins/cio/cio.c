@@ -107,15 +107,23 @@ static void once(chard_call *call) {
     chard_return_json(call, result);
 }
 
+/* The exception args `[message, code]` from the task's two arguments, as
+ * JSON text; NULL (the call already failed) when the message is missing. */
+static char *message_and_code(chard_call *call, const char **message) {
+    if (!chard_arg_string(call, 0, message)) return NULL;
+    char *code = chard_json_text(chard_arg(call, 1));
+    char *quoted = chard_json_quote(*message);
+    char *args = malloc(strlen(quoted) + strlen(code) + 4);
+    sprintf(args, "[%s,%s]", quoted, code);
+    return args;
+}
+
 /* Fails with ExpectedException(message, code): a Python client re-raises it
  * with both arguments. */
 static void fail_with_args(chard_call *call) {
     const char *message;
-    if (!chard_arg_string(call, 0, &message)) return;
-    char *code = chard_json_text(chard_arg(call, 1));
-    char *quoted = chard_json_quote(message);
-    char *args = malloc(strlen(quoted) + strlen(code) + 4);
-    sprintf(args, "[%s,%s]", quoted, code);
+    char *args = message_and_code(call, &message);
+    if (!args) return;
     chard_fail_with_args(call, "ExpectedException", message, args);
 }
 
@@ -123,11 +131,8 @@ static void fail_with_args(chard_call *call) {
  * client re-raises with both arguments. */
 static void retry_until_out(chard_call *call) {
     const char *message;
-    if (!chard_arg_string(call, 0, &message)) return;
-    char *code = chard_json_text(chard_arg(call, 1));
-    char *quoted = chard_json_quote(message);
-    char *args = malloc(strlen(quoted) + strlen(code) + 4);
-    sprintf(args, "[%s,%s]", quoted, code);
+    char *args = message_and_code(call, &message);
+    if (!args) return;
     chard_retry_options options = CHARD_RETRY_DEFAULTS;
     options.countdown_ms = 0;
     options.max_retries = 0;

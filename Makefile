@@ -10,7 +10,7 @@ HTTP_PLUGINS := pyhttp jshttp chttp
 VENV := .venv
 PYTHON := $(VENV)/bin/python
 
-.PHONY: deps all build install plugins rust-plugins guest-plugins toolchains demo test test-sdk fuzz fuzz-canvas bench bench-eta bench-celery bench-peers venv clean
+.PHONY: deps all build install plugins rust-plugins guest-plugins toolchains demo test test-sdk fuzz fuzz-canvas bench bench-eta bench-celery bench-metrics bench-peers venv clean
 
 all: build plugins
 
@@ -114,6 +114,10 @@ bench-eta: build plugins venv
 
 bench-celery: build plugins venv
 	$(PYTHON) bench/celery_vs_chard.py
+
+## What `--metrics` costs: alternating drains with and without it.
+bench-metrics: build plugins venv
+	$(PYTHON) bench/celery_vs_chard.py --chard-only --messages 50000 --rounds 5 --versus "--metrics 127.0.0.1:0"
 
 clean:
 	$(CARGO) clean

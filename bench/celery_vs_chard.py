@@ -69,6 +69,13 @@ def results(backend):
     return backend.dbsize()
 
 
+def cpu_seconds(pid):
+    """User + system CPU time of process `pid` (Linux), children excluded."""
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def drain(name, client, backend, n, start_worker):
     preload(client, n)
     worker = start_worker()
@@ -77,11 +84,13 @@ def drain(name, client, backend, n, start_worker):
         while client.llen("celery") == n and time.time() < deadline:
             time.sleep(0.001)
         first = time.perf_counter()
+        cpu_first = cpu_seconds(worker.pid)
         while time.time() < deadline:
             if results(backend) >= n:
                 break
             time.sleep(0.002)
         elapsed = time.perf_counter() - first
+        cpu = cpu_seconds(worker.pid) - cpu_first
         done = results(backend)
     finally:
         worker.terminate()
@@ -90,8 +99,11 @@ def drain(name, client, backend, n, start_worker):
         except subprocess.TimeoutExpired:
             worker.kill()
     rate = done / elapsed
-    print(f"{name:<28} {done:>6} tasks in {elapsed:7.2f} s = {rate:9.0f} tasks/s", flush=True)
-    return rate
+    # The worker process's own CPU per job (Celery's prefork children are
+    # not counted, so this column means something for Chard only).
+    print(f"{name:<28} {done:>6} tasks in {elapsed:7.2f} s = {rate:9.0f} tasks/s, "
+          f"worker CPU {cpu * 1e6 / max(done, 1):6.1f} us/job", flush=True)
+    return rate, cpu * 1e6 / max(done, 1)
 
 
 def latency(client, port, samples):
@@ -122,6 +134,8 @@ def main():
     parser.add_argument("--latency-samples", type=int, default=500)
     parser.add_argument("--chard-only", action="store_true", help="skip the Celery worker")
     parser.add_argument("--chard-args", default="", help="extra flags for host run")
+    parser.add_argument("--versus", metavar="ARGS", help="compare: alternate --chard-args runs with runs using these flags instead")
+    parser.add_argument("--rounds", type=int, default=5, help="with --versus: runs of each")
     args = parser.parse_args()
     if not os.path.exists(HOST):
         raise SystemExit("build first: make build plugins")
@@ -152,14 +166,28 @@ def main():
                  "-c", str(args.concurrency), "--without-gossip", "--without-mingle", "--without-heartbeat",
                  "-l", "warning"], cwd=os.path.join(ROOT, "tests", "python"), env=env, **quiet)
 
-        def chard_worker():
+        def chard_worker(extra=args.chard_args):
             return subprocess.Popen([HOST, "run", "--plugins", plugins, "--broker", broker,
-                                     "--result-backend", result_backend, "-c", str(args.concurrency)] + args.chard_args.split(), env=dict(os.environ, RUST_LOG="warn"), **quiet)
+                                     "--result-backend", result_backend, "-c", str(args.concurrency)] + extra.split(), env=dict(os.environ, RUST_LOG="warn"), **quiet)
+
+        if args.versus is not None:
+            # Alternating runs, so drift in the machine's load hits both sides.
+            rates = {args.chard_args: [], args.versus: []}
+            for _ in range(args.rounds):
+                for extra in rates:
+                    rates[extra].append(drain(f"chard {extra or '(no flags)'}"[:28], client, backend, args.messages,
+                                              lambda extra=extra: chard_worker(extra)))
+            for extra, runs in rates.items():
+                speeds, cpus = [rate for rate, _ in runs], [cpu for _, cpu in runs]
+                print(f"median {statistics.median(speeds):9.0f} tasks/s (runs {min(speeds):.0f}-{max(speeds):.0f}), "
+                      f"worker CPU {statistics.median(cpus):.1f} us/job (runs {min(cpus):.1f}-{max(cpus):.1f}): "
+                      f"chard {extra or '(no flags)'}")
+            return
 
         print(f"draining {args.messages} math.add messages, concurrency {args.concurrency}, "
               f"{os.cpu_count()} cores, client + worker + Redis on one machine", flush=True)
-        celery_rate = None if args.chard_only else drain("celery 5.7 (prefork)", client, backend, args.messages, celery_worker)
-        chard_rate = drain("chard host run", client, backend, args.messages, chard_worker)
+        celery_rate = None if args.chard_only else drain("celery 5.7 (prefork)", client, backend, args.messages, celery_worker)[0]
+        chard_rate = drain("chard host run", client, backend, args.messages, chard_worker)[0]
         if celery_rate:
             print(f"ratio: {chard_rate / celery_rate:.1f}x", flush=True)
         else:

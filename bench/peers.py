@@ -131,10 +131,10 @@ def main():
             "floor": lambda: floor(client, args.messages),
             "bullmq": lambda: bullmq(client, port, args.messages, 2, 8),
             "celery": lambda: drain(f"celery 5.7 (prefork -c {args.concurrency})", client, backend,
-                                    args.messages, celery_worker),
+                                    args.messages, celery_worker)[0],
         }
         chard = lambda: drain(f"chard (host run -c {args.concurrency})", client, backend, args.messages,
-                              chard_worker)
+                              chard_worker)[0]
         print(f"draining {args.messages} add jobs, {args.rounds} round(s), {os.cpu_count()} cores, "
               f"client + workers + Redis on one machine; load average {os.getloadavg()[0]:.1f}", flush=True)
         rates = {"chard": []}

@@ -122,6 +122,29 @@ fn metrics_count_a_known_mix_of_jobs_exactly() {
     assert_eq!(scrape.value("chard_plugin_load_failures_total", &[]), None, "no plugin failed to load");
 }
 
+/// A write Redis refuses for good (a callback queue someone made a hash) is
+/// counted in `chard_redis_errors_total`, as fetch errors are.
+#[test]
+fn completer_write_refusals_are_counted_as_redis_errors() {
+    use chard::protocol::{OutgoingTask, Signature};
+    use redis::Commands;
+    let redis = RedisServer::start();
+    let plugins = plugin_folder(&["math"]);
+    let port = free_port();
+    let _: () = redis.connection(0).hset("myhash", "field", "value").unwrap();
+    let raw = |value: Value| serde_json::value::to_raw_value(&value).unwrap();
+    let mut job = OutgoingTask::new("math.add", raw(json!([1, 2])), raw(json!({})), "test@ops".into());
+    let mut callback = Signature::new("math.add", vec![json!(10)], Default::default());
+    callback.options.insert("queue".into(), json!("myhash"));
+    job.embed.callbacks = Some(vec![callback]);
+    let _: () = redis.connection(0).lpush("celery", job.to_envelope()).unwrap();
+    let _worker = Worker::start(plugins.path(), &redis.url(0), &["--metrics", &format!("127.0.0.1:{port}")]);
+    assert_eq!(final_state(&redis, &job.id), "FAILURE");
+    // The job is alone in its batch: the batch is refused once, then the
+    // job's own message once more when the batch is written item by item.
+    eventually(Duration::from_secs(10), "the refusals counted", || (Scrape::take(port).get("chard_redis_errors_total", &[]) == 2.0).then_some(()));
+}
+
 #[test]
 fn plugin_reloads_and_failures_are_counted_by_plugin() {
     let redis = RedisServer::start();

@@ -38,10 +38,10 @@ pub(super) async fn complete_loop<B: Broker, R: ResultBackend>(shared: Arc<Share
         let jobs: Vec<&Job> = finished.iter().map(|(job, _)| job).chain(&requeued).collect();
         let acks: Vec<String> = finished.iter().filter_map(|(job, _)| job.tag.clone()).collect();
         let requeue: Vec<String> = requeued.iter().filter_map(|job| job.tag.clone()).collect();
-        if let Err(error) = persist("ack messages", || shared.broker.ack(&acks)).await {
+        if let Err(error) = persist(shared.metrics.as_deref(), "ack messages", || shared.broker.ack(&acks)).await {
             tracing::error!(%error, count = acks.len(), "Redis refused the ack; the messages return after the visibility timeout");
         }
-        if let Err(error) = persist("requeue messages", || async { shared.broker.requeue(&requeue).await.map(|_| ()) }).await {
+        if let Err(error) = persist(shared.metrics.as_deref(), "requeue messages", || async { shared.broker.requeue(&requeue).await.map(|_| ()) }).await {
             tracing::error!(%error, count = requeue.len(), "Redis refused the requeue; the messages return after the visibility timeout");
         }
         {
@@ -66,26 +66,26 @@ async fn write_outcomes<B: Broker, R: ResultBackend>(shared: &Arc<Shared<B>>, ba
     // What the follow-ups rely on (chord sizes of canvases a task sent)
     // goes first, so no member can finish before its chord is known.
     let (setup, owners) = take_each(finished, |plan| std::mem::take(&mut plan.setup));
-    let refused = write_isolating("store what follow-ups need", &setup, &owners, |write| &write.key, |batch| backend.store(batch)).await;
+    let refused = write_isolating(shared.metrics.as_deref(), "store what follow-ups need", &setup, &owners, |write| &write.key, |batch| backend.store(batch)).await;
     fail_refused(shared, finished, &refused);
     let sizes: Vec<(String, u64)> = finished.iter_mut().flat_map(|(_, plan)| std::mem::take(&mut plan.chord_sizes)).collect();
-    if let Err(error) = persist("record chord sizes", || backend.set_chord_sizes(&sizes, shared.settings.result_expires)).await {
+    if let Err(error) = persist(shared.metrics.as_deref(), "record chord sizes", || backend.set_chord_sizes(&sizes, shared.settings.result_expires)).await {
         tracing::error!(%error, "cannot record the sizes of the chords being started");
     }
 
     let (messages, owners) = take_each(finished, |plan| std::mem::take(&mut plan.publish));
     let refused =
-        write_isolating("publish follow-up messages", &messages, &owners, |(key, _)| key, |batch| shared.broker.publish(batch)).await;
+        write_isolating(shared.metrics.as_deref(), "publish follow-up messages", &messages, &owners, |(key, _)| key, |batch| shared.broker.publish(batch)).await;
     fail_refused(shared, finished, &refused);
 
     let (writes, owners) = take_each(finished, |plan| std::mem::take(&mut plan.writes));
-    let refused = write_isolating("store results", &writes, &owners, |write| &write.key, |batch| backend.store(batch)).await;
+    let refused = write_isolating(shared.metrics.as_deref(), "store results", &writes, &owners, |write| &write.key, |batch| backend.store(batch)).await;
     fail_refused(shared, finished, &refused);
     for refusal in &refused {
         // Store the FAILURE where the client waits (unless that key is the
         // one Redis refuses).
         let failure = std::mem::take(&mut finished[refusal.job].1.writes);
-        if let Err(error) = persist("store a refused job's failure", || backend.store(&failure)).await {
+        if let Err(error) = persist(shared.metrics.as_deref(), "store a refused job's failure", || backend.store(&failure)).await {
             tracing::error!(%error, id = %finished[refusal.job].0.message.id, "cannot store the job's failure either");
         }
     }
@@ -99,14 +99,14 @@ async fn write_outcomes<B: Broker, R: ResultBackend>(shared: &Arc<Shared<B>>, ba
         .flat_map(|(index, (_, plan))| std::mem::take(&mut plan.chords).into_iter().map(move |member| (index, member)))
         .collect();
     while let Some((index, member)) = chords.pop_front() {
-        let entries = match persist("join chord", || backend.chord_join(&member.part)).await {
+        let entries = match persist(shared.metrics.as_deref(), "join chord", || backend.chord_join(&member.part)).await {
             Ok(entries) => entries,
             Err(error) => {
                 let job = &finished[index].0;
                 let reason = format!("Redis refused the chord join of group {:?}: {error}", member.part.group_id);
                 tracing::error!(id = %job.message.id, "{reason}");
                 let failure = plan::refused(job, "RedisCommandError", &reason, &shared.settings);
-                if let Err(error) = persist("store a refused job's failure", || backend.store(&failure.writes)).await {
+                if let Err(error) = persist(shared.metrics.as_deref(), "store a refused job's failure", || backend.store(&failure.writes)).await {
                     tracing::error!(%error, id = %job.message.id, "cannot store the job's failure either");
                 }
                 continue;
@@ -116,17 +116,17 @@ async fn write_outcomes<B: Broker, R: ResultBackend>(shared: &Arc<Shared<B>>, ba
             continue;
         }
         let firing = plan::fire_chord(&member, &entries, &shared.settings);
-        if let Err(error) = persist("record chord sizes", || backend.set_chord_sizes(&firing.chord_sizes, ttl)).await {
+        if let Err(error) = persist(shared.metrics.as_deref(), "record chord sizes", || backend.set_chord_sizes(&firing.chord_sizes, ttl)).await {
             tracing::error!(%error, group = %member.part.group_id, "cannot record the sizes of the chords the body starts");
         }
-        let body_refused = write_isolating("publish chord body", &firing.publish, &vec![0; firing.publish.len()], |(key, _)| key, |batch| shared.broker.publish(batch)).await;
+        let body_refused = write_isolating(shared.metrics.as_deref(), "publish chord body", &firing.publish, &vec![0; firing.publish.len()], |(key, _)| key, |batch| shared.broker.publish(batch)).await;
         for refusal in body_refused {
             tracing::error!(group = %member.part.group_id, key = %refusal.key, "cannot publish the chord body: {}", refusal.error);
         }
-        if let Err(error) = persist("store chord failure", || backend.store(&firing.writes)).await {
+        if let Err(error) = persist(shared.metrics.as_deref(), "store chord failure", || backend.store(&firing.writes)).await {
             tracing::error!(%error, group = %member.part.group_id, "cannot store the chord's failure");
         }
-        if let Err(error) = persist("finish chord", || backend.chord_done(&member.part.group_id)).await {
+        if let Err(error) = persist(shared.metrics.as_deref(), "finish chord", || backend.chord_done(&member.part.group_id)).await {
             tracing::error!(%error, group = %member.part.group_id, "cannot mark the chord done");
         }
         tracing::info!(group = %member.part.group_id, members = entries.len(), failed = !firing.writes.is_empty(), "chord complete");

@@ -61,7 +61,7 @@ pub(super) async fn delay_loop<B: Broker>(shared: Arc<Shared<B>>, delays: flume:
                 Some((job.tag.clone()?, *due, queue_key_for(queue, message.priority())))
             })
             .collect();
-        match persist("move far-ETA jobs to the delayed set", || shared.broker.delay(&entries)).await {
+        match persist(shared.metrics.as_deref(), "move far-ETA jobs to the delayed set", || shared.broker.delay(&entries)).await {
             Ok(moved) => tracing::debug!(moved, "far-ETA jobs wait in the delayed set"),
             Err(error) => {
                 // They stay leased; the sweep restores them once the lease

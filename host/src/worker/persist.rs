@@ -16,6 +16,7 @@ use std::time::Duration;
 
 use crate::backend::BackendError;
 use crate::broker::BrokerError;
+use crate::metrics::Metrics;
 
 /// An error that knows whether retrying can help.
 pub(super) trait WriteError: Display {
@@ -35,8 +36,9 @@ impl WriteError for BackendError {
 }
 
 /// Retries `attempt` while it fails for a transient reason; returns the
-/// first permanent error.
-pub(super) async fn persist<T, F, Fut, E>(what: &str, mut attempt: F) -> Result<T, E>
+/// first permanent error. Every failed attempt counts in
+/// `chard_redis_errors_total` when `metrics` is given.
+pub(super) async fn persist<T, F, Fut, E>(metrics: Option<&Metrics>, what: &str, mut attempt: F) -> Result<T, E>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, E>>,
@@ -51,8 +53,13 @@ where
                 }
                 return Ok(value);
             }
-            Err(error) if error.is_permanent() => return Err(error),
             Err(error) => {
+                if let Some(metrics) = metrics {
+                    metrics.redis_error();
+                }
+                if error.is_permanent() {
+                    return Err(error);
+                }
                 failures += 1;
                 if failures == 1 || failures.is_power_of_two() {
                     tracing::warn!(%error, attempt = failures, "cannot {what}; retrying");
@@ -77,6 +84,7 @@ pub(super) struct Refusal {
 /// written when it fails for good, or the retry would write it twice
 /// (results are SETEX, idempotent; publishing is all-or-nothing).
 pub(super) async fn write_isolating<'a, T, F, Fut, E>(
+    metrics: Option<&Metrics>,
     what: &str,
     items: &'a [T],
     owners: &[usize],
@@ -91,11 +99,11 @@ where
     if items.is_empty() {
         return Vec::new();
     }
-    let Err(error) = persist(what, || write(items)).await else { return Vec::new() };
+    let Err(error) = persist(metrics, what, || write(items)).await else { return Vec::new() };
     tracing::warn!(%error, items = items.len(), "cannot {what}: Redis refused the batch; writing it item by item");
     let mut refused = Vec::new();
     for (item, owner) in items.iter().zip(owners) {
-        if let Err(error) = persist(what, || write(std::slice::from_ref(item))).await {
+        if let Err(error) = persist(metrics, what, || write(std::slice::from_ref(item))).await {
             refused.push(Refusal { job: *owner, key: key(item).to_string(), error: error.to_string() });
         }
     }

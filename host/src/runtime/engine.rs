@@ -9,6 +9,7 @@ use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAlloc
 
 use super::bindings;
 use super::cache::CompileCache;
+use super::http::HttpClient;
 use super::job::JobState;
 use super::policy::Policy;
 
@@ -53,6 +54,8 @@ pub struct Runtime {
     pub(crate) linker: Arc<Linker<JobState>>,
     pub(crate) cache: Option<Arc<CompileCache>>,
     pub(crate) policy: Arc<Policy>,
+    /// Outbound HTTP for every job: one connection pool per worker.
+    pub(crate) http: HttpClient,
 }
 
 /// `$CHARD_CACHE_DIR`, else `$XDG_CACHE_HOME/chard`, else `~/.cache/chard`.
@@ -81,6 +84,8 @@ impl Runtime {
         };
         let mut linker = Linker::<JobState>::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
+        // Every plugin may import it; the `http` grant decides what a request reaches (see `http`).
+        wasmtime_wasi_http::p2::add_only_http_to_linker_sync(&mut linker)?;
         // Both worlds' imports: a plugin links against the one it was built for.
         bindings::v0_1::chard::task::host::add_to_linker::<JobState, HasSelf<JobState>>(&mut linker, |state| state)?;
         bindings::v0_2::chard::task::host::add_to_linker::<JobState, HasSelf<JobState>>(&mut linker, |state| state)?;
@@ -90,7 +95,7 @@ impl Runtime {
         gate_capabilities(&mut linker)?;
         spawn_ticker(&engine);
         let cache = options.cache_dir.as_ref().map(|dir| Arc::new(CompileCache::new(&engine, dir)));
-        Ok(Self { engine, linker: Arc::new(linker), cache, policy: Arc::new(options.policy.clone()) })
+        Ok(Self { engine, linker: Arc::new(linker), cache, policy: Arc::new(options.policy.clone()), http: HttpClient::new() })
     }
 
     pub fn engine(&self) -> &Engine {

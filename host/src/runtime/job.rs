@@ -14,6 +14,7 @@ use wasmtime_wasi::{ResourceTable, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiVie
 
 use super::bindings::{v0_1, v0_2};
 use super::canvas::{Prepared, TaskSender};
+use super::http::JobHttp;
 use super::keyvalue::KeyValueStore;
 use super::manifest::{DirMode, Grants};
 use super::outcome::Outcome;
@@ -115,11 +116,19 @@ pub struct JobState {
     /// The running job's context (`None` while listing tasks).
     pub(crate) context: Option<Arc<super::JobContext>>,
     pub(crate) effects: Effects,
+    /// `wasi:http` state and the hooks that check the `http` grant.
+    http: JobHttp,
 }
 
 impl WasiView for JobState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
         WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+    }
+}
+
+impl wasmtime_wasi_http::WasiHttpView for JobState {
+    fn http(&mut self) -> wasmtime_wasi_http::WasiHttpCtxView<'_> {
+        wasmtime_wasi_http::WasiHttpCtxView { ctx: &mut self.http.ctx, table: &mut self.table, hooks: &mut self.http.hooks }
     }
 }
 
@@ -236,6 +245,7 @@ pub(crate) fn new_store(
     if !grants.is_empty() {
         grant(&mut builder, &grants, plugin.name());
     }
+    let http = JobHttp::new(plugin.runtime().http.clone(), plugin.name_arc(), grants.clone());
     let state = JobState {
         wasi: builder.build(),
         grants,
@@ -250,6 +260,7 @@ pub(crate) fn new_store(
         services: Services::default(),
         context: None,
         effects: Effects::default(),
+        http,
     };
     let mut store = Store::new(plugin.runtime().engine(), state);
     store.limiter(|state| state);
@@ -302,6 +313,7 @@ pub(crate) fn run(plugin: &Plugin, request: JobRequest<'_>) -> Finished {
     store.data_mut().context = Some(context.clone());
     // A limit too far to be an instant is no limit.
     let deadline = request.time_limit.and_then(|limit| Instant::now().checked_add(limit));
+    store.data_mut().http.set_deadline(deadline);
     let cancellation = request.cancellation.clone();
     store.set_epoch_deadline(1);
     store.epoch_deadline_callback(move |mut store| {
@@ -324,6 +336,10 @@ pub(crate) fn run(plugin: &Plugin, request: JobRequest<'_>) -> Finished {
     log_output(&state.plugin, &state.task_id, "stderr", &stderr);
     let effects = std::mem::take(&mut state.effects);
     let outcome = match result {
+        // A request cut short at the deadline: the guest saw an error and
+        // may have gone on, but the job had run out of time (the epoch
+        // check could not stop it inside the host call).
+        _ if state.http.hit_deadline() => Outcome::TimedOut { limit: request.time_limit.unwrap_or_default() },
         Ok(Ok(json)) => Outcome::Succeeded { json },
         Ok(Err(outcome)) => outcome,
         Err(error) => match state.interrupted {

@@ -25,6 +25,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use super::http::HttpOrigin;
 use super::origin::Origin;
 use super::plugin::TaskDefaults;
 use super::policy::Policy;
@@ -84,6 +85,12 @@ pub struct Grants {
     pub send: bool,
     /// `chard:task/keyvalue`: the plugin's own key-value store.
     pub keyvalue: bool,
+    /// `wasi:http/outgoing-handler`: the origins requests may go to.
+    pub http: Vec<HttpOrigin>,
+    /// Bound on each wait of a request (`None`: `http::DEFAULT_TIMEOUT`).
+    pub http_timeout: Option<Duration>,
+    /// Largest response body, in bytes (`None`: `http::DEFAULT_MAX_BODY`).
+    pub http_max_body: Option<u64>,
 }
 
 impl Grants {
@@ -111,6 +118,9 @@ impl Grants {
         if !self.network.is_empty() {
             parts.push(format!("network({})", self.network.iter().map(|a| a.to_string()).collect::<Vec<_>>().join(",")));
         }
+        if !self.http.is_empty() {
+            parts.push(format!("http({})", self.http.iter().map(|origin| origin.to_string()).collect::<Vec<_>>().join(",")));
+        }
         if self.wall_clock {
             parts.push("wall_clock".into());
         }
@@ -136,6 +146,8 @@ pub struct Requested {
     pub dirs: Vec<DirGrant>,
     /// `host:port` entries as written.
     pub network: Vec<String>,
+    /// HTTP origins as written.
+    pub http: Vec<String>,
     pub wall_clock: bool,
     pub random: bool,
 }
@@ -191,6 +203,13 @@ struct CapabilitiesFile {
     send: bool,
     #[serde(default)]
     keyvalue: bool,
+    /// Origins: `https://api.example.com`, `http://127.0.0.1:8080`, `https://*.example.org`.
+    #[serde(default)]
+    http: Vec<String>,
+    /// Seconds; bounds connecting plus the response head, and each read.
+    http_timeout: Option<f64>,
+    /// Bytes.
+    http_max_body: Option<u64>,
 }
 
 /// Per-task settings; each one set here wins over the plugin's own default.
@@ -380,6 +399,7 @@ impl CapabilitiesFile {
             env: self.env.clone(),
             dirs,
             network: self.network.clone(),
+            http: self.http.clone(),
             wall_clock: self.wall_clock,
             random: self.random,
         }
@@ -396,6 +416,17 @@ fn resolve_grants(
     resolve: bool,
 ) -> Result<Grants, (String, String)> {
     let bad = |entry: &String, why: String| (entry.clone(), format!("capabilities.network: {entry:?}: {why}"));
+    let mut http = Vec::new();
+    for entry in &capabilities.http {
+        let origin = HttpOrigin::parse(entry).map_err(|why| (format!("{entry:?}"), format!("capabilities.http: {entry:?}: {why}")))?;
+        http.push(origin);
+    }
+    if capabilities.http_timeout.is_some_and(|seconds| !(seconds > 0.0 && seconds.is_finite())) {
+        return Err(("http_timeout".into(), "capabilities.http_timeout: must be a number of seconds above 0".into()));
+    }
+    if capabilities.http_max_body == Some(0) {
+        return Err(("http_max_body".into(), "capabilities.http_max_body: must be at least 1 byte".into()));
+    }
     if !resolve {
         for entry in &capabilities.network {
             host_and_port(entry).map_err(|why| bad(entry, why))?;
@@ -439,6 +470,9 @@ fn resolve_grants(
         progress: capabilities.progress,
         send: capabilities.send,
         keyvalue: capabilities.keyvalue,
+        http,
+        http_timeout: capabilities.http_timeout.map(|seconds| Duration::try_from_secs_f64(seconds).unwrap_or(Duration::MAX)),
+        http_max_body: capabilities.http_max_body,
     })
 }
 
@@ -534,6 +568,18 @@ mod tests {
         let error = manifest.check_tasks(["add", "mul"].into_iter()).unwrap_err();
         assert_eq!(error.line, 1);
         assert!(error.message.contains("no task \"ad\" (it has add, mul)"), "{error}");
+    }
+
+    #[test]
+    fn http_origins_are_checked_with_their_line() {
+        let manifest = parse("[capabilities]\nhttp = [\"https://api.example.com\", \"http://127.0.0.1:8080\"]\nhttp_timeout = 5\n").unwrap();
+        assert_eq!(manifest.grants.http.len(), 2);
+        assert_eq!(manifest.grants.http_timeout, Some(Duration::from_secs(5)));
+        let error = parse("[capabilities]\nwall_clock = true\nhttp = [\n  \"https://ok.example\",\n  \"https://a.*.example\",\n]\n").unwrap_err();
+        assert_eq!(error.line, 5, "{error}");
+        assert!(error.message.starts_with("capabilities.http: \"https://a.*.example\": `*` may only be"), "{error}");
+        let error = parse("[capabilities]\nhttp_max_body = 0\n").unwrap_err();
+        assert_eq!((error.line, error.message.as_str()), (2, "capabilities.http_max_body: must be at least 1 byte"));
     }
 
     #[test]

@@ -23,6 +23,7 @@
 mod cache;
 mod canvas;
 mod engine;
+mod http;
 mod job;
 mod keyvalue;
 mod manifest;
@@ -40,6 +41,7 @@ pub use canvas::{Prepared, TaskSender};
 pub use engine::{default_cache_dir, EngineOptions, Runtime, TICK};
 pub use job::unix_millis;
 pub use job::{Cancellation, Effects, Finished, JobRequest, Services};
+pub use http::{HttpClient, HttpOrigin};
 pub use keyvalue::KeyValueStore;
 pub use outcome::{Failure, Outcome, RetryRequest};
 pub use manifest::{parse_toml, DirGrant, DirMode, Grants, Manifest, ManifestError, Requested};

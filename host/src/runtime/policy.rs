@@ -10,8 +10,8 @@
 //!   (`local`) and one written there by fleet sync (`deployed`, see
 //!   `origin`) are capped separately. Without a policy, local plugins may be
 //!   granted anything (the operator wrote their manifests on this machine,
-//!   as before), while deployed plugins get no environment, directories or
-//!   network at all: Redis write access must not be a way onto the machine.
+//!   as before), while deployed plugins get no environment, directories,
+//!   network or HTTP origins at all: Redis write access must not be a way onto the machine.
 //! - **Ceilings on limits.** No task may ask for more memory than
 //!   `max_memory_limit_mb` (by default the worker's `--memory-limit`) or a
 //!   longer time limit than `max_time_limit` (no ceiling by default). A task
@@ -30,6 +30,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use super::http::HttpOrigin;
 use super::manifest::{line_of, parse_toml, DirMode, ManifestError, Requested};
 use super::origin::Origin;
 use super::plugin::TaskInfo;
@@ -64,6 +65,10 @@ pub struct Allowance {
     /// any port of that host.
     #[serde(default)]
     pub network: Vec<String>,
+    /// HTTP origins as manifests write them (`https://*.example.org` allows
+    /// any subdomain, and grants of narrower patterns).
+    #[serde(default)]
+    pub http: Vec<String>,
     #[serde(default = "yes")]
     pub wall_clock: bool,
     #[serde(default = "yes")]
@@ -72,7 +77,7 @@ pub struct Allowance {
 
 impl Default for Allowance {
     fn default() -> Self {
-        Self { env: Vec::new(), dirs: Vec::new(), network: Vec::new(), wall_clock: true, random: true }
+        Self { env: Vec::new(), dirs: Vec::new(), network: Vec::new(), http: Vec::new(), wall_clock: true, random: true }
     }
 }
 
@@ -145,6 +150,9 @@ impl Policy {
                 if !entry.rsplit_once(':').is_some_and(|(host, port)| !host.is_empty() && (port == "*" || port.parse::<u16>().is_ok())) {
                     return Err(error(entry, format!("network: {entry:?}: expected host:port or host:*")));
                 }
+            }
+            for entry in &allowance.http {
+                HttpOrigin::parse(entry).map_err(|why| error(entry, format!("http: {entry:?}: {why}")))?;
             }
         }
         Ok(Self {
@@ -230,6 +238,14 @@ impl Allowance {
                 return refuse(format!("capabilities.network {entry:?}"), format!("{entry:?}"));
             }
         }
+        for entry in &requested.http {
+            // Unparsable entries are the manifest check's to report.
+            let Ok(origin) = HttpOrigin::parse(entry) else { continue };
+            let allowed = self.http.iter().filter_map(|allowed| HttpOrigin::parse(allowed).ok()).any(|allowed| allowed.covers(&origin));
+            if !allowed {
+                return refuse(format!("capabilities.http {entry:?}"), format!("{entry:?}"));
+            }
+        }
         if requested.wall_clock && !self.wall_clock {
             return refuse("capabilities.wall_clock".into(), "wall_clock".into());
         }
@@ -302,6 +318,24 @@ mod tests {
         );
         assert!(asks(Requested { env: vec!["HOME".into()], ..Default::default() }).is_err());
         assert!(asks(Requested { network: vec!["127.0.0.1:6379".into()], ..Default::default() }).is_err());
+        assert_eq!(
+            asks(Requested { http: vec!["https://api.example.com".into()], ..Default::default() }),
+            Err("capabilities.http \"https://api.example.com\" is beyond the worker's policy for deployed plugins".to_string())
+        );
+    }
+
+    #[test]
+    fn http_grants_must_be_covered_by_the_policy() {
+        let deployed = policy("[deployed]\nhttp = [\"https://*.example.org\", \"http://127.0.0.1:8080\"]\n").unwrap().deployed;
+        let check = |origin: &str| deployed.check(&Requested { http: vec![origin.into()], ..Default::default() }, Origin::Deployed).is_ok();
+        assert!(check("https://api.example.org"));
+        assert!(check("https://*.eu.example.org"));
+        assert!(check("http://127.0.0.1:8080"));
+        assert!(!check("https://example.org"));
+        assert!(!check("http://api.example.org"));
+        assert!(!check("http://127.0.0.1:8081"));
+        let error = policy("[local]\nhttp = [\"ftp://x\"]\n").unwrap_err();
+        assert_eq!(error.line, 2, "{error}");
     }
 
     #[test]

@@ -140,13 +140,19 @@ static bool read_response(chard_call *call, const char *url, wasi_http_types_own
     }
     size_t len = 0, cap = 1024;
     char *data = malloc(cap);
-    bool ok = true;
+    bool ok = true, have_code = false;
+    wasi_http_types_error_code_t code;
     for (;;) {
         plugin_list_u8_t chunk;
         wasi_io_streams_stream_error_t err;
         if (!wasi_io_streams_method_input_stream_blocking_read(wasi_io_streams_borrow_input_stream(stream), READ_CHUNK,
                                                                &chunk, &err)) {
             ok = err.tag == WASI_IO_STREAMS_STREAM_ERROR_CLOSED; /* closed: the end of the body */
+            if (!ok) {
+                /* Why: the worker's message (over the size limit, the time limit). */
+                have_code = wasi_http_types_http_error_code(wasi_io_error_borrow_error(err.val.last_operation_failed), &code);
+                wasi_io_error_error_drop_own(err.val.last_operation_failed);
+            }
             break;
         }
         while (len + chunk.len + 1 > cap) cap *= 2;
@@ -160,6 +166,7 @@ static bool read_response(chard_call *call, const char *url, wasi_http_types_own
     wasi_http_types_incoming_body_drop_own(body);
     wasi_http_types_incoming_response_drop_own(incoming);
     if (!ok) {
+        if (have_code) return http_failed(call, "reading the body of", url, &code);
         chard_failf(call, "ConnectionError", "%s: reading the body failed", url);
         return false;
     }
@@ -168,8 +175,8 @@ static bool read_response(chard_call *call, const char *url, wasi_http_types_own
     return true;
 }
 
-bool chard_http_request(chard_call *call, const char *method, const char *url, const char *const *headers,
-                        const void *body, size_t body_len, chard_http_response *response) {
+static bool request_once(chard_call *call, const char *method, const char *url, const char *const *headers,
+                         const void *body, size_t body_len, chard_http_response *response) {
     memset(response, 0, sizeof *response);
     bool https;
     char *authority, *path;
@@ -229,6 +236,44 @@ bool chard_http_request(chard_call *call, const char *method, const char *url, c
     }
     if (outcome.val.ok.is_err) return http_failed(call, method, url, &outcome.val.ok.val.err);
     return read_response(call, url, outcome.val.ok.val.ok, response);
+}
+
+/* `location` made absolute against `url` (a path-absolute one keeps its origin). */
+static char *resolve_location(const char *url, const char *location) {
+    if (strncmp(location, "http://", 7) == 0 || strncmp(location, "https://", 8) == 0) return strdup(location);
+    if (location[0] != '/' || location[1] == '/') return NULL;
+    const char *rest = strstr(url, "://") + 3;
+    size_t origin_len = (size_t)(rest - url) + strcspn(rest, "/?#");
+    char *out = malloc(origin_len + strlen(location) + 1);
+    memcpy(out, url, origin_len);
+    strcpy(out + origin_len, location);
+    return out;
+}
+
+#define MAX_REDIRECTS 5
+
+/* Follows up to MAX_REDIRECTS redirects, each a new request the worker checks
+ * against the grant again; a 303 (or a 301/302 after a POST) continues as GET. */
+bool chard_http_request(chard_call *call, const char *method, const char *url, const char *const *headers,
+                        const void *body, size_t body_len, chard_http_response *response) {
+    for (int hop = 0;; hop++) {
+        if (!request_once(call, method, url, headers, body, body_len, response)) return false;
+        uint16_t status = response->status;
+        const char *location = chard_http_header(response, "location");
+        if (!(status == 301 || status == 302 || status == 303 || status == 307 || status == 308) || !location) return true;
+        if (hop == MAX_REDIRECTS) {
+            chard_failf(call, "ConnectionError", "%s %s: more than %d redirects", method, url, MAX_REDIRECTS);
+            return false;
+        }
+        char *next = resolve_location(url, location);
+        if (!next) return true; /* a relative form we do not follow: hand the 3xx back */
+        if (status == 303 || ((status == 301 || status == 302) && strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0)) {
+            method = "GET";
+            body = NULL;
+            body_len = 0;
+        }
+        url = next;
+    }
 }
 
 bool chard_http_get(chard_call *call, const char *url, chard_http_response *response) {

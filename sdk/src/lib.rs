@@ -32,8 +32,8 @@
 //! What a task can do besides computing, each only when the plugin's
 //! manifest grants it: report progress ([`update_state`], `progress = true`),
 //! send and replace tasks ([`canvas`], `send = true`), keep state across jobs
-//! ([`keyvalue`], `keyvalue = true`). Outbound HTTP (`wasi:http`) is not
-//! provided by workers yet.
+//! ([`keyvalue`], `keyvalue = true`), call HTTP APIs ([`http`], origins
+//! listed under `http`).
 //!
 //! This SDK targets the `chard:task@0.2.0` world (`wit/chard.wit`); workers
 //! keep running plugins built with the 0.1 SDK.
@@ -45,6 +45,7 @@ pub use chard_sdk_macros::{export_tasks, task};
 mod args;
 pub mod canvas;
 mod error;
+pub mod http;
 pub mod keyvalue;
 mod log;
 mod progress;

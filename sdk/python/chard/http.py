@@ -25,7 +25,7 @@ block the task, which is the only thing its instance runs.
 """
 
 import json as _json
-from urllib.parse import urlsplit
+from urllib.parse import urljoin, urlsplit
 
 from chard import _imports
 
@@ -129,8 +129,33 @@ def _unwrap(err, what, url):
     return RequestError("%s %s: %s" % (what, url, value))
 
 
-def request(method, url, headers=None, body=None, json=None, timeout=None):
-    """Send one request and return its :class:`Response` (any status)."""
+MAX_REDIRECTS = 5
+_REDIRECTS = (301, 302, 303, 307, 308)
+
+
+def request(method, url, headers=None, body=None, json=None, timeout=None, follow_redirects=True):
+    """Send a request and return its :class:`Response` (any status).
+
+    Redirects are followed (up to ``MAX_REDIRECTS``) as new requests, which
+    the worker checks against the grant again: a redirect to an origin not
+    granted fails like a request to it. A 303, or a 301/302 after a method
+    other than GET and HEAD, continues as a GET without a body."""
+    response = _send(method, url, headers, body, json, timeout)
+    for _ in range(MAX_REDIRECTS if follow_redirects else 0):
+        location = response.header("location")
+        if response.status not in _REDIRECTS or not location:
+            return response
+        url = urljoin(url, location)
+        if response.status == 303 or (response.status in (301, 302) and method.upper() not in ("GET", "HEAD")):
+            method, body, json = "GET", None, None
+        response = _send(method, url, headers, body, json, timeout)
+    if follow_redirects and response.status in _REDIRECTS and response.header("location"):
+        raise RequestError("%s %s: more than %d redirects" % (method, url, MAX_REDIRECTS))
+    return response
+
+
+def _send(method, url, headers, body, json, timeout):
+    """One request, no redirects."""
     method, scheme, authority, path, header_list, body = prepare(method, url, headers, body, json)
     wasi = _imports.imports.wasi_http_types
     handler = _imports.imports.outgoing_handler
@@ -200,8 +225,22 @@ def _read(url, response):
                         value = getattr(err, "value", None)
                         if type(value).__name__ == "StreamError_Closed":
                             break
-                        raise RequestError("reading the body of %s failed: %r" % (url, value)) from None
+                        raise RequestError("reading the body of %s failed: %s" % (url, _stream_error_text(value))) from None
     return Response(url, status, headers, b"".join(chunks))
+
+
+def _stream_error_text(value):
+    """Why a body read failed: the worker's error code when it gave one (the
+    size limit, the time limit), else the stream error itself."""
+    error = getattr(value, "value", None)
+    if error is not None:
+        try:
+            code = _imports.imports.wasi_http_types.http_error_code(error)
+        except Exception:
+            code = None
+        if code is not None:
+            return _error_text(code)
+    return repr(value)
 
 
 def get(url, headers=None, timeout=None):

@@ -24,7 +24,9 @@ try {
   const main = join(work, 'main.js');
   await writeFile(
     main,
-    `import * as plugin from ${JSON.stringify(entry)};\n` +
+    // --http: fetch() follows redirects (sdk/js/fetch.js).
+    (http ? `import ${JSON.stringify(join(sdkDir, 'fetch.js'))};\n` : '') +
+      `import * as plugin from ${JSON.stringify(entry)};\n` +
       `import { exportTasks } from 'chard';\n` +
       `export const tasks = exportTasks(plugin);\n`,
   );

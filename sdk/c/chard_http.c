@@ -185,12 +185,24 @@ static bool request_once(chard_call *call, const char *method, const char *url, 
         return false;
     }
     size_t count = 0;
-    while (headers && headers[2 * count]) count++;
+    bool has_length = false;
+    while (headers && headers[2 * count]) {
+        if (strcasecmp(headers[2 * count], "content-length") == 0) has_length = true;
+        count++;
+    }
     wasi_http_types_tuple2_field_name_field_value_t *pairs = malloc((count + 1) * sizeof *pairs);
     for (size_t i = 0; i < count; i++) {
         plugin_string_set(&pairs[i].f0, headers[2 * i]);
         const char *value = headers[2 * i + 1] ? headers[2 * i + 1] : "";
         pairs[i].f1 = (wasi_http_types_field_value_t){(uint8_t *)value, strlen(value)};
+    }
+    if (body && body_len > 0 && !has_length) {
+        /* Without it the body goes out chunked, which some servers refuse. */
+        static char length[24];
+        snprintf(length, sizeof length, "%zu", body_len);
+        plugin_string_set(&pairs[count].f0, "content-length");
+        pairs[count].f1 = (wasi_http_types_field_value_t){(uint8_t *)length, strlen(length)};
+        count++;
     }
     wasi_http_types_list_tuple2_field_name_field_value_t list = {pairs, count};
     wasi_http_types_own_fields_t fields;

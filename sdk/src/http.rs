@@ -162,7 +162,12 @@ fn send(method: &str, url: &str, headers: &[(&str, &str)], body: &[u8]) -> Resul
     }
     let path = if path.starts_with('/') { path.to_string() } else { format!("/{path}") };
 
-    let entries: Vec<(String, Vec<u8>)> = headers.iter().map(|(name, value)| (name.to_ascii_lowercase(), value.as_bytes().to_vec())).collect();
+    let mut entries: Vec<(String, Vec<u8>)> =
+        headers.iter().map(|(name, value)| (name.to_ascii_lowercase(), value.as_bytes().to_vec())).collect();
+    if !body.is_empty() && !entries.iter().any(|(name, _)| name == "content-length") {
+        // Without it the body goes out chunked, which some servers refuse.
+        entries.push(("content-length".into(), body.len().to_string().into_bytes()));
+    }
     let fields = Fields::from_list(&entries)
         .map_err(|error| TaskError::failed_as("ValueError", format!("{method} {url}: bad request header: {error:?}")))?;
     let request = OutgoingRequest::new(fields);

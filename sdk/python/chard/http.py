@@ -105,6 +105,9 @@ def prepare(method, url, headers=None, body=None, json=None):
             header_list.append(("content-type", b"application/json"))
     if isinstance(body, str):
         body = body.encode("utf-8")
+    if body is not None and not any(name == "content-length" for name, _ in header_list):
+        # Without it the body goes out chunked, which some servers refuse.
+        header_list.append(("content-length", str(len(body)).encode("ascii")))
     path = (parts.path or "/") + ("?" + parts.query if parts.query else "")
     return method.upper(), parts.scheme, parts.netloc, path, header_list, body
 

@@ -1,5 +1,5 @@
-"""Tests of `chard.http` against fake wasi:http bindings (the worker does not
-provide wasi:http yet, so no component test exists): the request it builds,
+"""Tests of `chard.http` against fake wasi:http bindings (the component runs
+against a real worker in tests/e2e/guest_http.rs): the request it builds,
 the order of the WASI calls, and how it reads a response or reports an
 error. `python3 -m unittest discover -s sdk/python/tests`."""
 
@@ -163,7 +163,7 @@ class HttpTest(unittest.TestCase):
         self.assertEqual(request["scheme"], "Scheme_Https")
         self.assertEqual(request["authority"], "api.example.com:8443")
         self.assertEqual(request["path"], "/v1/items?x=1")
-        self.assertEqual(request["headers"], [("x-token", b"t"), ("content-type", b"application/json")])
+        self.assertEqual(request["headers"], [("x-token", b"t"), ("content-type", b"application/json"), ("content-length", b"5011")])
         self.assertEqual(len(calls["written"]), len(b'{"text":""}') + 5000)
         self.assertEqual(response.status, 200)
         self.assertEqual(response.json(), {"ok": True, "n": 42})

@@ -36,12 +36,17 @@
 //!   whatever the guest did with the error. The body is counted as it
 //!   streams and fails past `http_max_body` (a `content-length` above it
 //!   fails at once), so a huge response costs the worker no memory.
+//! - **The worker's message reaches the job's failure.** The Rust, Python
+//!   and C SDKs raise the `internal-error` text; componentize-js's `fetch`
+//!   replaces it with "NetworkError when attempting to fetch resource". So
+//!   the job keeps the last message it was given, and a failure whose text
+//!   lacks it gets it appended (see `job::run`).
 
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -227,7 +232,14 @@ pub(crate) struct JobHttp {
 
 impl JobHttp {
     pub(crate) fn new(client: HttpClient, plugin: Arc<str>, grants: Arc<Grants>) -> Self {
-        let hooks = Hooks { client, plugin, grants, deadline: None, deadline_cut: Arc::new(AtomicBool::new(false)) };
+        let hooks = Hooks {
+            client,
+            plugin,
+            grants,
+            deadline: None,
+            deadline_cut: Arc::new(AtomicBool::new(false)),
+            last_error: LastError::default(),
+        };
         Self { ctx: WasiHttpCtx::new(), hooks }
     }
 
@@ -240,6 +252,27 @@ impl JobHttp {
     pub(crate) fn hit_deadline(&self) -> bool {
         self.hooks.deadline_cut.load(Ordering::SeqCst)
     }
+
+    /// The last message the worker gave a request of this job, if any.
+    pub(crate) fn last_error(&self) -> Option<String> {
+        self.hooks.last_error.0.lock().ok()?.clone()
+    }
+}
+
+/// The last worker message of a job's requests (see the module doc).
+#[derive(Clone, Default)]
+struct LastError(Arc<Mutex<Option<String>>>);
+
+impl LastError {
+    /// Keeps the message of `error` if it is one of ours, and returns it.
+    fn note(&self, error: HttpError) -> HttpError {
+        if let HttpError::InternalError(Some(message)) = &error {
+            if let Ok(mut last) = self.0.lock() {
+                *last = Some(message.clone());
+            }
+        }
+        error
+    }
 }
 
 pub(crate) struct Hooks {
@@ -248,6 +281,7 @@ pub(crate) struct Hooks {
     grants: Arc<Grants>,
     deadline: Option<Instant>,
     deadline_cut: Arc<AtomicBool>,
+    last_error: LastError,
 }
 
 type IoFuture = Box<dyn Future<Output = Result<(), HttpError>> + Send>;
@@ -261,10 +295,15 @@ impl WasiHttpHooks for Hooks {
             grants: self.grants.clone(),
             deadline: self.deadline,
             deadline_cut: self.deadline_cut.clone(),
+            last_error: self.last_error.clone(),
             options: options.unwrap_or_default(),
         };
+        let last_error = self.last_error.clone();
         Box::new(async move {
-            let response = send.send(request).await.inspect_err(|error| tracing::debug!(%error, "outbound HTTP request failed"))?;
+            let response = send.send(request).await.map_err(|error| {
+                tracing::debug!(%error, "outbound HTTP request failed");
+                last_error.note(error)
+            })?;
             Ok((response, Box::new(async { Ok(()) }) as IoFuture))
         })
     }
@@ -277,6 +316,7 @@ struct Outgoing {
     grants: Arc<Grants>,
     deadline: Option<Instant>,
     deadline_cut: Arc<AtomicBool>,
+    last_error: LastError,
     options: RequestOptions,
 }
 
@@ -330,6 +370,7 @@ impl Outgoing {
                 idle: Box::pin(tokio::time::sleep(between)),
                 deadline,
                 deadline_cut: self.deadline_cut.clone(),
+                last_error: self.last_error.clone(),
                 origin: origin.to_string(),
             }
             .boxed_unsync()
@@ -437,6 +478,7 @@ struct LimitedBody {
     idle: Pin<Box<tokio::time::Sleep>>,
     deadline: Option<Pin<Box<tokio::time::Sleep>>>,
     deadline_cut: Arc<AtomicBool>,
+    last_error: LastError,
     origin: String,
 }
 
@@ -454,24 +496,29 @@ impl Body for LimitedBody {
                 if let Some(data) = frame.data_ref() {
                     this.read += data.len() as u64;
                     if this.read > this.max_body {
-                        return Poll::Ready(this.too_big.take().map(Err));
+                        return Poll::Ready(this.too_big.take().map(|error| Err(this.last_error.note(error))));
                     }
                 }
                 let next = tokio::time::Instant::now() + this.between;
                 this.idle.as_mut().reset(next);
                 Poll::Ready(Some(Ok(frame)))
             }
-            Poll::Ready(Some(Err(error))) => Poll::Ready(Some(Err(fail(format!("reading the response from {} failed: {error}", this.origin))))),
+            Poll::Ready(Some(Err(error))) => {
+                let error = fail(format!("reading the response from {} failed: {error}", this.origin));
+                Poll::Ready(Some(Err(this.last_error.note(error))))
+            }
             Poll::Ready(None) => Poll::Ready(None),
             Poll::Pending => {
                 if this.deadline.as_mut().is_some_and(|deadline| deadline.as_mut().poll(cx).is_ready()) {
                     this.deadline_cut.store(true, Ordering::SeqCst);
                     this.too_big = None;
-                    return Poll::Ready(Some(Err(fail(format!("HTTP to {} stopped at the job's time limit", this.origin)))));
+                    let error = fail(format!("HTTP to {} stopped at the job's time limit", this.origin));
+                    return Poll::Ready(Some(Err(this.last_error.note(error))));
                 }
                 if this.idle.as_mut().poll(cx).is_ready() {
                     this.too_big = None;
-                    return Poll::Ready(Some(Err(fail(format!("reading the response from {} timed out", this.origin)))));
+                    let error = fail(format!("reading the response from {} timed out", this.origin));
+                    return Poll::Ready(Some(Err(this.last_error.note(error))));
                 }
                 Poll::Pending
             }

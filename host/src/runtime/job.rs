@@ -341,6 +341,21 @@ pub(crate) fn run(plugin: &Plugin, request: JobRequest<'_>) -> Finished {
         // check could not stop it inside the host call).
         _ if state.http.hit_deadline() => Outcome::TimedOut { limit: request.time_limit.unwrap_or_default() },
         Ok(Ok(json)) => Outcome::Succeeded { json },
+        Ok(Err(Outcome::Failed(mut failure))) => {
+            // A guest that replaced the worker's HTTP message with its own
+            // (componentize-js's fetch does) still reports why.
+            if let Some(message) = state.http.last_error().filter(|message| !failure.message.contains(message.as_str())) {
+                let enriched = format!("{} ({message})", failure.message);
+                // Exception args that are just the message follow it.
+                if let Some(first) = failure.args.as_mut().and_then(|args| args.first_mut()) {
+                    if first.as_str() == Some(failure.message.as_str()) {
+                        *first = serde_json::Value::String(enriched.clone());
+                    }
+                }
+                failure.message = enriched;
+            }
+            Outcome::Failed(failure)
+        }
         Ok(Err(outcome)) => outcome,
         Err(error) => match state.interrupted {
             Some(Interruption::TimeLimit) => Outcome::TimedOut { limit: request.time_limit.unwrap_or_default() },

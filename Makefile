@@ -3,9 +3,9 @@ SHELL := /bin/bash
 CARGO ?= cargo
 PLUGIN_DIR := target/plugins
 HOST := target/release/host
-RUST_PLUGINS := math faults io canvas
-GUEST_PLUGINS := $(notdir $(wildcard plugins/pymath plugins/jsmath plugins/cmath plugins/pyio plugins/jsio plugins/cio))
-# Built with wasi:http, which workers do not provide yet: not part of `plugins`.
+RUST_PLUGINS := math faults io canvas rshttp
+GUEST_PLUGINS := $(notdir $(wildcard plugins/pymath plugins/jsmath plugins/cmath plugins/pyio plugins/jsio plugins/cio plugins/pyhttp plugins/jshttp plugins/chttp))
+# The outbound-HTTP examples in the guest languages (tests/e2e/guest_http.rs; `rshttp` is a Rust plugin).
 HTTP_PLUGINS := pyhttp jshttp chttp
 VENV := .venv
 PYTHON := $(VENV)/bin/python
@@ -48,7 +48,7 @@ guest-plugins: toolchains
 	@mkdir -p $(PLUGIN_DIR)
 	@for p in $(GUEST_PLUGINS); do echo "building $$p"; plugins/$$p/build.sh $(PLUGIN_DIR) || exit 1; done
 
-## The outbound-HTTP examples (tests/e2e/guest_http.rs), for a worker with wasi:http.
+## Only the guest-language outbound-HTTP examples (`plugins` builds them too).
 http-plugins: toolchains
 	@mkdir -p $(PLUGIN_DIR)
 	@for p in $(HTTP_PLUGINS); do echo "building $$p"; plugins/$$p/build.sh $(PLUGIN_DIR) || exit 1; done

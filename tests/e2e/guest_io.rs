@@ -18,7 +18,7 @@ fn warm_compile_cache() {
     static WARM: std::sync::Once = std::sync::Once::new();
     WARM.call_once(|| {
         let folder = plugin_folder(&PLUGINS);
-        host(&["tasks", folder.path().to_str().unwrap()]);
+        host(&["tasks", "--plugins", folder.path().to_str().unwrap()]).ok();
     });
 }
 

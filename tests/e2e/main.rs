@@ -16,6 +16,7 @@ mod events;
 mod fuzz;
 mod hostile;
 mod guest_io;
+mod guest_http;
 mod frozen;
 mod languages;
 mod manifest;

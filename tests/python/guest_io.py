@@ -1,6 +1,6 @@
-"""Celery client side of the guest I/O tests (tests/e2e/guest_io.rs): what
-the `pyio`, `jsio` and `cio` plugins do beyond computing, as a stock Celery
-5.7 client sees it.
+"""Celery client side of the guest I/O tests (tests/e2e/guest_io.rs and
+guest_http.rs): what the `pyio`, `jsio` and `cio` plugins (and the `*http`
+ones) do beyond computing, as a stock Celery 5.7 client sees it.
 
 Usage: guest_io.py SCENARIO BROKER_URL BACKEND_URL PLUGIN [ARG...]
 Prints one JSON document; the Rust tests assert on it.
@@ -34,6 +34,17 @@ def http(app, plugin, base, denied):
         "post": attempt("post_json", base + "/echo", {"items": [1, 2.5, None], "name": "h\u00e9"}),
         "denied": error_of(lambda: call(app, plugin, "get_json", denied + "/json")),
     }
+
+
+def http_get(app, plugin, *urls):
+    """`get_json` of each URL in turn: its result, or its error as
+    `error_of` reports it, as {"value": ...} or {"error": ...}."""
+    out = []
+    for url in urls:
+        outcome = {}
+        error = error_of(lambda: outcome.setdefault("value", call(app, plugin, "get_json", url)))
+        out.append(outcome if error is None else {"error": error})
+    return out
 
 
 def progress(app, plugin):

@@ -205,6 +205,18 @@ def revoke_unheld(app):
     }
 
 
+def names(app):
+    """Tasks served under the names Celery code gives them (tests/e2e/names.rs)."""
+    registered = app.control.inspect(timeout=5).registered() or {}
+    return {
+        "dotless": app.send_task("auto_retry_class_task", args=[2, 3]).get(timeout=20),
+        "module_path": app.send_task("myproject.billing.tasks.charge", kwargs={"cents": 250}).get(timeout=20),
+        "renamed_away": error_of(lambda: app.send_task("math.add", args=[2, 3]).get(timeout=20)),
+        "kept": app.send_task("math.mul", args=[6, 7]).get(timeout=20),
+        "registered": sorted(name for names in registered.values() for name in names),
+    }
+
+
 def main():
     scenario, broker, backend = sys.argv[1:4]
     app = app_for(broker, backend)

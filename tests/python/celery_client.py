@@ -254,11 +254,14 @@ def names(app):
     }
 
 
-def main():
+def run_scenario(scenarios):
+    """Runs the scenario argv[1] names, a function of `scenarios` (the
+    calling script's globals()), with an app for BROKER argv[2] and BACKEND
+    argv[3], and prints what it returns as JSON. Every client script of the
+    e2e tests starts this way."""
     scenario, broker, backend = sys.argv[1:4]
-    app = app_for(broker, backend)
-    print(json.dumps(globals()[scenario](app)))
+    print(json.dumps(scenarios[scenario](app_for(broker, backend))))
 
 
 if __name__ == "__main__":
-    main()
+    run_scenario(globals())

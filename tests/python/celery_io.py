@@ -3,13 +3,11 @@
 Usage: celery_io.py SCENARIO BROKER_URL BACKEND_URL [ARG]
 Prints one JSON document with what the stock Celery 5.7 client observed.
 """
-import json
-import sys
 import time
 
 from celery import chain, chord, group
 
-from celery_client import app_for, error_of
+from celery_client import error_of, run_scenario
 
 
 def progress(app):
@@ -138,5 +136,4 @@ def request(app):
 
 
 if __name__ == "__main__":
-    scenario, broker, backend = sys.argv[1:4]
-    print(json.dumps(globals()[scenario](app_for(broker, backend))))
+    run_scenario(globals())

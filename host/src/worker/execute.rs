@@ -21,7 +21,7 @@ pub(super) fn finish_without_running<B: Broker>(shared: &Arc<Shared<B>>, job: Jo
 /// Ends a job that was revoked or has expired (REVOKED, without running
 /// it); gives back any other.
 pub(super) fn unless_stale<B: Broker>(shared: &Arc<Shared<B>>, job: Job) -> Option<Job> {
-    if shared.revoked.contains(&job.message.id) {
+    if shared.revoked.revokes(&job.message.id, &job.message.headers.extra) {
         finish_without_running(shared, job, |job, settings| plan::revoked(job, settings));
         return None;
     }
@@ -97,7 +97,11 @@ fn execute<B: Broker>(shared: &Arc<Shared<B>>, job: Job) -> Completion {
         }
     };
     shared.events.started(job.tag.as_deref(), &message.id);
-    shared.running.lock().unwrap().insert(message.id.clone(), job.cancellation.clone());
+    let running = super::RunningJob {
+        cancellation: job.cancellation.clone(),
+        stamps: crate::control::stamps::job_stamps(&message.headers.extra),
+    };
+    shared.running.lock().unwrap().insert(message.id.clone(), running);
     let started = Instant::now();
     let mut instantiation = None;
     let (outcome, publish, task, effects) = match work {

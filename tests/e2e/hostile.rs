@@ -287,3 +287,40 @@ fn a_chord_join_redis_refuses_fails_the_body_with_a_chord_error_and_runs_its_err
     assert_eq!(states, [("FAILURE".to_string(), "RedisCommandError".to_string()), ("SUCCESS".to_string(), String::new())], "{}", worker.log());
     eventually(Duration::from_secs(10), "nothing left in unacked", || (redis.connection(0).hlen::<_, i64>("unacked").unwrap() == 0).then_some(()));
 }
+
+/// Python workers never release `chard:delayed`, so the last Chard worker
+/// to stop hands the parked jobs back to their queue, ETA unchanged; a
+/// Python worker then holds them and runs them at their ETA, as Celery
+/// does. While another Chard worker runs, they stay parked.
+#[test]
+fn the_last_chard_worker_to_stop_hands_far_eta_jobs_back_for_python_workers() {
+    let redis = RedisServer::start();
+    let plugins = plugin_folder(&["math"]);
+    let url = redis.url(0);
+    let mut first = Worker::start(plugins.path(), &url, &["--delay-beyond", "0", "-n", "first@test"]);
+    let mut second = Worker::start(plugins.path(), &url, &["--delay-beyond", "0", "-n", "second@test"]);
+    let ids: Vec<String> = (0..5)
+        .map(|i| host(&["submit", "math.add", &format!("[{i}, 100]"), "--countdown", "15", "--broker", &url]).ok().to_string())
+        .collect();
+    let parked = || -> (i64, i64) { (redis.connection(0).zcard("chard:delayed").unwrap(), redis.connection(0).llen("celery").unwrap()) };
+    eventually(Duration::from_secs(5), "every job parked", || (parked() == (5, 0)).then_some(()));
+
+    first.signal("TERM");
+    assert_eq!(first.wait_exit(Duration::from_secs(20)), Some(0), "{}", first.log());
+    assert_eq!(parked(), (5, 0), "another Chard worker runs: {}", first.log());
+    second.signal("TERM");
+    assert_eq!(second.wait_exit(Duration::from_secs(20)), Some(0), "{}", second.log());
+    assert!(second.log().contains("far-ETA jobs handed back to their queues") && second.log().contains("handed=5"), "{}", second.log());
+    assert_eq!(parked(), (0, 5));
+    let entries: i64 = redis.connection(0).hlen("chard:delayed:messages").unwrap();
+    assert_eq!(entries, 0);
+
+    let _python = crate::util::CeleryWorker::start(&url, &url);
+    for id in &ids {
+        assert!(ready(&redis, 0, id).is_none(), "an ETA job ran before its time");
+    }
+    for (i, id) in ids.iter().enumerate() {
+        let doc = eventually(Duration::from_secs(40), "a handed-back job, run by the Python worker", || ready(&redis, 0, id));
+        assert_eq!(doc["result"], json!(i + 100), "{doc}");
+    }
+}

@@ -115,8 +115,11 @@ bench-eta: build plugins venv
 bench-celery: build plugins venv
 	$(PYTHON) bench/celery_vs_chard.py
 
-## What `--metrics` costs: alternating drains with and without it.
+## What `--metrics` costs: instructions per job (valgrind), then
+## alternating drains with and without it.
 bench-metrics: build plugins venv
+	$(PYTHON) bench/instructions.py
+	$(PYTHON) bench/instructions.py --chard-args "--metrics 127.0.0.1:0"
 	$(PYTHON) bench/celery_vs_chard.py --chard-only --messages 50000 --rounds 5 --versus "--metrics 127.0.0.1:0"
 
 clean:

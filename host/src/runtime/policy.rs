@@ -334,6 +334,24 @@ mod tests {
         );
         assert!(asks(Requested { env: vec!["HOME".into()], ..Default::default() }).is_err());
         assert!(asks(Requested { network: vec!["127.0.0.1:6379".into()], ..Default::default() }).is_err());
+        assert_eq!(asks(Requested { progress: true, ..Default::default() }), Ok(()));
+        assert_eq!(
+            asks(Requested { keyvalue: true, ..Default::default() }),
+            Err("capabilities.keyvalue is beyond the worker's policy for deployed plugins".to_string())
+        );
+        assert_eq!(
+            asks(Requested { send: true, ..Default::default() }),
+            Err("capabilities.send is beyond the worker's policy for deployed plugins".to_string())
+        );
+    }
+
+    #[test]
+    fn a_table_allows_send_keyvalue_or_progress_only_as_it_says() {
+        let local = policy("[local]\nsend = true\nprogress = false\n").unwrap().local.unwrap();
+        let check = |requested: Requested| local.check(&requested, Origin::Local).map_err(|refusal| refusal.needle);
+        assert_eq!(check(Requested { send: true, ..Default::default() }), Ok(()));
+        assert_eq!(check(Requested { keyvalue: true, ..Default::default() }), Err("keyvalue".to_string()));
+        assert_eq!(check(Requested { progress: true, ..Default::default() }), Err("progress".to_string()));
     }
 
     #[test]

@@ -202,6 +202,7 @@ def timing(count, spread):
         time.sleep(3)  # any second run of a job shows up now
         ran = sum(finished_total(port) for port in ports)
         lateness = []
+        late_due = {}  # jobs over 1 s late, by when they were due (10 s buckets after the first ETA)
         missing = 0
         for start in range(0, count, 5000):
             ids = [task_id(index) for index in range(start, min(count, start + 5000))]
@@ -213,7 +214,11 @@ def timing(count, spread):
                 done_at = datetime.datetime.fromisoformat(json.loads(doc)["date_done"])
                 if done_at.tzinfo is None:
                     done_at = done_at.replace(tzinfo=datetime.timezone.utc)
-                lateness.append((done_at - etas[index]).total_seconds())
+                late = (done_at - etas[index]).total_seconds()
+                lateness.append(late)
+                if late > 1:
+                    bucket = int((etas[index] - first).total_seconds() // 10) * 10
+                    late_due[bucket] = late_due.get(bucket, 0) + 1
         lateness.sort()
         pick = lambda fraction: round(lateness[min(len(lateness) - 1, int(fraction * len(lateness)))], 3) if lateness else None
         print(json.dumps({
@@ -228,6 +233,7 @@ def timing(count, spread):
             "lateness_s": {"min": pick(0), "p50": pick(0.5), "p99": pick(0.99), "p999": pick(0.999), "max": pick(1.0)},
             "ran_before_eta": sum(1 for late in lateness if late < 0),
             "later_than_1s": sum(1 for late in lateness if late > 1),
+            "later_than_1s_by_due_s": {f"{bucket}-{bucket + 10}": late_due[bucket] for bucket in sorted(late_due)},
             "load_average": os.getloadavg()[0],
         }, indent=2))
     finally:

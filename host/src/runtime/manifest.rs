@@ -138,6 +138,9 @@ pub struct Requested {
     pub network: Vec<String>,
     pub wall_clock: bool,
     pub random: bool,
+    pub progress: bool,
+    pub send: bool,
+    pub keyvalue: bool,
 }
 
 /// A host directory made visible to the plugin.
@@ -394,6 +397,9 @@ impl CapabilitiesFile {
             network: self.network.clone(),
             wall_clock: self.wall_clock,
             random: self.random,
+            progress: self.progress,
+            send: self.send,
+            keyvalue: self.keyvalue,
         }
     }
 }

@@ -371,16 +371,8 @@ pub struct ChordFiring {
 /// The chord is complete: apply its body with every header result, or,
 /// if a member failed, fail the body with Celery's ChordError.
 pub fn fire_chord(member: &ChordMember, entries: &[String], settings: &PlanSettings) -> ChordFiring {
-    let mut firing = ChordFiring::default();
     let mut results = Vec::with_capacity(entries.len());
-    let cx = Context {
-        task_id: &member.part.task_id,
-        root_id: &member.root_id,
-        default_queue: "celery",
-        hostname: &settings.hostname,
-        routes: &settings.routes,
-        reply_to: None,
-    };
+    let cx = chord_context(member, settings);
     for entry in entries {
         let parsed: Value = serde_json::from_str(entry).unwrap_or(Value::Null);
         let (id, state, result) = (&parsed[1], parsed[2].as_str().unwrap_or(""), &parsed[3]);
@@ -401,19 +393,11 @@ pub fn fire_chord(member: &ChordMember, entries: &[String], settings: &PlanSetti
                 },
                 exc_module: result["exc_module"].as_str().unwrap_or("builtins").to_string(),
             };
-            let failure = canvas::chord_body_failure(&member.body, &cx);
-            let failed = failure.chord_error.iter().map(|id| (id, &exception)).chain(failure.original_error.iter().map(|id| (id, &original)));
-            for (id, exception) in failed {
-                let meta = ResultMeta::new(id, State::Failure, ResultValue::Exception(exception.clone()));
-                firing.writes.push(ResultWrite { key: result_key(id), json: meta.to_json(), ttl: settings.result_expires });
-            }
-            fail_chain(&failure.chain, &exception, &member.root_id, member.reply_to.as_deref(), settings, &mut firing.writes, &mut firing.chords);
-            firing.chord_sizes.extend(failure.effects.chord_sizes);
-            firing.publish.extend(failure.effects.messages.iter().map(|task| (queue_key_for(&task.queue, task.priority), task.to_envelope())));
-            return firing;
+            return fail_chord_body(member, &exception, &original, settings);
         }
         results.push(result.clone());
     }
+    let mut firing = ChordFiring::default();
     let effects = canvas::fire_chord_body(&member.body, results, &cx);
     firing.chord_sizes.extend(effects.chord_sizes);
     for mut task in effects.messages {
@@ -423,6 +407,44 @@ pub fn fire_chord(member: &ChordMember, entries: &[String], settings: &PlanSetti
         firing.publish.push((queue_key_for(&task.queue, task.priority), task.to_envelope()));
     }
     firing
+}
+
+/// A header member's result cannot be joined (Redis refused the join for
+/// good), so the chord could never complete: end it as Celery's
+/// `on_chord_part_return` does when the join raises, with
+/// `ChordError('Join error: ...')` on the body and its errbacks sent.
+pub fn chord_join_failed(member: &ChordMember, error: &str, settings: &PlanSettings) -> ChordFiring {
+    let exception = ExceptionInfo::new("celery.exceptions", "ChordError", format!("Join error: {error}"));
+    fail_chord_body(member, &exception, &exception, settings)
+}
+
+/// `chord_error_from_stack`: the body fails with `exception` (the tasks of
+/// a group body with `original`), its errbacks are sent and the chain
+/// after it fails too.
+fn fail_chord_body(member: &ChordMember, exception: &ExceptionInfo, original: &ExceptionInfo, settings: &PlanSettings) -> ChordFiring {
+    let mut firing = ChordFiring::default();
+    let cx = chord_context(member, settings);
+    let failure = canvas::chord_body_failure(&member.body, &cx);
+    let failed = failure.chord_error.iter().map(|id| (id, exception)).chain(failure.original_error.iter().map(|id| (id, original)));
+    for (id, exception) in failed {
+        let meta = ResultMeta::new(id, State::Failure, ResultValue::Exception(exception.clone()));
+        firing.writes.push(ResultWrite { key: result_key(id), json: meta.to_json(), ttl: settings.result_expires });
+    }
+    fail_chain(&failure.chain, exception, &member.root_id, member.reply_to.as_deref(), settings, &mut firing.writes, &mut firing.chords);
+    firing.chord_sizes.extend(failure.effects.chord_sizes);
+    firing.publish.extend(failure.effects.messages.iter().map(|task| (queue_key_for(&task.queue, task.priority), task.to_envelope())));
+    firing
+}
+
+fn chord_context<'a>(member: &'a ChordMember, settings: &'a PlanSettings) -> Context<'a> {
+    Context {
+        task_id: &member.part.task_id,
+        root_id: &member.root_id,
+        default_queue: "celery",
+        hostname: &settings.hostname,
+        routes: &settings.routes,
+        reply_to: None,
+    }
 }
 
 /// Later chain steps fail with the same error, so a client waiting on the

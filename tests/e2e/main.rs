@@ -20,6 +20,7 @@ mod guest_http;
 mod frozen;
 mod languages;
 mod manifest;
+mod names;
 mod policy;
 mod new_project;
 mod redis_reach;

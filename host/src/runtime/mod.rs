@@ -27,6 +27,7 @@ mod http;
 mod job;
 mod keyvalue;
 mod manifest;
+mod names;
 mod origin;
 mod outcome;
 mod plugin;

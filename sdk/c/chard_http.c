@@ -142,6 +142,7 @@ static bool read_response(chard_call *call, const char *url, wasi_http_types_own
     char *data = malloc(cap);
     bool ok = true, have_code = false;
     wasi_http_types_error_code_t code;
+    plugin_string_t why = {0};
     for (;;) {
         plugin_list_u8_t chunk;
         wasi_io_streams_stream_error_t err;
@@ -150,7 +151,9 @@ static bool read_response(chard_call *call, const char *url, wasi_http_types_own
             ok = err.tag == WASI_IO_STREAMS_STREAM_ERROR_CLOSED; /* closed: the end of the body */
             if (!ok) {
                 /* Why: the worker's message (over the size limit, the time limit). */
-                have_code = wasi_http_types_http_error_code(wasi_io_error_borrow_error(err.val.last_operation_failed), &code);
+                wasi_io_error_borrow_error_t error = wasi_io_error_borrow_error(err.val.last_operation_failed);
+                have_code = wasi_http_types_http_error_code(error, &code);
+                if (!have_code) wasi_io_error_method_error_to_debug_string(error, &why);
                 wasi_io_error_error_drop_own(err.val.last_operation_failed);
             }
             break;
@@ -167,7 +170,7 @@ static bool read_response(chard_call *call, const char *url, wasi_http_types_own
     wasi_http_types_incoming_response_drop_own(incoming);
     if (!ok) {
         if (have_code) return http_failed(call, "reading the body of", url, &code);
-        chard_failf(call, "ConnectionError", "%s: reading the body failed", url);
+        chard_failf(call, "ConnectionError", "reading the body of %s failed: %.*s", url, (int)why.len, (const char *)why.ptr);
         return false;
     }
     out->body = data;

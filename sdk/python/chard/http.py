@@ -243,6 +243,10 @@ def _stream_error_text(value):
             code = None
         if code is not None:
             return _error_text(code)
+        try:
+            return error.to_debug_string()
+        except Exception:
+            pass
     return repr(value)
 
 

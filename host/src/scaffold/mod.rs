@@ -47,7 +47,8 @@ impl Language {
     /// The parts of the SDK a project in this language builds with.
     fn sdk_parts(self) -> &'static [&'static str] {
         match self {
-            Self::Rust => &["wit/", "sdk/Cargo.toml", "sdk/src/", "sdk/macros/"],
+            // sdk/wit: the `http-client` world `chard_sdk::http` binds.
+            Self::Rust => &["wit/", "sdk/Cargo.toml", "sdk/src/", "sdk/macros/", "sdk/wit/"],
             // sdk/wit: the guest world with wasi:http, for `--http` builds.
             Self::Python => &["wit/", "sdk/wit/", "sdk/python/", "tools/"],
             Self::Js => &["wit/", "sdk/js/", "tools/"],

@@ -111,16 +111,20 @@ def errors(app, plugin):
 
 
 def cost(app, plugin, base, count):
-    """Seconds per job, one job at a time: `add` and a loopback GET."""
+    """Seconds per job, one job at a time: the median of `count` calls of
+    `add` and of a loopback GET, interleaved so that the machine's drift
+    hits both alike."""
     count = int(count)
-    out = {}
-    for name, task, args in (("add", "add", [1, 2]), ("get", "get_json", [base + "/json"])):
+    timings = {"add": [], "get": []}
+    calls = (("add", "add", [1, 2]), ("get", "get_json", [base + "/json"]))
+    for name, task, args in calls:
         call(app, plugin, task, *args)  # warm: the plugin's first job
-        started = time.perf_counter()
-        for _ in range(count):
+    for _ in range(count):
+        for name, task, args in calls:
+            started = time.perf_counter()
             call(app, plugin, task, *args)
-        out[name] = (time.perf_counter() - started) / count
-    return out
+            timings[name].append(time.perf_counter() - started)
+    return {name: sorted(values)[len(values) // 2] for name, values in timings.items()}
 
 
 def main():

@@ -50,8 +50,8 @@ def start_redis(port):
     return server, client
 
 
-def worker_command(plugins, port, extra):
-    return [HOST, "run", "--plugins", plugins, "--broker", f"redis://127.0.0.1:{port}/0",
+def worker_command(plugins, port, extra, host=None):
+    return [host or os.environ.get("CHARD_BENCH_HOST") or HOST, "run", "--plugins", plugins, "--broker", f"redis://127.0.0.1:{port}/0",
             "--result-backend", f"redis://127.0.0.1:{port}/1", "-c", "2"] + extra
 
 
@@ -156,13 +156,17 @@ def main():
                   f"Redis CPU {cpu_redis * 1e6 / n:5.1f} us/job", flush=True)
         # A script's or a MULTI's time includes the commands it ran, which
         # are counted on their own rows too: the rows do not add up.
-        print("Redis commandstats of the last round (per job: calls, usec; usec per call):")
-        for name, (calls, usec) in sorted(stats.items(), key=lambda item: -item[1][1]):
+        if args.rounds:
+            print("Redis commandstats of the last round (per job: calls, usec; usec per call):")
+        for name, (calls, usec) in sorted(stats.items(), key=lambda item: -item[1][1]) if args.rounds else []:
             if name in ("flushall", "config|resetstat", "info", "dbsize", "llen", "ping"):
                 continue
             print(f"  {name:<14} {calls / n:8.4f} calls/job {usec / n:6.2f} us/job {usec / max(calls, 1):9.2f} us/call")
         if args.callgrind:
             m = args.callgrind
+            # A first start under valgrind compiles the plugin (valgrind's CPU
+            # features make another cache key): not part of either count.
+            callgrind_instructions(client, backend, plugins, port, 10, extra, workdir)
             small = callgrind_instructions(client, backend, plugins, port, m, extra, workdir)
             large = callgrind_instructions(client, backend, plugins, port, 2 * m, extra, workdir, args.keep)
             print(f"callgrind: {small:,} instructions for {m} jobs, {large:,} for {2 * m}: "

@@ -10,7 +10,7 @@ HTTP_PLUGINS := pyhttp jshttp chttp
 VENV := .venv
 PYTHON := $(VENV)/bin/python
 
-.PHONY: deps all build install plugins rust-plugins guest-plugins toolchains demo test test-sdk fuzz fuzz-canvas bench bench-eta bench-celery bench-metrics bench-peers bench-cost bench-latency bench-startup venv clean
+.PHONY: deps all build install plugins rust-plugins guest-plugins toolchains demo test test-sdk fuzz fuzz-canvas bench bench-eta bench-eta-timing bench-celery bench-metrics bench-peers bench-cost bench-latency bench-startup venv clean
 
 all: build plugins
 
@@ -126,11 +126,19 @@ ETA_JOBS ?= 1000000
 bench-eta: build plugins venv
 	$(PYTHON) bench/eta_memory.py $(ETA_JOBS)
 
+## Far-ETA jobs run once and on time: 100,000 due 40 to 160 s ahead on two
+## workers; prints results, duplicate runs and lateness percentiles.
+bench-eta-timing: build plugins venv
+	$(PYTHON) bench/eta_memory.py --timing $${ETA_TIMING_JOBS:-100000} $${ETA_TIMING_SPREAD:-120}
+
 bench-celery: build plugins venv
 	$(PYTHON) bench/celery_vs_chard.py
 
-## What `--metrics` costs: alternating drains with and without it.
+## What `--metrics` costs: instructions per job (valgrind), then
+## alternating drains with and without it.
 bench-metrics: build plugins venv
+	$(PYTHON) bench/instructions.py
+	$(PYTHON) bench/instructions.py --chard-args "--metrics 127.0.0.1:0"
 	$(PYTHON) bench/celery_vs_chard.py --chard-only --messages 50000 --rounds 5 --versus "--metrics 127.0.0.1:0"
 
 clean:

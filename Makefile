@@ -134,11 +134,11 @@ bench-eta-timing: build plugins venv
 bench-celery: build plugins venv
 	$(PYTHON) bench/celery_vs_chard.py
 
-## What `--metrics` costs: instructions per job (valgrind), then
-## alternating drains with and without it.
+## What `--metrics` costs: CPU and instructions per job (valgrind) with
+## and without it, then alternating drains.
 bench-metrics: build plugins venv
-	$(PYTHON) bench/instructions.py
-	$(PYTHON) bench/instructions.py --chard-args "--metrics 127.0.0.1:0"
+	$(PYTHON) bench/drain_cost.py --messages 50000 --rounds 3 --callgrind 1000
+	$(PYTHON) bench/drain_cost.py --messages 50000 --rounds 3 --callgrind 1000 --chard-args "--metrics 127.0.0.1:0"
 	$(PYTHON) bench/celery_vs_chard.py --chard-only --messages 50000 --rounds 5 --versus "--metrics 127.0.0.1:0"
 
 clean:

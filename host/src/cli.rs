@@ -166,8 +166,11 @@ enum PluginsCommand {
 #[derive(Debug, Args)]
 struct RevokeArgs {
     /// Task ids.
-    #[arg(required = true)]
+    #[arg(required_unless_present = "stamped")]
     task_ids: Vec<String>,
+    /// Revoke every job whose stamped header HEADER has VALUE (Celery's revoke_by_stamped_headers); repeatable.
+    #[arg(long, value_name = "HEADER=VALUE")]
+    stamped: Vec<String>,
     #[command(flatten)]
     connection: ConnectionArgs,
     /// Also stop the tasks if they are running.
@@ -496,11 +499,22 @@ pub fn parse() -> anyhow::Result<(GlobalConfig, Command)> {
                 expires: args.expires.map(|s| seconds("--expires", s)).transpose()?.flatten(),
             })
         }
-        CommandArgs::Revoke(args) => Command::Revoke(RevokeConfig {
-            client: args.connection.into_config(),
-            task_ids: args.task_ids,
-            terminate: args.terminate,
-        }),
+        CommandArgs::Revoke(args) => {
+            let stamped = args
+                .stamped
+                .iter()
+                .map(|pair| match pair.split_once('=') {
+                    Some((header, value)) if !header.is_empty() => Ok((header.to_string(), value.to_string())),
+                    _ => anyhow::bail!("--stamped takes HEADER=VALUE, e.g. --stamped mon=batch-7, got {pair:?}"),
+                })
+                .collect::<anyhow::Result<_>>()?;
+            Command::Revoke(RevokeConfig {
+                client: args.connection.into_config(),
+                task_ids: args.task_ids,
+                stamped,
+                terminate: args.terminate,
+            })
+        }
         CommandArgs::Chain(args) => Command::Canvas(canvas_config(CanvasKind::Chain, args)?),
         CommandArgs::Group(args) => Command::Canvas(canvas_config(CanvasKind::Group, args)?),
         CommandArgs::Chord(args) => Command::Canvas(canvas_config(CanvasKind::Chord { body: args.body }, args.canvas)?),

@@ -226,6 +226,9 @@ pub struct ResultConfig {
 pub struct RevokeConfig {
     pub client: ClientConfig,
     pub task_ids: Vec<String>,
+    /// `--stamped HEADER=VALUE`: revoke every job stamped so
+    /// (`revoke_by_stamped_headers`), in the order given.
+    pub stamped: Vec<(String, String)>,
     pub terminate: bool,
 }
 

@@ -85,6 +85,45 @@ fn host_revoke_is_honoured_by_a_worker_started_later() {
 }
 
 #[test]
+fn celery_revoke_by_stamped_headers_skips_held_stops_running_and_refuses_later_jobs() {
+    let redis = RedisServer::start();
+    let plugins = plugin_folder(&["math", "faults"]);
+    let _worker = Worker::start(plugins.path(), &redis.url(0), &["--result-backend", &redis.url(1), "-n", "w1@stamps", "-c", "2"]);
+    let seen = run_python("celery_client.py", &["revoke_stamped", &redis.url(0), &redis.url(1)]);
+    // Celery's reply: the stamps of the jobs it stopped, as a defaultdict(set).
+    assert_eq!(seen["replies"], json!([{"w1@stamps": {"ok": "headers defaultdict(<class 'set'>, {'mon': {'batch-7'}}) revoked"}}]));
+    let revoked = json!({"type": "TaskRevokedError", "module": "celery.exceptions", "args": ["revoked"]});
+    assert_eq!(seen["held"], revoked, "an ETA job stamped batch-7 is skipped when its time comes");
+    assert_eq!(seen["held_in_list"], revoked, "a list stamp matches by any of its values");
+    assert_eq!(seen["later"], revoked, "a job received after the revoke is refused");
+    assert_eq!(seen["running"], json!({"type": "TaskRevokedError", "module": "celery.exceptions", "args": ["terminated"]}));
+    for key in ["held_state", "held_in_list_state", "later_state", "running_state"] {
+        assert_eq!(seen[key], json!("REVOKED"), "{key}");
+    }
+    assert_eq!(seen["other_batch"], json!(5));
+    assert_eq!(seen["unstamped"], json!(6));
+    assert_eq!(seen["after"], json!(5));
+}
+
+#[test]
+fn host_revoke_stamped_is_honoured_by_a_worker_started_later() {
+    let redis = RedisServer::start();
+    let url = redis.url(0);
+    let run = host(&["revoke", "--stamped", "tenant=acme", "--broker", &url]);
+    assert_eq!(run.ok(), "revoked every job stamped tenant=acme");
+    let ids = run_python("celery_client.py", &["send_stamped", &url, &url]);
+    let plugins = plugin_folder(&["math"]);
+    let _worker = Worker::start(plugins.path(), &url, &[]);
+    let stamped = host(&["result", ids["stamped"].as_str().unwrap(), "--broker", &url, "--wait", "--timeout", "20"]);
+    assert_eq!(stamped.code, Some(1));
+    assert!(stamped.stdout.starts_with("REVOKED"), "{}", stamped.stdout);
+    let unstamped = host(&["result", ids["unstamped"].as_str().unwrap(), "--broker", &url, "--wait", "--timeout", "20"]);
+    assert_eq!(unstamped.ok(), "SUCCESS 4");
+    let bad = host(&["revoke", "--stamped", "tenant", "--broker", &url]);
+    assert_eq!(bad.error_line(), "error: --stamped takes HEADER=VALUE, e.g. --stamped mon=batch-7, got \"tenant\"");
+}
+
+#[test]
 fn celery_chords_complete_on_host_workers() {
     let redis = RedisServer::start();
     let plugins = plugin_folder(&["math", "faults"]);

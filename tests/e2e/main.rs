@@ -19,6 +19,7 @@ mod guest_io;
 mod frozen;
 mod languages;
 mod manifest;
+mod names;
 mod policy;
 mod new_project;
 mod redis_reach;

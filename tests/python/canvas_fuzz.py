@@ -25,7 +25,7 @@ import time
 
 from celery import chain, chord, group, signature
 
-from celery_client import app_for
+from celery_client import run_scenario
 
 TASKS = ["canvas.identity", "canvas.add", "canvas.tsum", "canvas.fail"]
 
@@ -187,11 +187,5 @@ def run(app):
     return out
 
 
-def main():
-    scenario, broker, backend = sys.argv[1:4]
-    app = app_for(broker, backend)
-    print(json.dumps(globals()[scenario](app)))
-
-
 if __name__ == "__main__":
-    main()
+    run_scenario(globals())

@@ -205,11 +205,63 @@ def revoke_unheld(app):
     }
 
 
-def main():
+def revoke_stamped(app):
+    """app.control.revoke_by_stamped_headers against held, running and later jobs."""
+    import time
+
+    def stamped(name, args, value, **options):
+        return app.send_task(name, args=args, stamped_headers=["mon"], mon=value, **options)
+
+    held = stamped("math.add", [1, 2], "batch-7", countdown=3)
+    held_in_list = stamped("math.add", [1, 3], ["other", "batch-7"], countdown=3)
+    other_batch = stamped("math.add", [1, 4], "batch-8", countdown=3)
+    unstamped = app.send_task("math.add", args=[1, 5], countdown=3)
+    running = stamped("faults.spin", [], "batch-7")
+    for _ in range(200):
+        active = app.control.inspect(timeout=1).active() or {}
+        if any(task["id"] == running.id for tasks in active.values() for task in tasks):
+            break
+        time.sleep(0.05)
+    replies = app.control.revoke_by_stamped_headers({"mon": "batch-7"}, terminate=True, reply=True, timeout=2)
+    later = stamped("math.add", [2, 2], "batch-7")
+    after = app.send_task("math.add", args=[2, 3]).get(timeout=20)
+    out = {"replies": replies, "after": after}
+    for key, result in [("held", held), ("held_in_list", held_in_list), ("running", running), ("later", later)]:
+        out[key] = error_of(lambda: result.get(timeout=20))
+        out[key + "_state"] = result.state
+    out["other_batch"] = other_batch.get(timeout=20)
+    out["unstamped"] = unstamped.get(timeout=20)
+    return out
+
+
+def send_stamped(app):
+    """Sends math.add stamped tenant=acme, then unstamped; prints both ids."""
+    return {
+        "stamped": app.send_task("math.add", args=[1, 2], stamped_headers=["tenant"], tenant="acme").id,
+        "unstamped": app.send_task("math.add", args=[2, 2]).id,
+    }
+
+
+def names(app):
+    """Tasks served under the names Celery code gives them (tests/e2e/names.rs)."""
+    registered = app.control.inspect(timeout=5).registered() or {}
+    return {
+        "dotless": app.send_task("auto_retry_class_task", args=[2, 3]).get(timeout=20),
+        "module_path": app.send_task("myproject.billing.tasks.charge", kwargs={"cents": 250}).get(timeout=20),
+        "renamed_away": error_of(lambda: app.send_task("math.add", args=[2, 3]).get(timeout=20)),
+        "kept": app.send_task("math.mul", args=[6, 7]).get(timeout=20),
+        "registered": sorted(name for names in registered.values() for name in names),
+    }
+
+
+def run_scenario(scenarios):
+    """Runs the scenario argv[1] names, a function of `scenarios` (the
+    calling script's globals()), with an app for BROKER argv[2] and BACKEND
+    argv[3], and prints what it returns as JSON. Every client script of the
+    e2e tests starts this way."""
     scenario, broker, backend = sys.argv[1:4]
-    app = app_for(broker, backend)
-    print(json.dumps(globals()[scenario](app)))
+    print(json.dumps(scenarios[scenario](app_for(broker, backend))))
 
 
 if __name__ == "__main__":
-    main()
+    run_scenario(globals())

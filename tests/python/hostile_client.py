@@ -2,10 +2,8 @@
 
 Usage: hostile_client.py SCENARIO BROKER BACKEND; prints one JSON document.
 """
-import json
-import sys
 
-from celery_client import app_for, error_of
+from celery_client import error_of, run_scenario
 
 
 def absurd_limits(app):
@@ -45,10 +43,5 @@ def eta_jobs(app):
     return out
 
 
-def main():
-    scenario, broker, backend = sys.argv[1:4]
-    print(json.dumps(globals()[scenario](app_for(broker, backend))))
-
-
 if __name__ == "__main__":
-    main()
+    run_scenario(globals())

@@ -22,7 +22,7 @@ pub fn run(config: CallConfig) -> anyhow::Result<Outcome> {
     let memory_limit_bytes =
         task.defaults.memory_limit_mb.map(|mb| u64::from(mb) << 20).unwrap_or(limits.memory_limit_bytes);
     let task_id = uuid::Uuid::new_v4().to_string();
-    let mut context = crate::runtime::job_context(&task_id, &format!("{}.{}", plugin.name(), task.name));
+    let mut context = crate::runtime::job_context(&task_id, &task.served);
     context.time_limit_ms = time_limit.map(|limit| limit.as_millis() as u64);
     context.hostname = format!("call@{}", crate::hostname());
     Ok(plugin.run(JobRequest {

@@ -38,15 +38,19 @@ pub(crate) fn load_plugins(runtime: &Runtime, path: &Path) -> anyhow::Result<Reg
 }
 
 /// Like [`load_plugins`], but for a qualified task name (`math.add`) in a
-/// folder only that plugin is compiled: compiling a large component takes
-/// seconds, and a one-shot call needs just one.
+/// folder only that plugin is compiled when it serves the name: compiling a
+/// large component takes seconds, and a one-shot call needs just one. A name
+/// the plugin does not serve (one renamed by a manifest) loads the folder.
 pub(crate) fn load_plugins_for(runtime: &Runtime, path: &Path, task: Option<&str>) -> anyhow::Result<Registry> {
     let single = task
-        .and_then(|task| task.split_once('.'))
-        .map(|(plugin, _)| path.join(format!("{plugin}.wasm")))
-        .filter(|file| path.is_dir() && file.is_file());
-    if let Some(file) = single {
-        return load_plugins_for(runtime, &file, None);
+        .and_then(|task| task.split_once('.').map(|(plugin, _)| (task, plugin)))
+        .map(|(task, plugin)| (task, path.join(format!("{plugin}.wasm"))))
+        .filter(|(_, file)| path.is_dir() && file.is_file());
+    if let Some((task, file)) = single {
+        let registry = load_plugins_for(runtime, &file, None)?;
+        if registry.resolve(task).is_some() {
+            return Ok(registry);
+        }
     }
     if path.is_dir() {
         let (registry, errors) =
@@ -59,7 +63,7 @@ pub(crate) fn load_plugins_for(runtime: &Runtime, path: &Path, task: Option<&str
     } else {
         let plugin = crate::runtime::Plugin::load(runtime, path)?;
         let mut registry = Registry::default();
-        registry.insert(plugin);
+        registry.insert(plugin)?;
         Ok(registry)
     }
 }

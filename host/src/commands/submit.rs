@@ -128,9 +128,25 @@ pub async fn revoke(config: RevokeConfig) -> anyhow::Result<u8> {
     crate::client::connect_once(&client).await?;
     let db = client.get_connection_info().redis.db;
     let mut connection = crate::broker::redis::connect_manager(client).await.context("connecting to the broker")?;
-    crate::control::broadcast_revoke(&mut connection, db, &config.task_ids, config.terminate)
-        .await
-        .context("sending the revoke")?;
-    println!("revoked {}", config.task_ids.join(" "));
+    if !config.task_ids.is_empty() {
+        crate::control::broadcast_revoke(&mut connection, db, &config.task_ids, config.terminate)
+            .await
+            .context("sending the revoke")?;
+        println!("revoked {}", config.task_ids.join(" "));
+    }
+    if !config.stamped.is_empty() {
+        let mut headers = serde_json::Map::new();
+        for (header, value) in &config.stamped {
+            let values = headers.entry(header.clone()).or_insert_with(|| serde_json::Value::Array(Vec::new()));
+            if let serde_json::Value::Array(values) = values {
+                values.push(value.clone().into());
+            }
+        }
+        crate::control::broadcast_revoke_stamped(&mut connection, db, &headers, config.terminate)
+            .await
+            .context("sending the revoke by stamped headers")?;
+        let pairs: Vec<String> = config.stamped.iter().map(|(header, value)| format!("{header}={value}")).collect();
+        println!("revoked every job stamped {}", pairs.join(" "));
+    }
     Ok(0)
 }

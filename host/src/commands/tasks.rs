@@ -43,9 +43,8 @@ fn print_tasks(registry: &Registry) -> std::io::Result<()> {
             let doc = task.doc.as_deref().map(|doc| format!("  {doc}")).unwrap_or_default();
             writeln!(
                 out,
-                "{}.{}({})  [{}{label}]{}",
-                plugin.name(),
-                task.name,
+                "{}({})  [{}{label}]{}",
+                task.served,
                 task.params.join(", "),
                 plugin.version(),
                 doc

@@ -28,6 +28,7 @@ use crate::protocol::envelope;
 
 pub mod client;
 mod commands;
+pub mod stamps;
 
 /// Where revoked ids are kept, with their expiry as score.
 pub const REVOKED_KEY: &str = "chard:revoked";
@@ -39,15 +40,22 @@ pub fn pidbox_channel(db: i64) -> String {
     format!("/{db}.celery.pidbox")
 }
 
-/// Ids this worker must not run.
+/// Ids this worker must not run, and stamps whose jobs it must not run.
 #[derive(Default)]
 pub struct Revoked {
     ids: Mutex<HashSet<String>>,
+    pub stamps: stamps::RevokedStamps,
 }
 
 impl Revoked {
     pub fn contains(&self, id: &str) -> bool {
         self.ids.lock().unwrap().contains(id)
+    }
+
+    /// Whether a job with this id and these message headers is revoked, by
+    /// id or by one of its stamps.
+    pub fn revokes(&self, id: &str, headers: &serde_json::Map<String, Value>) -> bool {
+        self.contains(id) || (!self.stamps.is_empty() && self.stamps.matching(&stamps::job_stamps(headers)).is_some())
     }
 
     pub fn insert(&self, ids: impl IntoIterator<Item = String>) {
@@ -73,6 +81,27 @@ pub async fn store_revoked(connection: &mut redis::aio::ConnectionManager, ids: 
         pipe.zadd(REVOKED_KEY, id, expires).ignore();
     }
     pipe.query_async(connection).await
+}
+
+/// Records revoked stamps in Redis, as [`store_revoked`] does ids.
+pub async fn store_revoked_stamps(
+    connection: &mut redis::aio::ConnectionManager,
+    headers: &serde_json::Map<String, Value>,
+) -> redis::RedisResult<()> {
+    let expires = now() + REVOKE_TTL.as_secs_f64();
+    let mut pipe = redis::pipe();
+    pipe.cmd("ZREMRANGEBYSCORE").arg(stamps::REVOKED_STAMPS_KEY).arg("-inf").arg(now()).ignore();
+    for member in stamps::members(headers) {
+        pipe.zadd(stamps::REVOKED_STAMPS_KEY, member, expires).ignore();
+    }
+    pipe.query_async(connection).await
+}
+
+/// Loads the revoked stamps that have not expired.
+pub async fn load_revoked_stamps(connection: &mut redis::aio::ConnectionManager) -> redis::RedisResult<serde_json::Map<String, Value>> {
+    let members: Vec<String> =
+        redis::cmd("ZRANGEBYSCORE").arg(stamps::REVOKED_STAMPS_KEY).arg(now()).arg("+inf").query_async(connection).await?;
+    Ok(stamps::from_members(&members))
 }
 
 /// Loads the revokes that have not expired.
@@ -119,6 +148,10 @@ pub trait Node: Send + Sync + 'static {
     fn conf(&self) -> Value;
     /// Revoke ids; `terminate` also stops them if running. Returns the ids.
     fn revoke(&self, ids: Vec<String>, terminate: bool);
+    /// Revoke jobs by stamp (`revoke_by_stamped_headers`); `terminate` also
+    /// stops running jobs whose stamps match. Returns the stamps of the
+    /// jobs stopped.
+    fn revoke_stamped(&self, headers: &serde_json::Map<String, Value>, terminate: bool) -> Vec<(String, Value)>;
     fn revoked(&self) -> Vec<String>;
     /// The worker's monitoring: clock, task-event switch, held jobs.
     fn events(&self) -> &crate::events::Events;
@@ -178,6 +211,12 @@ pub async fn serve<N: Node>(client: redis::Client, mut connection: redis::aio::C
                     tracing::warn!(%error, "cannot record revoked ids in Redis");
                 }
             }
+            if request.method == "revoke_by_stamped_headers" {
+                let headers = stamps::parse_headers(&request.arguments);
+                if let Err(error) = store_revoked_stamps(&mut connection, &headers).await {
+                    tracing::warn!(%error, "cannot record revoked stamps in Redis");
+                }
+            }
             if let (Some((exchange, routing_key)), Some(ticket)) = (&request.reply_to, &request.ticket) {
                 if let Err(error) = reply(&mut connection, &*node, exchange, routing_key, ticket, result).await {
                     tracing::warn!(%error, method = request.method, "cannot send control reply");
@@ -198,6 +237,12 @@ fn handle<N: Node>(node: &N, request: &Request) -> Value {
             let listed = ids.iter().map(|id| format!("'{id}'")).collect::<Vec<_>>().join(", ");
             node.revoke(ids, terminate);
             json!({"ok": format!("tasks {{{listed}}} flagged as revoked")})
+        }
+        "revoke_by_stamped_headers" => {
+            let headers = stamps::parse_headers(arguments);
+            let terminate = arguments.get("terminate").and_then(Value::as_bool).unwrap_or(false);
+            let terminated = node.revoke_stamped(&headers, terminate);
+            json!({"ok": stamps::reply(&headers, terminate, &terminated)})
         }
         "registered" => json!(node.registered()),
         "revoked" => json!(node.revoked()),
@@ -288,6 +333,24 @@ async fn reply<N: Node>(
         }
     }
     Ok(())
+}
+
+/// Sends a `revoke_by_stamped_headers` broadcast (a cast), as
+/// `app.control.revoke_by_stamped_headers` does.
+pub async fn broadcast_revoke_stamped(
+    connection: &mut redis::aio::ConnectionManager,
+    db: i64,
+    headers: &serde_json::Map<String, Value>,
+    terminate: bool,
+) -> redis::RedisResult<()> {
+    store_revoked_stamps(connection, headers).await?;
+    let body = json!({
+        "method": "revoke_by_stamped_headers",
+        "arguments": {"headers": headers, "terminate": terminate, "signal": "SIGTERM"},
+        "destination": null, "pattern": null, "matcher": null,
+    });
+    let message = envelope(&body, json!({"clock": 1}), "celery.pidbox", "");
+    redis::cmd("PUBLISH").arg(pidbox_channel(db)).arg(message).query_async(connection).await
 }
 
 /// Sends a revoke broadcast (a cast: no reply), as `app.control.revoke` does.

@@ -200,6 +200,8 @@ struct CapabilitiesFile {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct TaskOverrides {
+    /// The name the task is served under (see `names`); only in `[tasks.*]`.
+    name: Option<String>,
     queue: Option<String>,
     time_limit: Option<f64>,
     soft_time_limit: Option<f64>,
@@ -264,7 +266,12 @@ impl Manifest {
         let tables = std::iter::once(("defaults".to_string(), &file.defaults))
             .chain(file.tasks.iter().map(|(name, overrides)| (format!("tasks.{name}"), overrides)));
         for (table, overrides) in tables {
-            overrides.validate().map_err(|(key, message)| ManifestError {
+            let named = match (&overrides.name, table.as_str()) {
+                (Some(_), "defaults") => Err(("name", "a served name belongs in a [tasks.<task>] table".to_string())),
+                (Some(name), _) => super::names::check_name(name).map_err(|message| ("name", message)),
+                (None, _) => Ok(()),
+            };
+            named.and_then(|()| overrides.validate()).map_err(|(key, message)| ManifestError {
                 path: path.to_path_buf(),
                 line: line_of_key(text, &table, key),
                 message: format!("[{table}] {key}: {message}"),
@@ -309,6 +316,11 @@ impl Manifest {
             }
         }
         Ok(())
+    }
+
+    /// The name `[tasks.<task>] name = ...` serves `task` under, if set.
+    pub fn served_name(&self, task: &str) -> Option<&str> {
+        self.tasks.get(task).and_then(|overrides| overrides.name.as_deref())
     }
 
     /// `declared` (the plugin's own defaults for `task`) with this
@@ -545,6 +557,18 @@ mod tests {
         let mul = manifest.task_defaults("mul", declared);
         assert_eq!(mul.time_limit, Some(Duration::from_secs(10)));
         assert_eq!(mul.queue, None);
+    }
+
+    #[test]
+    fn a_task_table_can_rename_the_task() {
+        let manifest = parse("[tasks.add]\nname = \"auto_retry_class_task\"\n").unwrap();
+        assert_eq!(manifest.served_name("add"), Some("auto_retry_class_task"));
+        assert_eq!(manifest.served_name("mul"), None);
+        let error = parse("[defaults]\nname = \"x\"\n").unwrap_err();
+        assert_eq!(error.to_string(), "plugins/math.toml:2: [defaults] name: a served name belongs in a [tasks.<task>] table");
+        let error = parse("[tasks.add]\nname = \"two words\"\n").unwrap_err();
+        assert_eq!(error.line, 2);
+        assert!(error.message.contains("whitespace"), "{error}");
     }
 
     #[test]

@@ -26,6 +26,7 @@ mod engine;
 mod job;
 mod keyvalue;
 mod manifest;
+mod names;
 mod origin;
 mod outcome;
 mod plugin;

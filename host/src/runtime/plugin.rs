@@ -11,6 +11,7 @@ use super::bindings::v0_2::chard::task::types;
 use super::engine::Runtime;
 use super::job::{self, Finished, JobRequest};
 use super::manifest::{Grants, Manifest, ManifestError};
+use super::names::{check_name, served_name};
 use super::origin::origin_of;
 use super::outcome::Outcome;
 use super::policy::Refusal;
@@ -34,6 +35,10 @@ pub enum LoadError {
     ListTasks { path: PathBuf, reason: String },
     #[error("{path}: plugin name {name:?} must be a non-empty file stem without dots")]
     BadName { path: PathBuf, name: String },
+    #[error("{path}: tasks {first} and {second} would both be served as {name}; give one another name in the manifest ([tasks.<task>] name = ...)")]
+    DuplicateName { path: PathBuf, name: String, first: String, second: String },
+    #[error("{path}: plugin {plugin} would serve {name}, which plugin {other} ({other_path}) already serves; {plugin} is refused and {other} keeps serving (rename the task in {plugin}'s manifest: [tasks.<task>] name = ...)")]
+    NameTaken { path: PathBuf, plugin: String, name: String, other: String, other_path: PathBuf },
     #[error(transparent)]
     Manifest(#[from] ManifestError),
     #[error("{path}: refused by the worker's policy: {refusal}")]
@@ -52,6 +57,8 @@ impl LoadError {
             | Self::Link { path, .. }
             | Self::ListTasks { path, .. }
             | Self::BadName { path, .. }
+            | Self::DuplicateName { path, .. }
+            | Self::NameTaken { path, .. }
             | Self::Policy { path, .. } => path,
             Self::Manifest(error) => &error.path,
         };
@@ -96,7 +103,11 @@ impl TaskDefaults {
 /// One task of a plugin.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TaskInfo {
+    /// The name the plugin declared: what its `run` is called with.
     pub name: String,
+    /// The name jobs ask for (see `names`): `math.add`, or what the plugin or
+    /// its manifest chose.
+    pub served: String,
     pub params: Vec<String>,
     pub doc: Option<String>,
     pub defaults: TaskDefaults,
@@ -192,8 +203,23 @@ impl Plugin {
         manifest.check_tasks(declared.iter().map(|task| task.name.as_str()))?;
         plugin.tasks = declared
             .into_iter()
-            .map(|task| TaskInfo { defaults: manifest.task_defaults(&task.name, task.defaults.clone()), ..task })
+            .map(|task| TaskInfo {
+                defaults: manifest.task_defaults(&task.name, task.defaults.clone()),
+                served: served_name(&plugin.name, &task.name, manifest.served_name(&task.name)),
+                ..task
+            })
             .collect();
+        for (index, task) in plugin.tasks.iter().enumerate() {
+            if let Some(earlier) = plugin.tasks[..index].iter().find(|earlier| earlier.served == task.served) {
+                return Err(LoadError::DuplicateName {
+                    path: path.to_path_buf(),
+                    name: task.served.clone(),
+                    first: earlier.name.clone(),
+                    second: task.name.clone(),
+                });
+            }
+            check_name(&task.served).map_err(|reason| LoadError::ListTasks { path: path.to_path_buf(), reason })?;
+        }
         Ok(plugin)
     }
 
@@ -267,8 +293,14 @@ impl Plugin {
         &self.tasks
     }
 
+    /// The task the plugin declared as `name`.
     pub fn task(&self, name: &str) -> Option<&TaskInfo> {
         self.tasks.iter().find(|task| task.name == name)
+    }
+
+    /// The task served as `served`.
+    pub fn served_task(&self, served: &str) -> Option<&TaskInfo> {
+        self.tasks.iter().find(|task| task.served == served)
     }
 
     pub(crate) fn runtime(&self) -> &Runtime {
@@ -285,6 +317,7 @@ impl From<types::TaskInfo> for TaskInfo {
         let millis = |value: Option<u64>| value.map(Duration::from_millis);
         let defaults = info.defaults;
         Self {
+            served: info.name.clone(),
             name: info.name,
             params: info.params,
             doc: info.doc,

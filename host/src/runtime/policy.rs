@@ -382,6 +382,7 @@ mod tests {
         assert_eq!(policy.max_memory_bytes, Some(128 << 20), "the worker's memory limit by default");
         let task = |memory: Option<u32>, time: Option<f64>| TaskInfo {
             name: "add".into(),
+            served: "math.add".into(),
             params: vec![],
             doc: None,
             defaults: crate::runtime::TaskDefaults {

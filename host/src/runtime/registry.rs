@@ -1,8 +1,10 @@
 //! The set of loaded plugins and task-name resolution.
 //!
-//! Tasks are served as `<plugin>.<task>`, the plugin being the file stem of
-//! its `.wasm`. A bare task name resolves too when exactly one plugin has it,
-//! which keeps `host call math.wasm add` short.
+//! Tasks are served under the names `names` gives them (`<plugin>.<task>`
+//! unless the plugin or its manifest chose another), each by one plugin: a
+//! plugin that would take a name another one serves is refused. A bare task
+//! name, as the plugin declared it, resolves too when exactly one plugin has
+//! it, which keeps `host call math.wasm add` short.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -47,6 +49,8 @@ pub fn empty_folder_hint(dir: &Path) -> String {
 #[derive(Default, Clone)]
 pub struct Registry {
     plugins: HashMap<String, Arc<Plugin>>,
+    /// Served task name -> the plugin serving it.
+    served: HashMap<String, String>,
 }
 
 impl Registry {
@@ -61,20 +65,41 @@ impl Registry {
             .collect();
         paths.sort();
         for path in paths {
-            match Plugin::load(runtime, &path) {
-                Ok(plugin) => registry.insert(plugin),
+            match Plugin::load(runtime, &path).and_then(|plugin| registry.insert(plugin)) {
+                Ok(_) => {}
                 Err(error) => errors.push(error),
             }
         }
         Ok((registry, errors))
     }
 
-    pub fn insert(&mut self, plugin: Plugin) {
+    /// Adds `plugin`, or replaces the plugin of the same name (a reload);
+    /// refused when it would serve a name another plugin serves.
+    pub fn insert(&mut self, plugin: Plugin) -> Result<Option<Arc<Plugin>>, LoadError> {
+        for task in plugin.tasks() {
+            let Some(other) = self.served.get(&task.served).filter(|other| *other != plugin.name()) else { continue };
+            return Err(LoadError::NameTaken {
+                path: plugin.path().to_path_buf(),
+                plugin: plugin.name().to_string(),
+                name: task.served.clone(),
+                other: other.clone(),
+                other_path: self.plugins[other].path().to_path_buf(),
+            });
+        }
+        let previous = self.remove(plugin.name());
+        for task in plugin.tasks() {
+            self.served.insert(task.served.clone(), plugin.name().to_string());
+        }
         self.plugins.insert(plugin.name().to_string(), Arc::new(plugin));
+        Ok(previous)
     }
 
     pub fn remove(&mut self, name: &str) -> Option<Arc<Plugin>> {
-        self.plugins.remove(name)
+        let plugin = self.plugins.remove(name)?;
+        for task in plugin.tasks() {
+            self.served.remove(&task.served);
+        }
+        Some(plugin)
     }
 
     pub fn get(&self, name: &str) -> Option<&Arc<Plugin>> {
@@ -94,24 +119,19 @@ impl Registry {
 
     /// Every served task name, sorted: `math.add`, `math.mul`...
     pub fn task_names(&self) -> Vec<String> {
-        let mut names: Vec<String> = self
-            .plugins
-            .values()
-            .flat_map(|plugin| plugin.tasks().iter().map(move |task| format!("{}.{}", plugin.name(), task.name)))
-            .collect();
+        let mut names: Vec<String> = self.served.keys().cloned().collect();
         names.sort();
         names
     }
 
-    /// Resolves `plugin.task` exactly (the worker's path: Celery names).
-    pub fn resolve(&self, full_name: &str) -> Option<(&Arc<Plugin>, &TaskInfo)> {
-        let (plugin_name, task_name) = full_name.split_once('.')?;
-        let plugin = self.plugins.get(plugin_name)?;
-        let task = plugin.task(task_name)?;
+    /// Resolves a served name exactly (the worker's path: Celery names).
+    pub fn resolve(&self, served: &str) -> Option<(&Arc<Plugin>, &TaskInfo)> {
+        let plugin = self.plugins.get(self.served.get(served)?)?;
+        let task = plugin.served_task(served)?;
         Some((plugin, task))
     }
 
-    /// Resolves `plugin.task`, or a bare task name that only one plugin has.
+    /// Resolves a served name, or a declared task name that only one plugin has.
     pub fn resolve_loose(&self, name: &str) -> Result<(&Arc<Plugin>, &TaskInfo), ResolveError> {
         if let Some(found) = self.resolve(name) {
             return Ok(found);
@@ -126,7 +146,7 @@ impl Registry {
             1 => Ok(matches.remove(0)),
             _ => {
                 let mut candidates: Vec<_> =
-                    matches.iter().map(|(plugin, _)| format!("{}.{name}", plugin.name())).collect();
+                    matches.iter().map(|(_, task)| task.served.clone()).collect();
                 candidates.sort();
                 Err(ResolveError::Ambiguous { name: name.to_string(), candidates: candidates.join(", ") })
             }

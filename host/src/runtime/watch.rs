@@ -143,19 +143,26 @@ fn apply_change(runtime: &Runtime, registry: &SharedRegistry, path: &Path) -> Op
             }
             let (version, tasks) = (plugin.fingerprint(), plugin.tasks().len());
             let mut next = (**registry.read().unwrap()).clone();
-            next.insert(plugin);
+            if let Err(error) = next.insert(plugin) {
+                report_failure(registry, &name, &error);
+                return Some(false);
+            }
             *registry.write().unwrap() = Arc::new(next);
             tracing::info!(plugin = name, version, previous = current.as_deref().unwrap_or("none"), tasks, "plugin loaded (hot reload)");
             Some(true)
         }
         Err(error) => {
-            if registry.read().unwrap().get(&name).is_some() {
-                tracing::error!("plugin {name} not reloaded, previous version keeps serving: {error}");
-            } else {
-                tracing::error!("plugin {name} not loaded: {error}");
-            }
+            report_failure(registry, &name, &error);
             Some(false)
         }
+    }
+}
+
+fn report_failure(registry: &SharedRegistry, name: &str, error: &super::plugin::LoadError) {
+    if registry.read().unwrap().get(name).is_some() {
+        tracing::error!("plugin {name} not reloaded, previous version keeps serving: {error}");
+    } else {
+        tracing::error!("plugin {name} not loaded: {error}");
     }
 }
 

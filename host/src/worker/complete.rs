@@ -63,11 +63,7 @@ pub(super) async fn complete_loop<B: Broker, R: ResultBackend>(shared: Arc<Share
 /// `finished`. A job one of whose writes Redis refuses for good ends FAILURE
 /// instead, naming the key.
 async fn write_outcomes<B: Broker, R: ResultBackend>(shared: &Arc<Shared<B>>, backend: &R, finished: &mut [(Job, Plan)]) {
-    // What the follow-ups rely on (chord sizes of canvases a task sent)
-    // goes first, so no member can finish before its chord is known.
-    let (setup, owners) = take_each(finished, |plan| std::mem::take(&mut plan.setup));
-    let refused = write_isolating(shared.metrics.as_deref(), "store what follow-ups need", &setup, &owners, |write| &write.key, |batch| backend.store(batch)).await;
-    fail_refused(shared, finished, &refused);
+    // Chord sizes first: no member may finish before its chord is known.
     let sizes: Vec<(String, u64)> = finished.iter_mut().flat_map(|(_, plan)| std::mem::take(&mut plan.chord_sizes)).collect();
     if let Err(error) = persist(shared.metrics.as_deref(), "record chord sizes", || backend.set_chord_sizes(&sizes, shared.settings.result_expires)).await {
         tracing::error!(%error, "cannot record the sizes of the chords being started");

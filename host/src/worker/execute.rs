@@ -21,7 +21,7 @@ pub(super) fn finish_without_running<B: Broker>(shared: &Arc<Shared<B>>, job: Jo
 /// Ends a job that was revoked or has expired (REVOKED, without running
 /// it); gives back any other.
 pub(super) fn unless_stale<B: Broker>(shared: &Arc<Shared<B>>, job: Job) -> Option<Job> {
-    if shared.revoked.contains(&job.message.id) {
+    if shared.revoked.revokes(&job.message.id, &job.message.headers.extra) {
         finish_without_running(shared, job, |job, settings| plan::revoked(job, settings));
         return None;
     }
@@ -97,7 +97,11 @@ fn execute<B: Broker>(shared: &Arc<Shared<B>>, job: Job) -> Completion {
         }
     };
     shared.events.started(job.tag.as_deref(), &message.id);
-    shared.running.lock().unwrap().insert(message.id.clone(), job.cancellation.clone());
+    let running = super::RunningJob {
+        cancellation: job.cancellation.clone(),
+        stamps: crate::control::stamps::job_stamps(&message.headers.extra),
+    };
+    shared.running.lock().unwrap().insert(message.id.clone(), running);
     let started = Instant::now();
     let mut instantiation = None;
     let (outcome, publish, task, effects) = match work {
@@ -139,15 +143,13 @@ fn execute<B: Broker>(shared: &Arc<Shared<B>>, job: Job) -> Completion {
             metrics.instantiated(took);
         }
     }
+    let sent = outbox::collect(effects.sent);
     let mut plan = match (&outcome, effects.replacement) {
         // Celery's `self.replace(sig)`: the signature takes the job's place.
         (Outcome::Succeeded { .. }, Some(signature)) => replace::plan(&job, &signature, &shared.settings)
             .unwrap_or_else(|error| plan::plan(&job, &Outcome::Failed(Failure::new("ValueError", format!("replace: {error}"))), task, &shared.settings)),
-        _ => plan::plan(&job, &outcome, task, &shared.settings),
+        _ => plan::after_run(&job, &outcome, task, sent, &shared.settings),
     };
-    if matches!(outcome, Outcome::Succeeded { .. }) {
-        outbox::apply(&mut plan, effects.sent);
-    }
     plan.publish.extend(publish);
     report_end(shared, &job, &plan, Some(&outcome), runtime);
     if let Some(note) = &plan.note {

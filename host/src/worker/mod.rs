@@ -102,8 +102,8 @@ struct Shared<B> {
     executors_gone: Notify,
     /// Tags of every message this worker holds.
     held: Mutex<HashSet<String>>,
-    /// Cancellation handles of running jobs, by task id.
-    running: Mutex<HashMap<String, Cancellation>>,
+    /// Running jobs, by task id.
+    running: Mutex<HashMap<String, RunningJob>>,
     /// Set once shutdown starts: no new job may start.
     stopping: AtomicBool,
     /// Set when the drain deadline passed: stopped jobs are requeued.
@@ -122,6 +122,13 @@ struct Shared<B> {
     remote_shutdown: tokio::sync::Notify,
     /// Prometheus metrics, with `--metrics` only.
     metrics: Option<Arc<crate::metrics::Metrics>>,
+}
+
+/// A job being run: what stops it, and its stamps (for
+/// `revoke_by_stamped_headers` with `terminate`).
+struct RunningJob {
+    cancellation: Cancellation,
+    stamps: Vec<(String, serde_json::Value)>,
 }
 
 impl<B: Broker> crate::control::Node for Shared<B> {
@@ -186,9 +193,9 @@ impl<B: Broker> crate::control::Node for Shared<B> {
         if terminate {
             let running = self.running.lock().unwrap();
             for id in &ids {
-                if let Some(cancellation) = running.get(id) {
+                if let Some(job) = running.get(id) {
                     tracing::info!(%id, "terminating revoked job");
-                    cancellation.cancel();
+                    job.cancellation.cancel();
                 }
             }
         }
@@ -201,6 +208,26 @@ impl<B: Broker> crate::control::Node for Shared<B> {
             let _ = self.revokes.send(idle);
         }
         self.revoked.insert(ids);
+    }
+
+    fn revoke_stamped(&self, headers: &serde_json::Map<String, serde_json::Value>, terminate: bool) -> Vec<(String, serde_json::Value)> {
+        self.revoked.stamps.insert(headers);
+        tracing::info!(headers = %serde_json::Value::Object(headers.clone()), terminate, "revoked by stamped headers");
+        if !terminate {
+            return Vec::new();
+        }
+        // Celery stops the running jobs that match this request's stamps.
+        let request = crate::control::stamps::RevokedStamps::default();
+        request.insert(headers);
+        let mut terminated = Vec::new();
+        for (id, job) in self.running.lock().unwrap().iter() {
+            if let Some(stamp) = request.matching(&job.stamps) {
+                tracing::info!(%id, "terminating a job revoked by its stamp");
+                job.cancellation.cancel();
+                terminated.push(stamp);
+            }
+        }
+        terminated
     }
 
     fn revoked(&self) -> Vec<String> {
@@ -328,6 +355,10 @@ pub async fn run<B: Broker, R: ResultBackend>(
                 Ok(ids) => shared.revoked.insert(ids),
                 Err(error) => tracing::warn!(%error, "cannot load revoked ids"),
             }
+            match crate::control::load_revoked_stamps(&mut link.connection).await {
+                Ok(headers) => shared.revoked.stamps.insert(&headers),
+                Err(error) => tracing::warn!(%error, "cannot load revoked stamps"),
+            }
             Some(tokio::spawn(crate::control::serve(link.client, link.connection, link.db, shared.clone())))
         }
         None => None,
@@ -406,8 +437,8 @@ pub async fn run<B: Broker, R: ResultBackend>(
     if held_count(&shared) > 0 {
         tracing::warn!(jobs = held_count(&shared), "drain timeout passed: stopping running jobs and requeueing them");
         shared.forced.store(true, Ordering::SeqCst);
-        for cancellation in shared.running.lock().unwrap().values() {
-            cancellation.cancel();
+        for running in shared.running.lock().unwrap().values() {
+            running.cancellation.cancel();
         }
         let grace = Instant::now() + Duration::from_secs(2);
         while held_count(&shared) > 0 && Instant::now() < grace {

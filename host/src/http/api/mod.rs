@@ -130,7 +130,7 @@ fn list_plugin_tasks(folder: &std::path::Path) -> anyhow::Result<BTreeMap<String
     Ok(registry
         .plugins()
         .iter()
-        .flat_map(|plugin| plugin.tasks().iter().map(|task| (format!("{}.{}", plugin.name(), task.name), plugin.fingerprint())))
+        .flat_map(|plugin| plugin.tasks().iter().map(|task| (task.served.clone(), plugin.fingerprint())))
         .collect())
 }
 

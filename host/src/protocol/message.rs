@@ -155,8 +155,10 @@ pub struct Embed {
 }
 
 #[derive(Deserialize)]
-struct Envelope {
-    body: String,
+struct Envelope<'a> {
+    /// Borrowed from the message: base64 has nothing to unescape.
+    #[serde(borrow)]
+    body: std::borrow::Cow<'a, str>,
     #[serde(default, rename = "content-type")]
     content_type: Option<String>,
     #[serde(default)]

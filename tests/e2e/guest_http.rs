@@ -244,11 +244,11 @@ fn a_100_mib_response_stops_at_the_body_limit() {
         );
         assert_eq!(seen[1]["value"]["status"], json!(200), "{plugin}: the worker goes on");
     }
-    // Mostly the guests' own copies of the 16 MiB they were given (see the
-    // next test for the worker's part).
+    // Printed, not asserted: the guests' own copies of the 16 MiB they were
+    // given and the plugins' mapped code pages, four languages' worth, are
+    // in it too. The next test asserts the worker's own part.
     let grown = peak_rss(worker.pid()).saturating_sub(before);
     eprintln!("16 MiB limit: worker peak RSS grew by {:.1} MiB over four 100 MiB responses", grown as f64 / (1 << 20) as f64);
-    assert!(grown < HUGE as u64, "the worker's peak RSS grew by {grown} bytes");
 }
 
 /// The worker's own part: with a 1 MiB limit the guests hold almost

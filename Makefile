@@ -10,7 +10,7 @@ HTTP_PLUGINS := pyhttp jshttp chttp
 VENV := .venv
 PYTHON := $(VENV)/bin/python
 
-.PHONY: deps all build install plugins rust-plugins guest-plugins toolchains demo test test-sdk fuzz fuzz-canvas bench bench-eta bench-celery bench-metrics bench-peers venv clean
+.PHONY: deps all build install plugins rust-plugins guest-plugins toolchains demo test test-sdk fuzz fuzz-canvas bench bench-eta bench-eta-timing bench-celery bench-metrics bench-peers bench-cost bench-latency bench-startup venv clean
 
 all: build plugins
 
@@ -106,20 +106,39 @@ bench/peers/node_modules: bench/peers/package.json bench/peers/package-lock.json
 	cd bench/peers && npm ci --no-audit --no-fund
 	@touch $@
 
+## CPU per job of a 50,000-job drain, independent of the machine's load:
+## worker utime+stime, Redis INFO commandstats and CPU, callgrind instructions.
+bench-cost: build plugins venv
+	$(PYTHON) bench/drain_cost.py --messages 50000 --rounds 3 --callgrind 2000
+
+## Submit -> result latency, one job at a time on an idle worker (p50/p99),
+## next to a Redis-only floor. On a shared machine, run it under `nice -n -15`.
+bench-latency: build plugins venv
+	$(PYTHON) bench/latency.py --samples 2000
+
+## Exec -> "worker ready" with the four example plugins, warm compile cache.
+bench-startup: build plugins venv
+	$(PYTHON) bench/startup.py --runs 7
+
 ## Same queue drained by a stock Celery worker and by host run; prints both rates and the ratio.
 ## Worker memory with 1,000,000 jobs an hour ahead (ETA_JOBS=100000 for a quicker run).
 ETA_JOBS ?= 1000000
 bench-eta: build plugins venv
 	$(PYTHON) bench/eta_memory.py $(ETA_JOBS)
 
+## Far-ETA jobs run once and on time: 100,000 due 40 to 160 s ahead on two
+## workers; prints results, duplicate runs and lateness percentiles.
+bench-eta-timing: build plugins venv
+	$(PYTHON) bench/eta_memory.py --timing $${ETA_TIMING_JOBS:-100000} $${ETA_TIMING_SPREAD:-120}
+
 bench-celery: build plugins venv
 	$(PYTHON) bench/celery_vs_chard.py
 
-## What `--metrics` costs: instructions per job (valgrind), then
-## alternating drains with and without it.
+## What `--metrics` costs: CPU and instructions per job (valgrind) with
+## and without it, then alternating drains.
 bench-metrics: build plugins venv
-	$(PYTHON) bench/instructions.py
-	$(PYTHON) bench/instructions.py --chard-args "--metrics 127.0.0.1:0"
+	$(PYTHON) bench/drain_cost.py --messages 50000 --rounds 3 --callgrind 1000
+	$(PYTHON) bench/drain_cost.py --messages 50000 --rounds 3 --callgrind 1000 --chard-args "--metrics 127.0.0.1:0"
 	$(PYTHON) bench/celery_vs_chard.py --chard-only --messages 50000 --rounds 5 --versus "--metrics 127.0.0.1:0"
 
 clean:

@@ -102,6 +102,35 @@ fn replace_in_a_chain_in_a_chord_header_and_alone() {
     assert_eq!(seen["chord_member"], json!(12.0));
 }
 
+/// Nested canvases a task sends or is replaced by end as on a Python
+/// worker running the same tasks: a group replacing a chain step with two
+/// steps after it, chord members replaced by a group and by a chord, a
+/// chain holding a group, a chord whose body is a chain.
+#[test]
+fn nested_canvases_sent_or_replaced_from_a_task_end_as_on_a_python_worker() {
+    let python_redis = RedisServer::start();
+    let python_worker = crate::util::CeleryWorker::start(&python_redis.url(0), &python_redis.url(1));
+    let on_python = run_python("celery_io.py", &["nested", &python_redis.url(0), &python_redis.url(1)]);
+    drop(python_worker);
+
+    let redis = RedisServer::start();
+    let plugins = plugin_folder(&["math", "io", "canvas"]);
+    std::fs::write(plugins.path().join("io.toml"), GRANTS).unwrap();
+    let _worker = worker(plugins.path(), &redis);
+    let on_chard = run_python("celery_io.py", &["nested", &redis.url(0), &redis.url(1)]);
+    assert_eq!(on_chard, on_python, "Chard (left) and a Python worker (right) differ");
+    // And what they agree on is what the canvases compute.
+    assert_eq!(on_chard["group_then_two_steps"], json!(16));
+    assert_eq!(on_chard["member_to_group"], json!([[2, 4], 6]));
+    assert_eq!(on_chard["member_to_chord"], json!([6, 6]));
+    assert_eq!(on_chard["to_chain_with_group"], json!(7));
+    assert_eq!(on_chard["sent_chain_with_group"], json!(7));
+    assert_eq!(on_chard["children"], json!([["AsyncResult", 0]]), "a chain: its first task");
+    assert_eq!(on_chard["first_child_ran"], json!(2));
+    assert_eq!(on_chard["group_child"], json!([["GroupResult", true, [2, 4]]]));
+    assert_eq!(on_chard["sent_chord_with_chain_body"], json!(7));
+}
+
 #[test]
 fn key_value_makes_a_task_idempotent_across_two_workers() {
     let redis = RedisServer::start();

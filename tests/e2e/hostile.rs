@@ -235,3 +235,92 @@ fn a_plugin_time_limit_of_zero_means_no_limit() {
     let run = host(&["call", wasm.to_str().unwrap(), "sleep", "[300]", "--time-limit", "0.1"]);
     assert_eq!(run.ok(), "300");
 }
+
+/// A header member whose join Redis refuses for good can never be counted,
+/// so the chord would wait forever: instead it ends as Celery's
+/// `on_chord_part_return` ends a chord whose join raises. The member fails
+/// naming the refusal, the body fails with `ChordError('Join error: ...')`,
+/// and the body's errbacks run.
+#[test]
+fn a_chord_join_redis_refuses_fails_the_body_with_a_chord_error_and_runs_its_errbacks() {
+    let redis = RedisServer::start();
+    let plugins = plugin_folder(&["math", "faults"]);
+    let group_id = uuid::Uuid::new_v4().to_string();
+    let (body_id, errback_id) = (uuid::Uuid::new_v4().to_string(), uuid::Uuid::new_v4().to_string());
+    // A string where the join's sorted set goes: every ZADD is WRONGTYPE.
+    let mut connection = redis.connection(0);
+    let _: () = connection.set(format!("celery-taskset-meta-{group_id}.j"), "not a sorted set").unwrap();
+    let _: () = connection.set(format!("celery-taskset-meta-{group_id}.s"), 2).unwrap();
+    let mut errback = Signature::new("faults.echo", vec![], Default::default());
+    errback.options.insert("task_id".into(), json!(errback_id));
+    let mut body = Signature::new("math.xsum", vec![], Default::default());
+    body.options.insert("task_id".into(), json!(body_id));
+    body.options.insert("link_error".into(), json!([errback]));
+    let mut members = Vec::new();
+    for index in 0..2u32 {
+        let mut member = task("math.add", json!([index, index]));
+        member.group = Some(group_id.clone());
+        member.group_index = Some(index);
+        member.embed.chord = Some(body.clone());
+        push(&redis, &member.to_envelope());
+        members.push(member.id);
+    }
+    let worker = Worker::start(plugins.path(), &redis.url(0), &["-c", "1"]);
+
+    let doc = eventually(Duration::from_secs(30), "the chord body's failure", || ready(&redis, 0, &body_id));
+    let (exc_type, message) = exception(&doc);
+    assert_eq!((doc["status"].as_str(), exc_type.as_str(), doc["result"]["exc_module"].as_str()), (Some("FAILURE"), "ChordError", Some("celery.exceptions")), "{doc}");
+    let expected = format!("Join error: Redis refused the chord join of group {group_id:?}: ");
+    assert!(message.starts_with(&expected) && message.contains("WRONGTYPE"), "{message}");
+    let doc = eventually(Duration::from_secs(30), "the body's errback", || ready(&redis, 0, &errback_id));
+    assert_eq!((doc["status"].as_str(), &doc["result"]), (Some("SUCCESS"), &json!(body_id)), "{doc}");
+    // The member whose join was refused fails; the chord is over by the
+    // time the other one joins, so that one just succeeds.
+    let mut states: Vec<(String, String)> = members
+        .iter()
+        .map(|id| {
+            let doc = eventually(Duration::from_secs(30), "a header member", || ready(&redis, 0, id));
+            (doc["status"].as_str().unwrap().to_string(), exception(&doc).0)
+        })
+        .collect();
+    states.sort();
+    assert_eq!(states, [("FAILURE".to_string(), "RedisCommandError".to_string()), ("SUCCESS".to_string(), String::new())], "{}", worker.log());
+    eventually(Duration::from_secs(10), "nothing left in unacked", || (redis.connection(0).hlen::<_, i64>("unacked").unwrap() == 0).then_some(()));
+}
+
+/// Python workers never release `chard:delayed`, so the last Chard worker
+/// to stop hands the parked jobs back to their queue, ETA unchanged; a
+/// Python worker then holds them and runs them at their ETA, as Celery
+/// does. While another Chard worker runs, they stay parked.
+#[test]
+fn the_last_chard_worker_to_stop_hands_far_eta_jobs_back_for_python_workers() {
+    let redis = RedisServer::start();
+    let plugins = plugin_folder(&["math"]);
+    let url = redis.url(0);
+    let mut first = Worker::start(plugins.path(), &url, &["--delay-beyond", "0", "-n", "first@test"]);
+    let mut second = Worker::start(plugins.path(), &url, &["--delay-beyond", "0", "-n", "second@test"]);
+    let ids: Vec<String> = (0..5)
+        .map(|i| host(&["submit", "math.add", &format!("[{i}, 100]"), "--countdown", "15", "--broker", &url]).ok().to_string())
+        .collect();
+    let parked = || -> (i64, i64) { (redis.connection(0).zcard("chard:delayed").unwrap(), redis.connection(0).llen("celery").unwrap()) };
+    eventually(Duration::from_secs(5), "every job parked", || (parked() == (5, 0)).then_some(()));
+
+    first.signal("TERM");
+    assert_eq!(first.wait_exit(Duration::from_secs(20)), Some(0), "{}", first.log());
+    assert_eq!(parked(), (5, 0), "another Chard worker runs: {}", first.log());
+    second.signal("TERM");
+    assert_eq!(second.wait_exit(Duration::from_secs(20)), Some(0), "{}", second.log());
+    assert!(second.log().contains("far-ETA jobs handed back to their queues") && second.log().contains("handed=5"), "{}", second.log());
+    assert_eq!(parked(), (0, 5));
+    let entries: i64 = redis.connection(0).hlen("chard:delayed:messages").unwrap();
+    assert_eq!(entries, 0);
+
+    let _python = crate::util::CeleryWorker::start(&url, &url);
+    for id in &ids {
+        assert!(ready(&redis, 0, id).is_none(), "an ETA job ran before its time");
+    }
+    for (i, id) in ids.iter().enumerate() {
+        let doc = eventually(Duration::from_secs(40), "a handed-back job, run by the Python worker", || ready(&redis, 0, id));
+        assert_eq!(doc["result"], json!(i + 100), "{doc}");
+    }
+}

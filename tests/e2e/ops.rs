@@ -185,7 +185,9 @@ fn probes_and_gauges_follow_a_busy_worker_and_readyz_fails_at_once_on_sigterm() 
     assert_eq!(ready["body"]["plugins"], 2, "{ready}");
     assert_eq!(ready["body"]["reasons"], json!([]), "{ready}");
 
-    let sleeper = submit(&redis, "faults.sleep", "[8000]", &[]);
+    // Long enough to be still running when the probes after SIGTERM go
+    // out, however slowly a loaded machine takes the scrapes before them.
+    let sleeper = submit(&redis, "faults.sleep", "[20000]", &[]);
     let queued: Vec<String> = (0..3).map(|_| submit(&redis, "math.add", "[1, 1]", &[])).collect();
     // One slot, one thread: the sleeper runs, the three adds wait in Redis.
     let scrape = eventually(Duration::from_secs(10), "the sleeper running and the backlog sampled", || {

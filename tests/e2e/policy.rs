@@ -137,3 +137,38 @@ fn the_time_ceiling_also_holds_for_limits_a_celery_client_asks_for() {
     assert_eq!(seen["longer"]["time_limit_ms"], json!(60_000), "held to the ceiling: {seen}");
     assert_eq!(seen["shorter"]["time_limit_ms"], json!(7_000), "below it, the message's own: {seen}");
 }
+
+/// Sending tasks and the key-value store reach no further than Redis, but
+/// a deployed plugin still gets neither unless the policy says so: sending
+/// is a way to reach plugins granted more, and keys outlive the job.
+#[test]
+fn a_deployed_plugin_sends_tasks_or_keeps_keys_only_if_the_policy_allows_it() {
+    let redis = RedisServer::start();
+    let url = redis.url(0);
+    let staging = tempfile::tempdir().unwrap();
+    let (secret, public) = keygen(staging.path(), "ops");
+    let manifest = staging.path().join("io.toml");
+    let deploy = |text: &str| {
+        std::fs::write(&manifest, text).unwrap();
+        deploy_signed(&plugin("io"), &secret, &url, &["--manifest", manifest.to_str().unwrap()]).ok().to_string()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let worker = Worker::start(dir.path(), &url, &["--sync", "--trust-key", &public, "-c", "1"]);
+    deploy("version = \"1\"\n[capabilities]\nprogress = true\nkeyvalue = true\n");
+    worker.wait_for_log("io.toml:4: capabilities.keyvalue is beyond the worker's policy for deployed plugins", Duration::from_secs(20));
+    deploy("version = \"2\"\n[capabilities]\nsend = true\n");
+    worker.wait_for_log("io.toml:3: capabilities.send is beyond the worker's policy for deployed plugins", Duration::from_secs(20));
+    drop(worker);
+
+    // Allowed by the policy: the plugin loads and its key-value store works.
+    deploy("version = \"3\"\n[capabilities]\nprogress = true\nsend = true\nkeyvalue = true\n");
+    let policy = staging.path().join("policy.toml");
+    std::fs::write(&policy, "[deployed]\nsend = true\nkeyvalue = true\n").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let worker = Worker::start(dir.path(), &url, &["--sync", "--trust-key", &public, "--policy", policy.to_str().unwrap(), "-c", "1"]);
+    let tour: Value = eventually(Duration::from_secs(30), "io v3 with its key-value store", || {
+        let run = submit(&url, "io.kv_tour", &json!(["k"]));
+        (run.code == Some(0)).then(|| serde_json::from_str(&run.stdout).unwrap())
+    });
+    assert_eq!(tour, json!({"before": false, "read": {"n": 1}, "counter": 5, "deleted": true, "after": null}), "{}", worker.log());
+}

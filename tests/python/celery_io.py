@@ -77,6 +77,38 @@ def once(app):
     return {"outcomes": sorted(r.get(timeout=30) for r in results), "tour": app.send_task("io.kv_tour", args=["k"]).get(timeout=20)}
 
 
+def nested(app):
+    """Nested canvases a task sends or is replaced by; run on a Python and a
+    Chard worker and compared (tests/e2e/capabilities.rs)."""
+    def add(*args):
+        return sig(app, "math.add", *args)
+
+    def replace_with(canvas):
+        return sig(app, "io.replace_with", dict(canvas), immutable=True)
+
+    xsum, identity = sig(app, "canvas.tsum"), sig(app, "canvas.identity")
+    out = {}
+    two_after = chain(add(1, 1), replace_with(group(add(1, 1), add(2, 2))), xsum, add(10))
+    out["group_then_two_steps"] = two_after.apply_async().get(timeout=30)
+    out["member_to_group"] = chord([replace_with(group(add(1, 1), add(2, 2))), add(3, 3)], identity).apply_async().get(timeout=30)
+    out["member_to_chord"] = chord([replace_with(chord([add(1, 1), add(2, 2)], xsum)), add(3, 3)], identity).apply_async().get(timeout=30)
+    chain_with_group = chain(add(1, 1), group(add(1), add(2)), xsum)
+    out["to_chain_with_group"] = app.send_task("io.replace_with", args=[dict(chain_with_group)]).get(timeout=30)
+    sender = app.send_task("io.send", args=[dict(chain_with_group)])
+    sent = sender.get(timeout=30)
+    out["sent_chain_with_group"] = app.AsyncResult(sent).get(timeout=30)
+    # Celery lists each message a task sends (a chain: its first task; a
+    # group: one GroupResult) as a child of the task's result.
+    out["children"] = [[type(child).__name__, len(getattr(child, "results", None) or [])] for child in sender.children]
+    out["first_child_ran"] = sender.children[0].get(timeout=30)
+    sends_group = app.send_task("io.send", args=[dict(group(add(1, 1), add(2, 2)))])
+    group_id = sends_group.get(timeout=30)
+    out["group_child"] = [[type(child).__name__, child.id == group_id, [r.get(timeout=30) for r in child.results]] for child in sends_group.children]
+    chain_body = chord([add(1, 1), add(2, 2)], chain(xsum, add(1)))
+    out["sent_chord_with_chain_body"] = app.AsyncResult(app.send_task("io.send", args=[dict(chain_body)]).get(timeout=30)).get(timeout=30)
+    return out
+
+
 def denied(app):
     return {
         name: error_of(lambda name=name, args=args: app.send_task(f"io.{name}", args=args).get(timeout=20))

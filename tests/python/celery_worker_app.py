@@ -52,3 +52,15 @@ def canvas_tsum(numbers):
 @app.task(name="canvas.fail")
 def canvas_fail(x):
     raise ValueError("boom")
+
+
+# The `io` plugin's `send` and `replace_with` (plugins/io), for the tests
+# that compare what a task sends or becomes on both workers.
+@app.task(name="io.send")
+def io_send(signature):
+    return app.signature(signature).apply_async().id
+
+
+@app.task(name="io.replace_with", bind=True)
+def io_replace_with(self, signature):
+    return self.replace(app.signature(signature))

@@ -155,8 +155,10 @@ pub struct Embed {
 }
 
 #[derive(Deserialize)]
-struct Envelope {
-    body: String,
+struct Envelope<'a> {
+    /// Borrowed from the message: base64 has nothing to unescape.
+    #[serde(borrow)]
+    body: std::borrow::Cow<'a, str>,
     #[serde(default, rename = "content-type")]
     content_type: Option<String>,
     #[serde(default)]
@@ -313,8 +315,9 @@ impl OutgoingTask {
         put("kwargsrepr", super::repr::python_repr(self.kwargs.get(), super::repr::REPR_LIMIT).into());
         put("origin", self.origin.clone().into());
         put("ignore_result", self.ignore_result.into());
-        put("replaced_task_nesting", 0.into());
-        // Stamps are the only extra headers with a default of their own.
+        // Extra headers with a default of their own: how deep in
+        // `Task.replace` calls this message is, and stamps.
+        headers.entry("replaced_task_nesting").or_insert(Value::from(0));
         headers.entry("stamped_headers").or_insert(Value::Null);
         headers.entry("stamps").or_insert_with(|| serde_json::json!({}));
         serde_json::json!({

@@ -138,6 +138,9 @@ pub struct Requested {
     pub network: Vec<String>,
     pub wall_clock: bool,
     pub random: bool,
+    pub progress: bool,
+    pub send: bool,
+    pub keyvalue: bool,
 }
 
 /// A host directory made visible to the plugin.
@@ -276,9 +279,15 @@ impl Manifest {
         }
         let requested = file.capabilities.requested(path);
         if let Some(allowance) = resolve.and_then(|(policy, origin)| policy.allowance(origin).map(|allowance| (allowance, origin))) {
-            allowance.0.check(&requested, allowance.1).map_err(|refusal| {
-                let needle = if text.contains(&refusal.needle) { refusal.needle } else { "[capabilities]".to_string() };
-                error(&needle, refusal.message)
+            allowance.0.check(&requested, allowance.1).map_err(|refusal| ManifestError {
+                path: path.to_path_buf(),
+                // Every grant is in [capabilities]: look there first, so
+                // `send` does not point at an earlier `[tasks.send]`.
+                line: match line_of_key(text, "capabilities", &refusal.needle) {
+                    0 => line_of(text, "[capabilities]"),
+                    line => line,
+                },
+                message: refusal.message,
             })?;
         }
         let grants = resolve_grants(&file.capabilities, &requested, path, resolve.is_some())
@@ -394,6 +403,9 @@ impl CapabilitiesFile {
             network: self.network.clone(),
             wall_clock: self.wall_clock,
             random: self.random,
+            progress: self.progress,
+            send: self.send,
+            keyvalue: self.keyvalue,
         }
     }
 }
@@ -492,6 +504,13 @@ mod tests {
 
     fn parse(text: &str) -> Result<Manifest, ManifestError> {
         Manifest::parse(Path::new("plugins/math.toml"), text)
+    }
+
+    #[test]
+    fn a_grant_beyond_the_policy_is_named_at_its_line_in_capabilities() {
+        let text = "[tasks.send]\nqueue = \"io\"\n\n[capabilities]\nsend = true\n";
+        let error = Manifest::parse_with(Path::new("plugins/io.toml"), text, Some((&Policy::default(), Origin::Deployed))).unwrap_err();
+        assert_eq!(error.to_string(), "plugins/io.toml:5: capabilities.send is beyond the worker's policy for deployed plugins");
     }
 
     #[test]

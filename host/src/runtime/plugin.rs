@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use sha2::Digest as _;
 use wasmtime::component::Component;
 
 use super::bindings::v0_2::chard::task::types;
@@ -138,8 +139,7 @@ impl Plugin {
     pub fn load(runtime: &Runtime, path: &Path) -> Result<Self, LoadError> {
         let manifest = Manifest::load_for(path, runtime.policy(), origin_of(path))?;
         let manifest_hash = manifest.text().map(|text| content_hash(text.as_bytes()));
-        let bytes = std::fs::read(path).map_err(|source| LoadError::Read { path: path.to_path_buf(), source })?;
-        let mut plugin = Self::from_bytes(runtime, path, &bytes, manifest)?;
+        let mut plugin = Self::from_file(runtime, path, manifest)?;
         runtime
             .policy()
             .check_limits(&plugin.tasks)
@@ -151,11 +151,60 @@ impl Plugin {
     /// Loads a plugin from its bytes; `path` names it (its file stem is the
     /// plugin name) and `manifest` is applied.
     pub fn from_bytes(runtime: &Runtime, path: &Path, bytes: &[u8], manifest: Manifest) -> Result<Self, LoadError> {
+        let digest: [u8; 32] = sha2::Sha256::digest(bytes).into();
+        Self::build(runtime, path, &digest, bytes, || Ok(std::borrow::Cow::Borrowed(bytes)), manifest)
+    }
+
+    /// Loads the plugin file at `path`. The file is read in pieces into one
+    /// small buffer to hash it (the compile cache's key); it is read whole
+    /// only if it must be compiled. A 20 MiB `.wasm` read into a fresh
+    /// buffer costs more CPU (the kernel zeroing its pages) than hashing it.
+    fn from_file(runtime: &Runtime, path: &Path, manifest: Manifest) -> Result<Self, LoadError> {
+        use std::io::Read as _;
+        let read_error = |source| LoadError::Read { path: path.to_path_buf(), source };
+        let mut file = std::fs::File::open(path).map_err(read_error)?;
+        let mut hasher = sha2::Sha256::new();
+        let mut header = Vec::with_capacity(8);
+        let mut buffer = vec![0u8; 1 << 20];
+        loop {
+            let read = file.read(&mut buffer).map_err(read_error)?;
+            if read == 0 {
+                break;
+            }
+            if header.len() < 8 {
+                let wanted = (8 - header.len()).min(read);
+                header.extend_from_slice(&buffer[..wanted]);
+            }
+            hasher.update(&buffer[..read]);
+        }
+        let digest: [u8; 32] = hasher.finalize().into();
+        let whole = || {
+            let bytes = std::fs::read(path)?;
+            // Written to while we read it (a `cp` over it): the next change
+            // event loads it again; never cache code under another file's key.
+            if sha2::Sha256::digest(&bytes).as_slice() != digest {
+                return Err(std::io::Error::other("the file changed while it was being loaded"));
+            }
+            Ok(std::borrow::Cow::Owned(bytes))
+        };
+        Self::build(runtime, path, &digest, &header, whole, manifest)
+    }
+
+    /// `header` is at least the first 8 bytes of the `.wasm`, `digest` its
+    /// SHA-256; `whole` reads all of it, which is needed only to compile.
+    fn build<'a>(
+        runtime: &Runtime,
+        path: &Path,
+        digest: &[u8; 32],
+        header: &[u8],
+        whole: impl FnOnce() -> std::io::Result<std::borrow::Cow<'a, [u8]>>,
+        manifest: Manifest,
+    ) -> Result<Self, LoadError> {
         let name = path.file_stem().and_then(|stem| stem.to_str()).unwrap_or_default().to_string();
         if name.is_empty() || name.contains('.') {
             return Err(LoadError::BadName { path: path.to_path_buf(), name });
         }
-        match wasm_kind::kind(bytes) {
+        match wasm_kind::kind(header) {
             WasmKind::NotWasm => return Err(LoadError::NotWasm { path: path.to_path_buf() }),
             WasmKind::CoreModule => return Err(LoadError::CoreModule { path: path.to_path_buf() }),
             WasmKind::Component => {}
@@ -168,14 +217,15 @@ impl Plugin {
                 Some(_) => "first load; later starts use the cache",
                 None => "the compile cache is off",
             };
+            let bytes = whole().map_err(|error| wasmtime::Error::msg(format!("cannot read it: {error}")))?;
             tracing::info!("compiling {file} ({why})…");
             let started = std::time::Instant::now();
-            let component = Component::new(runtime.engine(), bytes)?;
+            let component = Component::new(runtime.engine(), &bytes)?;
             tracing::info!("compiled {file} in {:.1}s", started.elapsed().as_secs_f64());
             Ok(component)
         };
         let compiled = match &runtime.cache {
-            Some(cache) => cache.load_or_compile(bytes, compile),
+            Some(cache) => cache.load_or_compile(digest, compile),
             None => compile(),
         };
         let component = compiled.map_err(|error| LoadError::NotAComponent {
@@ -194,7 +244,7 @@ impl Plugin {
             runtime: runtime.clone(),
             pre,
             tasks: Vec::new(),
-            version: content_hash(bytes),
+            version: short_hex(digest),
             manifest_hash: None,
             label: manifest.version.clone(),
             grants: Arc::new(manifest.grants.clone()),
@@ -347,7 +397,10 @@ fn one_line(error: &wasmtime::Error) -> String {
 /// SHA-256 of the bytes, first 12 hex digits: enough to tell versions apart
 /// in logs and listings.
 fn content_hash(bytes: &[u8]) -> String {
-    use sha2::Digest;
-    let digest = sha2::Sha256::digest(bytes);
+    short_hex(&sha2::Sha256::digest(bytes).into())
+}
+
+/// The first 12 hex digits of a SHA-256.
+fn short_hex(digest: &[u8; 32]) -> String {
     digest.iter().take(6).map(|byte| format!("{byte:02x}")).collect()
 }

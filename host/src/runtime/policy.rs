@@ -12,6 +12,9 @@
 //!   granted anything (the operator wrote their manifests on this machine,
 //!   as before), while deployed plugins get no environment, directories or
 //!   network at all: Redis write access must not be a way onto the machine.
+//!   Nor may they send tasks (a way to reach plugins granted more) or keep
+//!   a key-value store (data that outlives the job) unless the policy says
+//!   so; progress updates only touch the job's own state, like its result.
 //! - **Ceilings on limits.** No task may ask for more memory than
 //!   `max_memory_limit_mb` (by default the worker's `--memory-limit`) or a
 //!   longer time limit than `max_time_limit` (no ceiling by default). A task
@@ -36,7 +39,7 @@ use super::plugin::TaskInfo;
 
 /// The policy in force on a worker. `Default` is the policy of a worker
 /// given none: local plugins unrestricted, deployed ones capped to nothing
-/// but the clock and randomness, no ceilings on limits.
+/// but the clock, randomness and progress, no ceilings on limits.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Policy {
     /// Largest memory limit a task may declare, in bytes.
@@ -50,7 +53,8 @@ pub struct Policy {
 }
 
 /// What a manifest may grant. `Default`: no environment, no directories, no
-/// network; the wall clock and real randomness are allowed.
+/// network, no sending tasks, no key-value store; the wall clock, real
+/// randomness and progress updates are allowed.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Allowance {
@@ -68,11 +72,30 @@ pub struct Allowance {
     pub wall_clock: bool,
     #[serde(default = "yes")]
     pub random: bool,
+    /// `update-state` on the plugin's own jobs: no more than a result does.
+    #[serde(default = "yes")]
+    pub progress: bool,
+    /// Sending and replacing tasks: work for every task on the queues,
+    /// including plugins granted more than this one.
+    #[serde(default)]
+    pub send: bool,
+    /// The plugin's own key-value store: data that outlives the job.
+    #[serde(default)]
+    pub keyvalue: bool,
 }
 
 impl Default for Allowance {
     fn default() -> Self {
-        Self { env: Vec::new(), dirs: Vec::new(), network: Vec::new(), wall_clock: true, random: true }
+        Self {
+            env: Vec::new(),
+            dirs: Vec::new(),
+            network: Vec::new(),
+            wall_clock: true,
+            random: true,
+            progress: true,
+            send: false,
+            keyvalue: false,
+        }
     }
 }
 
@@ -236,6 +259,15 @@ impl Allowance {
         if requested.random && !self.random {
             return refuse("capabilities.random".into(), "random".into());
         }
+        if requested.progress && !self.progress {
+            return refuse("capabilities.progress".into(), "progress".into());
+        }
+        if requested.send && !self.send {
+            return refuse("capabilities.send".into(), "send".into());
+        }
+        if requested.keyvalue && !self.keyvalue {
+            return refuse("capabilities.keyvalue".into(), "keyvalue".into());
+        }
         Ok(())
     }
 }
@@ -302,6 +334,24 @@ mod tests {
         );
         assert!(asks(Requested { env: vec!["HOME".into()], ..Default::default() }).is_err());
         assert!(asks(Requested { network: vec!["127.0.0.1:6379".into()], ..Default::default() }).is_err());
+        assert_eq!(asks(Requested { progress: true, ..Default::default() }), Ok(()));
+        assert_eq!(
+            asks(Requested { keyvalue: true, ..Default::default() }),
+            Err("capabilities.keyvalue is beyond the worker's policy for deployed plugins".to_string())
+        );
+        assert_eq!(
+            asks(Requested { send: true, ..Default::default() }),
+            Err("capabilities.send is beyond the worker's policy for deployed plugins".to_string())
+        );
+    }
+
+    #[test]
+    fn a_table_allows_send_keyvalue_or_progress_only_as_it_says() {
+        let local = policy("[local]\nsend = true\nprogress = false\n").unwrap().local.unwrap();
+        let check = |requested: Requested| local.check(&requested, Origin::Local).map_err(|refusal| refusal.needle);
+        assert_eq!(check(Requested { send: true, ..Default::default() }), Ok(()));
+        assert_eq!(check(Requested { keyvalue: true, ..Default::default() }), Err("keyvalue".to_string()));
+        assert_eq!(check(Requested { progress: true, ..Default::default() }), Err("progress".to_string()));
     }
 
     #[test]

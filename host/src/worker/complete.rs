@@ -63,11 +63,7 @@ pub(super) async fn complete_loop<B: Broker, R: ResultBackend>(shared: Arc<Share
 /// `finished`. A job one of whose writes Redis refuses for good ends FAILURE
 /// instead, naming the key.
 async fn write_outcomes<B: Broker, R: ResultBackend>(shared: &Arc<Shared<B>>, backend: &R, finished: &mut [(Job, Plan)]) {
-    // What the follow-ups rely on (chord sizes of canvases a task sent)
-    // goes first, so no member can finish before its chord is known.
-    let (setup, owners) = take_each(finished, |plan| std::mem::take(&mut plan.setup));
-    let refused = write_isolating(shared.metrics.as_deref(), "store what follow-ups need", &setup, &owners, |write| &write.key, |batch| backend.store(batch)).await;
-    fail_refused(shared, finished, &refused);
+    // Chord sizes first: no member may finish before its chord is known.
     let sizes: Vec<(String, u64)> = finished.iter_mut().flat_map(|(_, plan)| std::mem::take(&mut plan.chord_sizes)).collect();
     if let Err(error) = persist(shared.metrics.as_deref(), "record chord sizes", || backend.set_chord_sizes(&sizes, shared.settings.result_expires)).await {
         tracing::error!(%error, "cannot record the sizes of the chords being started");
@@ -99,8 +95,9 @@ async fn write_outcomes<B: Broker, R: ResultBackend>(shared: &Arc<Shared<B>>, ba
         .flat_map(|(index, (_, plan))| std::mem::take(&mut plan.chords).into_iter().map(move |member| (index, member)))
         .collect();
     while let Some((index, member)) = chords.pop_front() {
-        let entries = match persist(shared.metrics.as_deref(), "join chord", || backend.chord_join(&member.part)).await {
-            Ok(entries) => entries,
+        let (firing, members) = match persist(shared.metrics.as_deref(), "join chord", || backend.chord_join(&member.part)).await {
+            Ok(entries) if entries.is_empty() => continue,
+            Ok(entries) => (plan::fire_chord(&member, &entries, &shared.settings), entries.len()),
             Err(error) => {
                 let job = &finished[index].0;
                 let reason = format!("Redis refused the chord join of group {:?}: {error}", member.part.group_id);
@@ -109,13 +106,11 @@ async fn write_outcomes<B: Broker, R: ResultBackend>(shared: &Arc<Shared<B>>, ba
                 if let Err(error) = persist(shared.metrics.as_deref(), "store a refused job's failure", || backend.store(&failure.writes)).await {
                     tracing::error!(%error, id = %job.message.id, "cannot store the job's failure either");
                 }
-                continue;
+                // This member can never be counted, so the chord could
+                // never complete: it ends now, its body failed.
+                (plan::chord_join_failed(&member, &reason, &shared.settings), 0)
             }
         };
-        if entries.is_empty() {
-            continue;
-        }
-        let firing = plan::fire_chord(&member, &entries, &shared.settings);
         if let Err(error) = persist(shared.metrics.as_deref(), "record chord sizes", || backend.set_chord_sizes(&firing.chord_sizes, ttl)).await {
             tracing::error!(%error, group = %member.part.group_id, "cannot record the sizes of the chords the body starts");
         }
@@ -129,7 +124,7 @@ async fn write_outcomes<B: Broker, R: ResultBackend>(shared: &Arc<Shared<B>>, ba
         if let Err(error) = persist(shared.metrics.as_deref(), "finish chord", || backend.chord_done(&member.part.group_id)).await {
             tracing::error!(%error, group = %member.part.group_id, "cannot mark the chord done");
         }
-        tracing::info!(group = %member.part.group_id, members = entries.len(), failed = !firing.writes.is_empty(), "chord complete");
+        tracing::info!(group = %member.part.group_id, members, failed = !firing.writes.is_empty(), "chord complete");
         chords.extend(firing.chords.into_iter().map(|member| (index, member)));
     }
 }

@@ -15,8 +15,12 @@
 //! moment in memory like any near ETA, so each runs within the release
 //! period of its ETA. They go back to the queue with their ETA unchanged:
 //! a Python Celery worker sharing the queue that takes one runs it at once,
-//! since the ETA has come. What such a worker cannot do is release them: a
-//! queue served only by Python workers must not get far ETAs from Chard.
+//! since the ETA has come. What such a worker cannot do is release them,
+//! so the last Chard worker to stop gracefully (no other one has reported
+//! in `chard:workers` within `fleet::REPORT_STALE_AFTER`) hands every
+//! parked job back to its queue, ETA unchanged, whatever its due time:
+//! workers that remain then hold them until their ETA, as Celery does. A
+//! Chard worker that dies instead leaves them parked until one starts.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -81,6 +85,37 @@ pub(super) async fn delay_loop<B: Broker>(shared: Arc<Shared<B>>, delays: flume:
         shared.slots.add_permits(batch.iter().filter(|(job, _)| job.holds_slot).count());
         shared.held_bytes.fetch_sub(batch.iter().map(|(job, _)| job.bytes).sum(), Ordering::SeqCst);
         shared.bytes_freed.notify_one();
+    }
+}
+
+/// At a graceful shutdown, with no other Chard worker live on this Redis:
+/// pushes every parked message back to its queue, due or not.
+pub(super) async fn hand_back_if_last<B: Broker>(shared: &Shared<B>, connection: &mut redis::aio::ConnectionManager) {
+    match crate::fleet::workers(connection).await {
+        Ok(live) if live.is_empty() => {}
+        Ok(_) => return,
+        Err(error) => {
+            tracing::warn!(%error, "cannot tell whether other Chard workers run: far-ETA jobs stay in the delayed set for the next one");
+            return;
+        }
+    }
+    let mut handed = 0;
+    loop {
+        match shared.broker.release_due(u64::MAX, BATCH).await {
+            Ok(pushed) => {
+                handed += pushed;
+                if pushed < BATCH {
+                    break;
+                }
+            }
+            Err(error) => {
+                tracing::error!(%error, handed, "cannot hand far-ETA jobs back to their queues: the rest wait in the delayed set for the next Chard worker");
+                return;
+            }
+        }
+    }
+    if handed > 0 {
+        tracing::info!(handed, "last Chard worker to stop: far-ETA jobs handed back to their queues, to wait for their ETA in the workers that remain");
     }
 }
 

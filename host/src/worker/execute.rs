@@ -143,15 +143,13 @@ fn execute<B: Broker>(shared: &Arc<Shared<B>>, job: Job) -> Completion {
             metrics.instantiated(took);
         }
     }
+    let sent = outbox::collect(effects.sent);
     let mut plan = match (&outcome, effects.replacement) {
         // Celery's `self.replace(sig)`: the signature takes the job's place.
         (Outcome::Succeeded { .. }, Some(signature)) => replace::plan(&job, &signature, &shared.settings)
             .unwrap_or_else(|error| plan::plan(&job, &Outcome::Failed(Failure::new("ValueError", format!("replace: {error}"))), task, &shared.settings)),
-        _ => plan::plan(&job, &outcome, task, &shared.settings),
+        _ => plan::after_run(&job, &outcome, task, sent, &shared.settings),
     };
-    if matches!(outcome, Outcome::Succeeded { .. }) {
-        outbox::apply(&mut plan, effects.sent);
-    }
     plan.publish.extend(publish);
     report_end(shared, &job, &plan, Some(&outcome), runtime);
     if let Some(note) = &plan.note {

@@ -475,6 +475,9 @@ pub async fn run<B: Broker, R: ResultBackend>(
     }
     if let Some(connection) = report_connection.as_mut() {
         report::withdraw(&shared.hostname, connection).await;
+        // Withdrawn first: of workers stopping together, the last to look
+        // finds none left and hands the jobs back.
+        delayed::hand_back_if_last(&shared, connection).await;
     }
     completer.abort();
     for executor in executors {

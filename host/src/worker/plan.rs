@@ -45,8 +45,6 @@ pub struct ChordMember {
 /// What to write and publish for one finished job.
 #[derive(Default)]
 pub struct Plan {
-    /// Written before anything is published (a chord's header size).
-    pub setup: Vec<ResultWrite>,
     pub writes: Vec<ResultWrite>,
     /// Chord header members that finished: the job itself, and chain
     /// steps failed with it that belong to a chord.
@@ -62,6 +60,13 @@ pub struct Plan {
 }
 
 pub fn plan(job: &Job, outcome: &Outcome, task: Option<&TaskInfo>, settings: &PlanSettings) -> Plan {
+    after_run(job, outcome, task, Effects::default(), settings)
+}
+
+/// The plan for a job that ran and sent `sent` while it did: those
+/// messages go out (and are listed as the result's children, before its
+/// callbacks' messages) only if it succeeded.
+pub fn after_run(job: &Job, outcome: &Outcome, task: Option<&TaskInfo>, sent: Effects, settings: &PlanSettings) -> Plan {
     let message = &job.message;
     let mut plan = Plan::default();
     let mut children = Vec::new();
@@ -72,6 +77,7 @@ pub fn plan(job: &Job, outcome: &Outcome, task: Option<&TaskInfo>, settings: &Pl
         }
         Outcome::Succeeded { json } => {
             let value: Value = serde_json::from_str(json).unwrap_or(Value::Null);
+            add_effects(&mut plan, sent, &mut children);
             let effects = canvas::on_success(&message.embed, &value, &context(message, settings));
             add_effects(&mut plan, effects, &mut children);
             return finish(plan, message, State::Success, ResultValue::Value(value), children, settings);
@@ -332,58 +338,6 @@ fn routing_queue(message: &TaskMessage) -> &str {
     if key.is_empty() { "celery" } else { key }
 }
 
-/// Where a follow-up message hangs in its workflow.
-pub(super) struct Lineage<'a> {
-    pub root_id: &'a str,
-    pub parent_id: &'a str,
-    /// Queue used when the signature names none.
-    pub default_queue: &'a str,
-}
-
-/// A follow-up message from a canvas signature.
-pub(super) fn from_signature(signature: &Signature, args: Vec<Value>, lineage: &Lineage, settings: &PlanSettings) -> OutgoingTask {
-    let to_raw = |value: &Value| serde_json::value::to_raw_value(value).expect("JSON value");
-    let mut task = OutgoingTask::new(&signature.task, to_raw(&Value::Array(args)), to_raw(&Value::Object(signature.kwargs.clone())), settings.hostname.clone());
-    let option = |key: &str| signature.options.get(key).filter(|value| !value.is_null());
-    if let Some(id) = option("task_id").and_then(Value::as_str) {
-        task.id = id.to_string();
-    }
-    task.root_id = Some(lineage.root_id.to_string());
-    task.parent_id = Some(lineage.parent_id.to_string());
-    task.reply_to = option("reply_to").and_then(Value::as_str).map(str::to_string);
-    task.group = option("group_id").and_then(Value::as_str).map(str::to_string);
-    task.group_index = option("group_index").and_then(Value::as_u64).map(|index| index as u32);
-    // The signature's own queue, else a route for its task, else the
-    // parent's queue.
-    task.queue = option("queue")
-        .and_then(Value::as_str)
-        .or_else(|| settings.routes.queue_for(&signature.task))
-        .unwrap_or(lineage.default_queue)
-        .to_string();
-    task.priority = option("priority").and_then(Value::as_u64).map(|p| p.min(255) as u8).unwrap_or(0);
-    if let Some(link) = option("link") {
-        task.embed.callbacks = serde_json::from_value(as_list(link)).ok();
-    }
-    if let Some(link_error) = option("link_error") {
-        task.embed.errbacks = serde_json::from_value(as_list(link_error)).ok();
-    }
-    task
-}
-
-fn as_list(value: &Value) -> Value {
-    match value {
-        Value::Array(_) => value.clone(),
-        other => Value::Array(vec![other.clone()]),
-    }
-}
-
-pub(super) fn signature_args(signature: &Signature, leading: Option<Value>) -> Vec<Value> {
-    match leading {
-        Some(value) if !signature.immutable => std::iter::once(value).chain(signature.args.iter().cloned()).collect(),
-        _ => signature.args.clone(),
-    }
-}
-
 /// The running task as the canvas sees it: the parent of what it sends.
 fn context<'a>(message: &'a TaskMessage, settings: &'a PlanSettings) -> Context<'a> {
     Context {
@@ -397,8 +351,8 @@ fn context<'a>(message: &'a TaskMessage, settings: &'a PlanSettings) -> Context<
 }
 
 fn add_effects(plan: &mut Plan, effects: Effects, children: &mut Vec<Value>) {
+    children.extend(effects.children);
     for task in effects.messages {
-        children.push(json!([[task.id, null], null]));
         plan.publish.push((queue_key_for(&task.queue, task.priority), task.to_envelope()));
     }
     plan.chord_sizes.extend(effects.chord_sizes);
@@ -417,16 +371,8 @@ pub struct ChordFiring {
 /// The chord is complete: apply its body with every header result, or,
 /// if a member failed, fail the body with Celery's ChordError.
 pub fn fire_chord(member: &ChordMember, entries: &[String], settings: &PlanSettings) -> ChordFiring {
-    let mut firing = ChordFiring::default();
     let mut results = Vec::with_capacity(entries.len());
-    let cx = Context {
-        task_id: &member.part.task_id,
-        root_id: &member.root_id,
-        default_queue: "celery",
-        hostname: &settings.hostname,
-        routes: &settings.routes,
-        reply_to: None,
-    };
+    let cx = chord_context(member, settings);
     for entry in entries {
         let parsed: Value = serde_json::from_str(entry).unwrap_or(Value::Null);
         let (id, state, result) = (&parsed[1], parsed[2].as_str().unwrap_or(""), &parsed[3]);
@@ -447,19 +393,11 @@ pub fn fire_chord(member: &ChordMember, entries: &[String], settings: &PlanSetti
                 },
                 exc_module: result["exc_module"].as_str().unwrap_or("builtins").to_string(),
             };
-            let failure = canvas::chord_body_failure(&member.body, &cx);
-            let failed = failure.chord_error.iter().map(|id| (id, &exception)).chain(failure.original_error.iter().map(|id| (id, &original)));
-            for (id, exception) in failed {
-                let meta = ResultMeta::new(id, State::Failure, ResultValue::Exception(exception.clone()));
-                firing.writes.push(ResultWrite { key: result_key(id), json: meta.to_json(), ttl: settings.result_expires });
-            }
-            fail_chain(&failure.chain, &exception, &member.root_id, member.reply_to.as_deref(), settings, &mut firing.writes, &mut firing.chords);
-            firing.chord_sizes.extend(failure.effects.chord_sizes);
-            firing.publish.extend(failure.effects.messages.iter().map(|task| (queue_key_for(&task.queue, task.priority), task.to_envelope())));
-            return firing;
+            return fail_chord_body(member, &exception, &original, settings);
         }
         results.push(result.clone());
     }
+    let mut firing = ChordFiring::default();
     let effects = canvas::fire_chord_body(&member.body, results, &cx);
     firing.chord_sizes.extend(effects.chord_sizes);
     for mut task in effects.messages {
@@ -469,6 +407,44 @@ pub fn fire_chord(member: &ChordMember, entries: &[String], settings: &PlanSetti
         firing.publish.push((queue_key_for(&task.queue, task.priority), task.to_envelope()));
     }
     firing
+}
+
+/// A header member's result cannot be joined (Redis refused the join for
+/// good), so the chord could never complete: end it as Celery's
+/// `on_chord_part_return` does when the join raises, with
+/// `ChordError('Join error: ...')` on the body and its errbacks sent.
+pub fn chord_join_failed(member: &ChordMember, error: &str, settings: &PlanSettings) -> ChordFiring {
+    let exception = ExceptionInfo::new("celery.exceptions", "ChordError", format!("Join error: {error}"));
+    fail_chord_body(member, &exception, &exception, settings)
+}
+
+/// `chord_error_from_stack`: the body fails with `exception` (the tasks of
+/// a group body with `original`), its errbacks are sent and the chain
+/// after it fails too.
+fn fail_chord_body(member: &ChordMember, exception: &ExceptionInfo, original: &ExceptionInfo, settings: &PlanSettings) -> ChordFiring {
+    let mut firing = ChordFiring::default();
+    let cx = chord_context(member, settings);
+    let failure = canvas::chord_body_failure(&member.body, &cx);
+    let failed = failure.chord_error.iter().map(|id| (id, exception)).chain(failure.original_error.iter().map(|id| (id, original)));
+    for (id, exception) in failed {
+        let meta = ResultMeta::new(id, State::Failure, ResultValue::Exception(exception.clone()));
+        firing.writes.push(ResultWrite { key: result_key(id), json: meta.to_json(), ttl: settings.result_expires });
+    }
+    fail_chain(&failure.chain, exception, &member.root_id, member.reply_to.as_deref(), settings, &mut firing.writes, &mut firing.chords);
+    firing.chord_sizes.extend(failure.effects.chord_sizes);
+    firing.publish.extend(failure.effects.messages.iter().map(|task| (queue_key_for(&task.queue, task.priority), task.to_envelope())));
+    firing
+}
+
+fn chord_context<'a>(member: &'a ChordMember, settings: &'a PlanSettings) -> Context<'a> {
+    Context {
+        task_id: &member.part.task_id,
+        root_id: &member.root_id,
+        default_queue: "celery",
+        hostname: &settings.hostname,
+        routes: &settings.routes,
+        reply_to: None,
+    }
 }
 
 /// Later chain steps fail with the same error, so a client waiting on the

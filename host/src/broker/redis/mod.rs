@@ -142,6 +142,27 @@ fn now_seconds() -> f64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0)
 }
 
+/// The lease time written to `unacked_index`: now in whole Unix seconds,
+/// rounded up. Kombu writes a float, but Redis parses every ZADD score with
+/// `strtod`, and a 17-digit fraction takes its slow path (a quarter of the
+/// fetch script's cost). Rounding up makes a lease look younger by less than
+/// a second, so it is restored that much later, never earlier.
+fn lease_seconds() -> u64 {
+    now_seconds().ceil() as u64
+}
+
+/// A bulk string of a script reply, as bytes, without a copy.
+fn bulk_bytes(value: Value) -> Result<Vec<u8>, BrokerError> {
+    match value {
+        Value::BulkString(bytes) => Ok(bytes),
+        other => Err(malformed_reply(&format!("a message that is not a string: {other:?}"))),
+    }
+}
+
+fn malformed_reply(what: &str) -> BrokerError {
+    redis::RedisError::from((redis::ErrorKind::TypeError, "unexpected fetch script reply", what.to_string())).into()
+}
+
 impl Broker for RedisBroker {
     async fn fetch(&self, max: usize, budget_bytes: usize, max_message_bytes: usize) -> Result<Vec<Delivery>, BrokerError> {
         let mut invocation = self.fetch_script.prepare_invoke();
@@ -149,18 +170,26 @@ impl Broker for RedisBroker {
             invocation.key(key);
         }
         let number = self.fetch_number.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        invocation.arg(max).arg(now_seconds()).arg(format!("{}.{number}.", self.tag_prefix)).arg(max_message_bytes).arg(budget_bytes);
+        let prefix = format!("{}.{number}.", self.tag_prefix);
+        invocation.arg(max).arg(lease_seconds()).arg(&prefix).arg(max_message_bytes).arg(budget_bytes);
         for queue in &self.fetch_queues {
             invocation.arg(queue);
         }
         let reply: Vec<Value> = invocation.invoke_async(&mut self.connection.clone()).await?;
-        let mut deliveries = Vec::with_capacity(reply.len() / 3);
+        let mut deliveries = Vec::with_capacity(reply.len());
         let mut items = reply.into_iter();
-        while let (Some(tag), Some(size), Some(body)) = (items.next(), items.next(), items.next()) {
-            let tag: String = redis::from_redis_value(&tag)?;
-            let size: usize = redis::from_redis_value(&size)?;
-            let body: Vec<u8> = redis::from_redis_value(&body)?;
-            deliveries.push(Delivery { tag: (!tag.is_empty()).then_some(tag), body, oversize: (size > 0).then_some(size) });
+        while let Some(item) = items.next() {
+            // The n-th message taken has tag `prefix` n (see fetch.lua); an
+            // oversized one comes as its size, then its excerpt.
+            let tag = format!("{prefix}{}", deliveries.len() + 1);
+            let (body, oversize) = match item {
+                Value::Int(size) => {
+                    let excerpt = items.next().ok_or_else(|| malformed_reply("an oversized message without its excerpt"))?;
+                    (bulk_bytes(excerpt)?, Some(size.max(1) as usize))
+                }
+                other => (bulk_bytes(other)?, None),
+            };
+            deliveries.push(Delivery { tag: Some(tag), body, oversize });
         }
         Ok(deliveries)
     }
@@ -184,7 +213,7 @@ impl Broker for RedisBroker {
         if tags.is_empty() {
             return Ok(());
         }
-        let now = now_seconds();
+        let now = lease_seconds();
         let mut command = redis::cmd("ZADD");
         command.arg(UNACKED_INDEX).arg("XX");
         for tag in tags {

@@ -59,6 +59,10 @@ fn apply_group(group: Node, args: &[Value], options: Map<String, Value>, cx: &Co
     prepared(tasks.clone(), &group_id, root_id.as_deref(), &mut members);
     let mut size = 0;
     let count = members.len();
+    // `add_to_parent`: the group is one child of the running task, its
+    // members none of their own.
+    let member_results: Vec<Value> = members.iter().map(|member| result_tuple(member.id().unwrap_or_default())).collect();
+    let trail = fx.children.len();
     for (position, member) in members.into_iter().enumerate() {
         let member_chord = chord.clone().or_else(|| member.options.get("chord").cloned());
         size += descend(&member);
@@ -71,6 +75,13 @@ fn apply_group(group: Node, args: &[Value], options: Map<String, Value>, cx: &Co
         }
         apply_async(member, args, member_options, cx, fx);
     }
+    fx.children.truncate(trail);
+    fx.children.push(serde_json::json!([[group_id, null], member_results]));
+}
+
+/// `AsyncResult.as_tuple()` of a result with no parent recorded.
+fn result_tuple(id: &str) -> Value {
+    serde_json::json!([[id, null], null])
 }
 
 /// `group._prepared`: nested groups flattened (each numbered from 0, as
@@ -192,11 +203,15 @@ fn send(name: &str, args: Vec<Value>, kwargs: Map<String, Value>, options: &Map<
     task.embed.errbacks = signatures(options.get("link_error"));
     task.embed.chain = options.get("chain").and_then(|chain| serde_json::from_value(chain.clone()).ok());
     task.embed.chord = options.get("chord").and_then(|chord| serde_json::from_value(chord.clone()).ok());
+    if let Some(nesting) = options.get("replaced_task_nesting").filter(|value| value.is_u64()) {
+        task.extra_headers.insert("replaced_task_nesting".into(), nesting.clone());
+    }
     if let Some(Value::Array(names)) = options.get("stamped_headers") {
         let stamps: Map<String, Value> = names.iter().filter_map(Value::as_str).filter_map(|name| options.get(name).map(|value| (name.to_string(), value.clone()))).collect();
         task.extra_headers.insert("stamped_headers".into(), Value::Array(names.clone()));
         task.extra_headers.insert("stamps".into(), Value::Object(stamps));
     }
+    fx.children.push(result_tuple(&task.id));
     fx.messages.push(task);
 }
 

@@ -165,17 +165,8 @@ pub fn prepare_steps(args: &[Value], tasks: Vec<Node>, frame: &Frame, link_error
 fn unroll_body(mut chord: Node) -> Vec<Node> {
     let Kind::Chord { body: Some(body), .. } = &mut chord.kind else { return vec![chord] };
     let body = std::mem::replace(body.as_mut(), Node::group(Vec::new()));
-    let Kind::Chain(tasks) = &body.kind else { return vec![chord] };
-    // `unchain_tasks`: the chain's links go to its last task, its errbacks to every task.
-    let mut tasks = tasks.clone();
-    if let Some(last) = tasks.last_mut() {
-        for link in as_list(body.options.get("link")) {
-            last.link(link);
-        }
-    }
-    for errback in as_list(body.options.get("link_error")) {
-        tasks.iter_mut().for_each(|task| task.link_error(&errback));
-    }
+    let Kind::Chain(_) = &body.kind else { return vec![chord] };
+    let tasks = body.unchain_tasks();
     let first_options: Map<String, Value> = body.options.iter().filter(|(key, _)| !RUN_OPTIONS.contains(&key.as_str())).map(|(k, v)| (k.clone(), v.clone())).collect();
     let mut rest = tasks.into_iter();
     let first = rest.next().expect("a chain led by a task").clone_with(&[], &first_options);

@@ -26,17 +26,27 @@
 //!   ends: callbacks, the next chain step, errbacks, failing the rest of a
 //!   chain, firing or failing a chord body.
 //!
+//! - [`task`]: what a running task asks: `send` (a signature's
+//!   `apply_async` from inside the task) and `replace` (`Task.replace`).
+//!
 //! Everything here is pure: the worker passes in who is running (the
-//! parent of whatever is sent) and gets back [`Effects`] to write.
+//! parent of whatever is sent) and gets back [`Effects`] to write. Ids are
+//! random (`uuid4`, as Celery's) unless the caller supplies them with
+//! [`with_ids`]: what a task sends gets ids derived from the job, so a job
+//! run again after a crash sends the same messages under the same ids.
 
 mod apply;
 mod chain;
 mod freeze;
 mod node;
+mod task;
 mod worker;
 
 
+pub use task::{replace, send, Replaced};
 pub use worker::{chord_body_failure, errbacks, fail_chain, fire_chord_body, on_success, ChainFailure};
+
+use serde_json::Value;
 
 use crate::protocol::{OutgoingTask, Routes};
 
@@ -61,10 +71,35 @@ pub struct Effects {
     /// `(group_id, size)` of every chord whose header was sent: the
     /// backend's `set_chord_size`, to write before the header is published.
     pub chord_sizes: Vec<(String, u64)>,
+    /// What Celery's `add_trail` records on the running task as it sends:
+    /// each message's `AsyncResult.as_tuple()`, a group as one
+    /// `GroupResult` tuple. Stored as the result's `children`.
+    pub children: Vec<Value>,
+}
+
+thread_local! {
+    /// Where [`new_id`] takes ids from while [`with_ids`] runs.
+    static IDS: std::cell::RefCell<Option<Box<dyn FnMut() -> String>>> = const { std::cell::RefCell::new(None) };
 }
 
 fn new_id() -> String {
-    uuid::Uuid::new_v4().to_string()
+    IDS.with(|ids| ids.borrow_mut().as_mut().map(|next| next())).unwrap_or_else(|| uuid::Uuid::new_v4().to_string())
+}
+
+/// Runs `apply` with every id the canvas makes up taken from `ids`
+/// (instead of random ones). The canvas code is synchronous and runs on
+/// the caller's thread, so a thread-local source reaches all of it without
+/// threading a generator through every port of Celery's functions.
+pub fn with_ids<T>(ids: impl FnMut() -> String + 'static, apply: impl FnOnce() -> T) -> T {
+    struct Restore(Option<Box<dyn FnMut() -> String>>);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            let previous = self.0.take();
+            IDS.with(|ids| *ids.borrow_mut() = previous);
+        }
+    }
+    let _restore = Restore(IDS.with(|cell| cell.replace(Some(Box::new(ids)))));
+    apply()
 }
 
 #[cfg(test)]

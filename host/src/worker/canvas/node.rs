@@ -108,6 +108,113 @@ impl Node {
         })
     }
 
+    /// `signature(name)`: a plain task with no arguments or options.
+    pub fn task(name: &str) -> Node {
+        Node { task: name.into(), args: Vec::new(), kwargs: Map::new(), options: Map::new(), immutable: false, subtask_type: None, kind: Kind::Task }
+    }
+
+    fn chain(tasks: Vec<Node>) -> Node {
+        Node { task: "celery.chain".into(), subtask_type: Some("chain".into()), kind: Kind::Chain(tasks), ..Node::task("") }
+    }
+
+    /// `Signature.set(key=value)`; `None` clears the option, as setting it
+    /// to `None` does in Celery.
+    pub fn set(&mut self, key: &str, value: Option<Value>) {
+        match value {
+            Some(value) => self.options.insert(key.into(), value),
+            None => self.options.remove(key),
+        };
+    }
+
+    /// `_chain.unchain_tasks`: the chain's tasks, its links moved to the
+    /// last one and its errbacks to each.
+    pub fn unchain_tasks(&self) -> Vec<Node> {
+        let Kind::Chain(tasks) = &self.kind else { return vec![self.clone()] };
+        let mut tasks = tasks.clone();
+        if let Some(last) = tasks.last_mut() {
+            for link in as_list(self.options.get("link")) {
+                last.link(link);
+            }
+        }
+        for errback in as_list(self.options.get("link_error")) {
+            tasks.iter_mut().for_each(|task| task.link_error(&errback));
+        }
+        tasks
+    }
+
+    /// `self | other` of each type (Celery 5.7's `__or__` methods): a group
+    /// followed by anything is a chord; a chord followed by a task (or a
+    /// chord, or a group of one) extends its body; a chain ending in a group
+    /// or chord upgrades or extends that step, and is otherwise rebuilt from
+    /// its tasks plus the other's (its own options dropped, as Celery
+    /// does); anything else makes a chain of the two.
+    pub fn or(self, other: Node) -> Node {
+        match (&self.kind, &other.kind) {
+            (Kind::Group(_), _) => {
+                let Kind::Group(tasks) = self.kind else { unreachable!("matched a group") };
+                let chord = Kind::Chord { header: tasks, header_options: None, body: Some(Box::new(other)) };
+                Node { task: "celery.chord".into(), subtask_type: Some("chord".into()), kind: chord, ..Node::task("") }
+            }
+            (Kind::Chord { .. }, Kind::Task | Kind::Chord { .. }) => self.or_body(other),
+            (Kind::Chord { .. }, Kind::Group(tasks)) if tasks.len() == 1 => self.or_body(other.unroll_group()),
+            (Kind::Chain(_), Kind::Group(tasks)) if tasks.len() == 1 => self.or(other.unroll_group()),
+            (Kind::Chain(_), Kind::Group(_)) => {
+                let mut tasks = self.unchain_tasks();
+                match tasks.last_mut() {
+                    None => return other,
+                    Some(last @ Node { kind: Kind::Chord { .. }, .. }) => {
+                        let chord = std::mem::replace(last, Node::task(""));
+                        *last = chord.or_body(other);
+                    }
+                    Some(_) => tasks.push(other),
+                }
+                Node::chain(tasks)
+            }
+            (Kind::Chain(_), Kind::Chain(_)) => other.unchain_tasks().into_iter().fold(self, Node::or),
+            (Kind::Chain(tasks), _) if matches!(tasks.last(), Some(Node { kind: Kind::Group(_), .. })) => {
+                let mut chain = self;
+                let Kind::Chain(tasks) = &mut chain.kind else { unreachable!("matched a chain") };
+                let group = tasks.pop().expect("ends in a group");
+                let chord = group.or(other);
+                match tasks.last_mut() {
+                    Some(previous @ Node { kind: Kind::Chord { .. }, .. }) => {
+                        let earlier = std::mem::replace(previous, Node::task(""));
+                        *previous = earlier.or_body(chord);
+                    }
+                    _ => tasks.push(chord),
+                }
+                chain
+            }
+            (Kind::Chain(tasks), Kind::Task) if matches!(tasks.last(), Some(Node { kind: Kind::Chord { .. }, .. })) => {
+                let mut chain = self;
+                let Kind::Chain(tasks) = &mut chain.kind else { unreachable!("matched a chain") };
+                let chord = tasks.pop().expect("ends in a chord");
+                tasks.push(chord.or_body(other));
+                chain
+            }
+            (Kind::Chain(_), _) => {
+                let mut tasks = self.unchain_tasks();
+                tasks.push(other);
+                Node::chain(tasks)
+            }
+            (_, Kind::Chain(_)) => {
+                let mut tasks = vec![self];
+                tasks.extend(other.unchain_tasks());
+                Node::chain(tasks)
+            }
+            _ => Node::chain(vec![self, other.unroll_group()]),
+        }
+    }
+
+    /// A chord's `sig.body = sig.body | other`.
+    fn or_body(mut self, other: Node) -> Node {
+        if let Kind::Chord { body: Some(body), .. } = &mut self.kind {
+            let current = std::mem::replace(body.as_mut(), Node::task(""));
+            **body = current.or(other);
+        }
+        self
+    }
+
     /// `group(tasks)`, as the worker builds one for callbacks and errbacks.
     pub fn group(tasks: Vec<Node>) -> Node {
         Node { task: "celery.group".into(), args: Vec::new(), kwargs: Map::new(), options: Map::new(), immutable: false, subtask_type: Some("group".into()), kind: Kind::Group(tasks) }

@@ -136,7 +136,7 @@ struct DeployArgs {
     /// Publish without a manifest even if one is beside the plugin.
     #[arg(long)]
     no_manifest: bool,
-    /// Plugin name (default: the file stem); tasks are served as <name>.<task>.
+    /// Plugin name (default: the file stem); tasks are served as <name>.<task> unless renamed (manifest `name =`, or a dotted task name).
     #[arg(long)]
     name: Option<String>,
     /// Sign the deploy with this secret key (from `host keygen`); workers with --trust-key accept only signed deploys.
@@ -197,7 +197,7 @@ impl ConnectionArgs {
 
 #[derive(Debug, Args)]
 struct RunArgs {
-    /// Folder of plugin `.wasm` files; tasks are served as `<file stem>.<task>`.
+    /// Folder of plugin `.wasm` files; tasks are served as `<file stem>.<task>` unless renamed (manifest `name =`, or a dotted task name).
     #[arg(long, env = "CHARD_PLUGINS")]
     plugins: PathBuf,
     #[command(flatten)]

@@ -163,14 +163,31 @@ def run(app):
             text = repr(canvas)
             canvas.apply_async(args=(random.Random(number).randint(0, 9),))
             runs.append((number, text, canvases.ids))
-        # Settled: nothing received and no result written for half a second.
-        last, quiet_since, deadline = None, time.monotonic(), time.monotonic() + 60
+        # Settled: nothing received and no result written for half a second,
+        # once something happened and every task received has its result. A
+        # canvas may send nothing at all (an empty group), and a task may be
+        # received and never end (a chord body Celery failed to publish), so
+        # 3 s of quiet settles too: a worker on a loaded machine can take
+        # longer than half a second to pick a task up or store its result,
+        # and the run must not read the results before it has.
+        ids = [task_id for _, _, batch_ids in runs for task_id in batch_ids]
+        keys = [f"celery-task-meta-{task_id}" for task_id in ids]
+
+        def snapshot():
+            return received.count(), tuple(backend.mget(keys)) if keys else ()
+
+        def every_received_task_ended(metas):
+            with received.lock:
+                return all(meta is not None for task_id, meta in zip(ids, metas) if task_id in received.seen)
+
+        applied = snapshot()
+        last, quiet_since, deadline = applied, time.monotonic(), time.monotonic() + 60
         while time.monotonic() < deadline:
-            keys = [f"celery-task-meta-{task_id}" for _, _, ids in runs for task_id in ids]
-            state = (received.count(), tuple(backend.mget(keys)) if keys else ())
+            state = snapshot()
+            quiet = time.monotonic() - quiet_since
             if state != last:
                 last, quiet_since = state, time.monotonic()
-            elif time.monotonic() - quiet_since > 0.5:
+            elif quiet > 3.0 or (quiet > 0.5 and state != applied and every_received_task_ended(state[1])):
                 break
             time.sleep(0.1)
         for number, text, ids in runs:

@@ -122,6 +122,27 @@ pub struct BodyFailure {
 }
 
 /// `chord_error_from_stack`: what fails, and the errbacks to send.
+/// Celery's `_result_errbacks` (`backends/base.py`): the errbacks linked to
+/// the result of a group body's member. A chord's result is its body's, so
+/// the chord's own errbacks and its body's count (nested chords followed to
+/// the innermost body); a group adds its members'; a chain and a task give
+/// only their own.
+fn result_errbacks(member: &Node) -> Vec<Value> {
+    let mut errbacks = Vec::new();
+    let mut node = member;
+    while let Kind::Chord { body: Some(body), .. } = &node.kind {
+        errbacks.extend(as_list(node.options.get("link_error")));
+        node = body;
+    }
+    errbacks.extend(as_list(node.options.get("link_error")));
+    if let Kind::Group(members) = &node.kind {
+        for member in members {
+            errbacks.extend(result_errbacks(member));
+        }
+    }
+    errbacks
+}
+
 pub fn chord_body_failure(body: &Signature, cx: &Context) -> BodyFailure {
     let mut failure = BodyFailure { chord_error: Vec::new(), original_error: Vec::new(), effects: Effects::default(), chain: Vec::new() };
     let Some(mut body) = Node::from_signature(body) else { return failure };
@@ -132,10 +153,10 @@ pub fn chord_body_failure(body: &Signature, cx: &Context) -> BodyFailure {
         let (group_id, ids) = freeze_group(&mut body, &Frame::default());
         if let Kind::Group(members) = &body.kind {
             for (member, id) in members.iter().zip(&ids) {
-                let mut calls = as_list(member.options.get("link_error"));
-                for errback in &group_errbacks {
-                    if !calls.contains(errback) {
-                        calls.push(errback.clone());
+                let mut calls = Vec::new();
+                for errback in result_errbacks(member).into_iter().chain(group_errbacks.iter().cloned()) {
+                    if !calls.contains(&errback) {
+                        calls.push(errback);
                     }
                 }
                 let calls: Vec<Signature> = calls.into_iter().filter_map(|value| serde_json::from_value(value).ok()).collect();

@@ -28,7 +28,9 @@ fn a_worker_frozen_past_the_visibility_timeout_loses_its_job_to_another_and_both
     let other = Worker::start(plugins.path(), &url, &args("b@frozen"));
     let ran = format!("succeeded id={id}");
     other.wait_for_log(&ran, Duration::from_secs(30));
-    assert_eq!(host(&["result", &id, "--broker", &url]).ok(), "SUCCESS 3000");
+    // The log line comes when the job ends; the completer stores the result
+    // just after it.
+    assert_eq!(host(&["result", &id, "--wait", "--timeout", "10", "--broker", &url]).ok(), "SUCCESS 3000");
 
     // The frozen worker, resumed, finishes its copy too: the job ran twice.
     // Its ack and lease renewal find nothing to touch (delivery tags are

@@ -26,16 +26,6 @@ use crate::runtime::{JobContext, Prepared, TaskSender};
 /// Namespace of the derived ids (a fixed random UUID).
 const ID_NAMESPACE: uuid::Uuid = uuid::Uuid::from_u128(0x6f1e_2b4c_9a3d_4e57_8c21_d0b9_5a7e_3f12);
 
-/// The ids of one `send`: `<job id>:<retries>:<call index>:<n>`, hashed.
-fn derived_ids(parent: &JobContext, index: u32) -> impl FnMut() -> String + 'static {
-    let seed = format!("{}:{}:{index}", parent.task_id, parent.retries);
-    let mut count = 0u32;
-    move || {
-        count += 1;
-        uuid::Uuid::new_v5(&ID_NAMESPACE, format!("{seed}:{count}").as_bytes()).to_string()
-    }
-}
-
 /// The worker's [`TaskSender`].
 pub(super) struct Sender {
     pub settings: std::sync::Arc<PlanSettings>,
@@ -52,7 +42,9 @@ impl TaskSender for Sender {
             routes: &self.settings.routes,
             reply_to: None,
         };
-        let (id, effects) = canvas::with_ids(derived_ids(parent, index), || canvas::send(signature, &cx))?;
+        // The ids of one `send`: `<job id>:<retries>:<call index>:<n>`, hashed.
+        let ids = canvas::derived_ids(ID_NAMESPACE, format!("{}:{}:{index}", parent.task_id, parent.retries));
+        let (id, effects) = canvas::with_ids(ids, || canvas::send(signature, &cx))?;
         Ok(Prepared { id, payload: Box::new(effects) })
     }
 }

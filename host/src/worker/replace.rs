@@ -46,12 +46,7 @@ pub(super) fn plan(job: &Job, signature: &Value, settings: &PlanSettings) -> Res
         group_index: message.headers.group_index,
         replaced_task_nesting: message.headers.replaced_task_nesting.unwrap_or(0).into(),
     };
-    let seed = format!("{}:{}:replace", message.id, message.retries());
-    let mut count = 0u32;
-    let ids = move || {
-        count += 1;
-        uuid::Uuid::new_v5(&ID_NAMESPACE, format!("{seed}:{count}").as_bytes()).to_string()
-    };
+    let ids = canvas::derived_ids(ID_NAMESPACE, format!("{}:{}:replace", message.id, message.retries()));
     let effects = canvas::with_ids(ids, || canvas::replace(signature, &request, &cx))?;
     let mut plan = Plan { note: Some(format!("replaced by {}", signature["task"].as_str().unwrap_or("a signature"))), ..Plan::default() };
     for task in effects.messages {

@@ -86,6 +86,16 @@ fn new_id() -> String {
     IDS.with(|ids| ids.borrow_mut().as_mut().map(|next| next())).unwrap_or_else(|| uuid::Uuid::new_v4().to_string())
 }
 
+/// Ids that are the same each time for the same `seed`: UUIDv5s of
+/// `<seed>:1`, `<seed>:2`, ... in `namespace`, for [`with_ids`].
+pub fn derived_ids(namespace: uuid::Uuid, seed: String) -> impl FnMut() -> String + 'static {
+    let mut count = 0u32;
+    move || {
+        count += 1;
+        uuid::Uuid::new_v5(&namespace, format!("{seed}:{count}").as_bytes()).to_string()
+    }
+}
+
 /// Runs `apply` with every id the canvas makes up taken from `ids`
 /// (instead of random ones). The canvas code is synchronous and runs on
 /// the caller's thread, so a thread-local source reaches all of it without

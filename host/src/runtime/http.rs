@@ -275,6 +275,7 @@ impl LastError {
     }
 }
 
+#[derive(Clone)]
 pub(crate) struct Hooks {
     client: HttpClient,
     plugin: Arc<str>,
@@ -289,15 +290,7 @@ type SendFuture = Box<dyn Future<Output = Result<(http::Response<WasiBody>, IoFu
 
 impl WasiHttpHooks for Hooks {
     fn send_request(&mut self, request: http::Request<WasiBody>, options: Option<RequestOptions>, _fut: IoFuture) -> SendFuture {
-        let send = Outgoing {
-            client: self.client.clone(),
-            plugin: self.plugin.clone(),
-            grants: self.grants.clone(),
-            deadline: self.deadline,
-            deadline_cut: self.deadline_cut.clone(),
-            last_error: self.last_error.clone(),
-            options: options.unwrap_or_default(),
-        };
+        let send = Outgoing { hooks: self.clone(), options: options.unwrap_or_default() };
         let last_error = self.last_error.clone();
         Box::new(async move {
             let response = send.send(request).await.map_err(|error| {
@@ -311,12 +304,7 @@ impl WasiHttpHooks for Hooks {
 
 /// One request on its way, with everything it needs off the job's thread.
 struct Outgoing {
-    client: HttpClient,
-    plugin: Arc<str>,
-    grants: Arc<Grants>,
-    deadline: Option<Instant>,
-    deadline_cut: Arc<AtomicBool>,
-    last_error: LastError,
+    hooks: Hooks,
     options: RequestOptions,
 }
 
@@ -327,11 +315,11 @@ fn fail(message: String) -> HttpError {
 impl Outgoing {
     async fn send(self, mut request: http::Request<WasiBody>) -> Result<http::Response<WasiBody>, HttpError> {
         let origin = origin_of(request.uri()).ok_or(HttpError::HttpRequestUriInvalid)?;
-        let plugin = &self.plugin;
-        if !self.grants.http.iter().any(|grant| grant.covers(&origin)) {
+        let plugin = &self.hooks.plugin;
+        if !self.hooks.grants.http.iter().any(|grant| grant.covers(&origin)) {
             return Err(fail(format!("HTTP to {origin} is not granted to plugin {plugin}: add it to http in {plugin}.toml")));
         }
-        let timeout = self.grants.http_timeout.unwrap_or(DEFAULT_TIMEOUT);
+        let timeout = self.hooks.grants.http_timeout.unwrap_or(DEFAULT_TIMEOUT);
         let head_limit = [self.options.connect_timeout.zip(self.options.first_byte_timeout).map(|(a, b)| a + b)]
             .into_iter()
             .flatten()
@@ -347,19 +335,19 @@ impl Outgoing {
         parts.authority = Some(authority.parse().map_err(|_| HttpError::HttpRequestUriInvalid)?);
         *request.uri_mut() = http::Uri::from_parts(parts).map_err(|_| HttpError::HttpRequestUriInvalid)?;
         let remaining = head_limit.saturating_sub(started.elapsed());
-        let response = match tokio::time::timeout(remaining, self.client.client.request(request)).await {
+        let response = match tokio::time::timeout(remaining, self.hooks.client.client.request(request)).await {
             Err(_) => return Err(self.timed_out(&origin, by_deadline)),
             Ok(Err(error)) => return Err(client_error(&origin, address, &error)),
             Ok(Ok(response)) => response,
         };
-        let max_body = self.grants.http_max_body.unwrap_or(DEFAULT_MAX_BODY);
+        let max_body = self.hooks.grants.http_max_body.unwrap_or(DEFAULT_MAX_BODY);
         let too_big = || fail(format!("the response from {origin} is over the {max_body} byte limit: raise http_max_body in {plugin}.toml"));
         let announced = response.headers().get(http::header::CONTENT_LENGTH).and_then(|value| value.to_str().ok()?.parse::<u64>().ok());
         if announced.is_some_and(|length| length > max_body) {
             return Err(too_big());
         }
         let between = self.options.between_bytes_timeout.map_or(timeout, |guest| guest.min(timeout)).max(Duration::from_nanos(1));
-        let deadline = self.deadline.map(|deadline| Box::pin(tokio::time::sleep_until(deadline.into())));
+        let deadline = self.hooks.deadline.map(|deadline| Box::pin(tokio::time::sleep_until(deadline.into())));
         Ok(response.map(|incoming| {
             LimitedBody {
                 incoming,
@@ -369,8 +357,8 @@ impl Outgoing {
                 between,
                 idle: Box::pin(tokio::time::sleep(between)),
                 deadline,
-                deadline_cut: self.deadline_cut.clone(),
-                last_error: self.last_error.clone(),
+                deadline_cut: self.hooks.deadline_cut.clone(),
+                last_error: self.hooks.last_error.clone(),
                 origin: origin.to_string(),
             }
             .boxed_unsync()
@@ -379,7 +367,7 @@ impl Outgoing {
 
     /// `limit`, or the job's remaining time if that is shorter (then `true`).
     fn bound(&self, limit: Duration) -> (Duration, bool) {
-        match self.deadline.map(|deadline| deadline.saturating_duration_since(Instant::now())) {
+        match self.hooks.deadline.map(|deadline| deadline.saturating_duration_since(Instant::now())) {
             Some(remaining) if remaining <= limit => (remaining, true),
             _ => (limit, false),
         }
@@ -387,11 +375,11 @@ impl Outgoing {
 
     fn timed_out(&self, origin: &HttpOrigin, by_deadline: bool) -> HttpError {
         if by_deadline {
-            self.deadline_cut.store(true, Ordering::SeqCst);
+            self.hooks.deadline_cut.store(true, Ordering::SeqCst);
             return fail(format!("HTTP to {origin} stopped at the job's time limit"));
         }
-        let timeout = self.grants.http_timeout.unwrap_or(DEFAULT_TIMEOUT);
-        fail(format!("HTTP to {origin} timed out after {} s (http_timeout in {}.toml)", timeout.as_secs_f64(), self.plugin))
+        let timeout = self.hooks.grants.http_timeout.unwrap_or(DEFAULT_TIMEOUT);
+        fail(format!("HTTP to {origin} timed out after {} s (http_timeout in {}.toml)", timeout.as_secs_f64(), self.hooks.plugin))
     }
 
     /// The address to connect to: the literal, or the first answer of a
@@ -405,7 +393,7 @@ impl Outgoing {
             .map_err(|error| HttpError::DnsError { rcode: Some(error.to_string()), info_code: None })?
             .collect();
         let granted_literal = |ip: IpAddr| {
-            self.grants.http.iter().any(|grant| grant.ip() == Some(ip) && grant.https == origin.https && grant.port == origin.port)
+            self.hooks.grants.http.iter().any(|grant| grant.ip() == Some(ip) && grant.https == origin.https && grant.port == origin.port)
         };
         if let Some(address) = answers.iter().find(|address| !is_internal(address.ip()) || granted_literal(address.ip())) {
             return Ok(*address);
@@ -417,7 +405,7 @@ impl Outgoing {
                     "HTTP to {origin} is refused: {} resolves to {}, an internal address; grant {literal} in http in {}.toml to allow it",
                     origin.host,
                     address.ip(),
-                    self.plugin
+                    self.hooks.plugin
                 )))
             }
             None => Err(HttpError::DnsError { rcode: Some("no address".into()), info_code: None }),

@@ -378,6 +378,25 @@ mod tests {
     }
 
     #[test]
+    fn the_headers_are_kept_as_sent_for_the_guest() {
+        let message = TaskMessage::parse(CAPTURED.as_bytes()).unwrap();
+        let raw = message.raw_headers.get();
+        assert!(raw.starts_with(r#"{"lang": "py", "task": "math.add", "id": "e2f91c54""#), "{raw}");
+        assert!(raw.ends_with(r#""stamped_headers": null, "stamps": {}}"#), "{raw}");
+        let without = TaskMessage::parse(br#"{"body": "W1tdLCB7fSwgbnVsbF0=", "headers": null}"#).unwrap_err();
+        assert!(without.reason.contains("no `id`"), "{}", without.reason);
+    }
+
+    #[test]
+    fn an_envelope_that_is_not_utf8_says_so() {
+        let mut bytes = CAPTURED.as_bytes().to_vec();
+        let at = CAPTURED.find("gen3432").unwrap();
+        bytes[at] = 0xff;
+        let error = TaskMessage::parse(&bytes).unwrap_err();
+        assert!(error.reason.contains("not a kombu JSON message"), "{}", error.reason);
+    }
+
+    #[test]
     fn our_envelope_parses_back() {
         let args = serde_json::value::to_raw_value(&serde_json::json!([1, 2])).unwrap();
         let kwargs = serde_json::value::to_raw_value(&serde_json::json!({"z": 3})).unwrap();

@@ -20,7 +20,7 @@ use crate::broker::Broker;
 ///
 /// The batch vectors live across batches: a `(Job, Plan)` is about a
 /// kilobyte, and growing fresh vectors to a batch of hundreds copied each
-/// one several times (a tenth of the completer's cost per job).
+/// one several times (a quarter of the completer's cost per job).
 pub(super) async fn complete_loop<B: Broker, R: ResultBackend>(shared: Arc<Shared<B>>, backend: R, completions: flume::Receiver<Completion>) {
     let mut finished: Vec<(Job, Plan)> = Vec::new();
     let mut requeued: Vec<Job> = Vec::new();

@@ -145,6 +145,35 @@ fn sigterm_drains_running_jobs_then_exits_zero() {
     assert_eq!(held, 0);
 }
 
+/// An idle worker waits with its fetch script queued behind a blocking
+/// BLMOVE (see `wait_and_fetch`): a worker stopped while it waits must
+/// neither leave a message leased to nobody nor take one once it is gone.
+#[test]
+fn stopping_an_idle_worker_leaves_no_message_behind() {
+    let redis = RedisServer::start();
+    let plugins = plugin_folder(&["math"]);
+    let mut worker = Worker::start(plugins.path(), &redis.url(0), &[]);
+    std::thread::sleep(Duration::from_millis(300));
+    worker.signal("TERM");
+    // Pushed as it stops: run before it stopped, or back in the queue.
+    let during = submit(&redis, &["math.add", "[1, 2]"]);
+    assert_eq!(worker.wait_exit(Duration::from_secs(10)), Some(0));
+    let after = submit(&redis, &["math.add", "[3, 4]"]);
+    std::thread::sleep(Duration::from_millis(300));
+    let mut connection = redis.connection(0);
+    let queued: Vec<String> = connection.lrange("celery", 0, -1).unwrap();
+    let held: i64 = connection.hlen("unacked").unwrap();
+    assert_eq!(held, 0, "nothing may stay leased");
+    let ran = ready(&redis, 0, &during);
+    let requeued = queued.iter().filter(|message| message.contains(&during)).count();
+    match ran {
+        Some(doc) => assert_eq!((doc["result"].clone(), requeued), (json!(3), 0)),
+        None => assert_eq!(requeued, 1, "the message pushed while stopping is back in its queue: {queued:?}"),
+    }
+    assert_eq!(queued.iter().filter(|message| message.contains(&after)).count(), 1);
+    assert!(result(&redis, 0, &after).is_none());
+}
+
 #[test]
 fn drain_timeout_stops_and_requeues_a_long_job() {
     let redis = RedisServer::start();

@@ -60,9 +60,17 @@ pub trait Broker: Clone + Send + Sync + 'static {
     fn requeue(&self, tags: &[String]) -> impl Future<Output = Result<usize, BrokerError>> + Send;
     /// Put back messages whose lease is older than `visibility_timeout`.
     fn restore_expired(&self, visibility_timeout: Duration) -> impl Future<Output = Result<usize, BrokerError>> + Send;
-    /// Waits (up to `timeout`) until work may be available, without taking
-    /// it: lets an idle worker sleep instead of polling.
-    fn wait_for_work(&self, timeout: Duration) -> impl Future<Output = ()> + Send;
+    /// Waits (up to `timeout`) until work may be available, then takes as
+    /// [`fetch`](Broker::fetch) does: lets an idle worker sleep instead of
+    /// polling. A call must not be dropped once started: what it takes is
+    /// leased from the moment the wait ends.
+    fn wait_and_fetch(
+        &self,
+        timeout: Duration,
+        max: usize,
+        budget_bytes: usize,
+        max_message_bytes: usize,
+    ) -> impl Future<Output = Result<Vec<Delivery>, BrokerError>> + Send;
     /// Push envelopes to lists: `(list key, envelope)`, all or none
     /// (`NotAList` names the first key that is not a list).
     fn publish(&self, messages: &[(String, String)]) -> impl Future<Output = Result<(), BrokerError>> + Send;

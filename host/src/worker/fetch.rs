@@ -11,6 +11,10 @@ use tokio::sync::watch;
 use super::execute::unless_stale;
 use super::job::Job;
 use super::{current_registry, parse_rate, plan, Completion, Shared, FETCH_BATCH};
+
+/// How long past `poll_interval` a stopping worker waits for a wait that
+/// was under way to end.
+const STOP_GRACE: Duration = Duration::from_secs(2);
 use crate::broker::{Broker, Delivery};
 use crate::protocol::{parse_time, TaskMessage};
 use crate::runtime::{Cancellation, Outcome};
@@ -18,7 +22,13 @@ use crate::runtime::{Cancellation, Outcome};
 /// Takes batches of messages while there are free slots.
 pub(super) async fn fetch_loop<B: Broker>(shared: Arc<Shared<B>>, jobs: flume::Sender<Job>, mut stop: watch::Receiver<bool>) {
     let mut failures = 0u32;
+    // Whether the last fetch left every queue list empty: then the next one
+    // waits for work first, and the wait and the take are one round trip.
+    let mut drained = false;
     loop {
+        if *stop.borrow() {
+            return;
+        }
         // Wait for one free slot, then take as many more as are free.
         let permit = tokio::select! {
             permit = shared.slots.acquire() => permit.expect("slots never close"),
@@ -50,11 +60,34 @@ pub(super) async fn fetch_loop<B: Broker>(shared: Arc<Shared<B>>, jobs: flume::S
                 }
             }
         };
-        let fetched = tokio::select! {
-            fetched = shared.broker.fetch(wanted, budget, shared.config.max_message_bytes) => fetched,
-            _ = stop.wait_for(|stopping| *stopping) => {
-                shared.slots.add_permits(wanted);
-                return;
+        let fetched = if drained {
+            let wait = shared.broker.wait_and_fetch(shared.config.poll_interval, wanted, budget, shared.config.max_message_bytes);
+            tokio::pin!(wait);
+            let ended = tokio::select! {
+                fetched = &mut wait => Some(fetched),
+                _ = stop.wait_for(|stopping| *stopping) => None,
+            };
+            match ended {
+                Some(fetched) => fetched,
+                // A wait that has ended has taken and leased what it
+                // returns: let it end (within `poll_interval` while Redis
+                // answers) and dispatch that, for the executors to hand
+                // back, rather than leave it leased to nobody.
+                None => match tokio::time::timeout(shared.config.poll_interval + STOP_GRACE, &mut wait).await {
+                    Ok(fetched) => fetched,
+                    Err(_) => {
+                        shared.slots.add_permits(wanted);
+                        return;
+                    }
+                },
+            }
+        } else {
+            tokio::select! {
+                fetched = shared.broker.fetch(wanted, budget, shared.config.max_message_bytes) => fetched,
+                _ = stop.wait_for(|stopping| *stopping) => {
+                    shared.slots.add_permits(wanted);
+                    return;
+                }
             }
         };
         match fetched {
@@ -70,20 +103,20 @@ pub(super) async fn fetch_loop<B: Broker>(shared: Arc<Shared<B>>, jobs: flume::S
                     failures = 0;
                 }
                 shared.slots.add_permits(wanted - deliveries.len());
+                let bytes: usize = deliveries.iter().map(|delivery| delivery.body.len()).sum();
+                // Fewer than asked for and under the byte budget: the script
+                // found every list empty.
+                drained = deliveries.len() < wanted && bytes < budget;
                 if deliveries.is_empty() {
-                    tokio::select! {
-                        () = shared.broker.wait_for_work(shared.config.poll_interval) => {}
-                        _ = stop.wait_for(|stopping| *stopping) => return,
-                    }
                     continue;
                 }
-                let bytes: usize = deliveries.iter().map(|delivery| delivery.body.len()).sum();
                 shared.held_bytes.fetch_add(bytes, Ordering::SeqCst);
                 for delivery in deliveries {
                     dispatch_guarded(&shared, delivery, &jobs, &stop);
                 }
             }
             Err(error) => {
+                drained = false;
                 if let Some(metrics) = &shared.metrics {
                     metrics.redis_error();
                 }

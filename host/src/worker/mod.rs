@@ -10,8 +10,10 @@
 //! ```
 //!
 //! - The fetch loop takes up to `prefetch` messages per round trip with one
-//!   Lua script that moves them into `unacked` atomically. When the queues
-//!   are empty it blocks on the broker's `wait_for_work` instead of polling.
+//!   Lua script that moves them into `unacked` atomically. Once a fetch has
+//!   emptied the queues it blocks in the broker's `wait_and_fetch` instead
+//!   of polling: the wake-up and the take are one round trip, which is most
+//!   of what an idle worker adds to a job's latency (bench/README.md §4).
 //! - Jobs run on plain threads (wasm is synchronous, CPU-bound work); the
 //!   async side only does I/O.
 //! - The completer drains whatever has finished and writes it in three

@@ -28,6 +28,9 @@ const DELAYED: &str = "chard:delayed";
 const DELAYED_MESSAGES: &str = "chard:delayed:messages";
 /// Entries one restore sweep handles, to keep each script short.
 const RESTORE_BATCH: usize = 1000;
+/// How long a command may wait for its reply before the connection is
+/// given up on.
+const RESPONSE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Pushes `envelope` to `list` unless `marker` exists; sets the marker
 /// (expiring after `ttl`) in the same atomic step. True if it pushed.
@@ -134,7 +137,7 @@ pub async fn connect_manager(client: redis::Client) -> Result<ConnectionManager,
         .set_number_of_retries(6)
         .set_max_delay(2000)
         .set_connection_timeout(Duration::from_secs(5))
-        .set_response_timeout(Duration::from_secs(30));
+        .set_response_timeout(RESPONSE_TIMEOUT);
     ConnectionManager::new_with_config(client, config).await
 }
 
@@ -151,6 +154,44 @@ fn lease_seconds() -> u64 {
     now_seconds().ceil() as u64
 }
 
+impl RedisBroker {
+    /// One call of the fetch script for up to `max` messages leased at
+    /// `lease` (Unix seconds), and the tag prefix of what it takes.
+    fn fetch_invocation(&self, max: usize, budget_bytes: usize, max_message_bytes: usize, lease: u64) -> (redis::ScriptInvocation<'_>, String) {
+        let mut invocation = self.fetch_script.prepare_invoke();
+        for key in &self.fetch_keys {
+            invocation.key(key);
+        }
+        let number = self.fetch_number.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let prefix = format!("{}.{number}.", self.tag_prefix);
+        invocation.arg(max).arg(lease).arg(&prefix).arg(max_message_bytes).arg(budget_bytes);
+        for queue in &self.fetch_queues {
+            invocation.arg(queue);
+        }
+        (invocation, prefix)
+    }
+}
+
+/// The deliveries in a fetch script's reply: the n-th message taken has tag
+/// `prefix` n (see fetch.lua); an oversized one comes as its size, then its
+/// excerpt.
+fn deliveries(reply: Vec<Value>, prefix: &str) -> Result<Vec<Delivery>, BrokerError> {
+    let mut deliveries = Vec::with_capacity(reply.len());
+    let mut items = reply.into_iter();
+    while let Some(item) = items.next() {
+        let tag = format!("{prefix}{}", deliveries.len() + 1);
+        let (body, oversize) = match item {
+            Value::Int(size) => {
+                let excerpt = items.next().ok_or_else(|| malformed_reply("an oversized message without its excerpt"))?;
+                (bulk_bytes(excerpt)?, Some(size.max(1) as usize))
+            }
+            other => (bulk_bytes(other)?, None),
+        };
+        deliveries.push(Delivery { tag: Some(tag), body, oversize });
+    }
+    Ok(deliveries)
+}
+
 /// A bulk string of a script reply, as bytes, without a copy.
 fn bulk_bytes(value: Value) -> Result<Vec<u8>, BrokerError> {
     match value {
@@ -165,33 +206,9 @@ fn malformed_reply(what: &str) -> BrokerError {
 
 impl Broker for RedisBroker {
     async fn fetch(&self, max: usize, budget_bytes: usize, max_message_bytes: usize) -> Result<Vec<Delivery>, BrokerError> {
-        let mut invocation = self.fetch_script.prepare_invoke();
-        for key in &self.fetch_keys {
-            invocation.key(key);
-        }
-        let number = self.fetch_number.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let prefix = format!("{}.{number}.", self.tag_prefix);
-        invocation.arg(max).arg(lease_seconds()).arg(&prefix).arg(max_message_bytes).arg(budget_bytes);
-        for queue in &self.fetch_queues {
-            invocation.arg(queue);
-        }
+        let (invocation, prefix) = self.fetch_invocation(max, budget_bytes, max_message_bytes, lease_seconds());
         let reply: Vec<Value> = invocation.invoke_async(&mut self.connection.clone()).await?;
-        let mut deliveries = Vec::with_capacity(reply.len());
-        let mut items = reply.into_iter();
-        while let Some(item) = items.next() {
-            // The n-th message taken has tag `prefix` n (see fetch.lua); an
-            // oversized one comes as its size, then its excerpt.
-            let tag = format!("{prefix}{}", deliveries.len() + 1);
-            let (body, oversize) = match item {
-                Value::Int(size) => {
-                    let excerpt = items.next().ok_or_else(|| malformed_reply("an oversized message without its excerpt"))?;
-                    (bulk_bytes(excerpt)?, Some(size.max(1) as usize))
-                }
-                other => (bulk_bytes(other)?, None),
-            };
-            deliveries.push(Delivery { tag: Some(tag), body, oversize });
-        }
-        Ok(deliveries)
+        deliveries(reply, &prefix)
     }
 
     async fn ack(&self, tags: &[String]) -> Result<(), BrokerError> {
@@ -251,38 +268,64 @@ impl Broker for RedisBroker {
         Ok(restored.max(0) as usize)
     }
 
-    /// `BLMOVE q q RIGHT RIGHT`: blocks until the first queue list has a
-    /// message, then moves its tail to its own tail, which leaves the list as
-    /// it was. The message stays for the atomic fetch script to take; other
-    /// lists (priority buckets, further queues) are seen at the next fetch,
-    /// at the latest after `timeout`.
-    async fn wait_for_work(&self, timeout: Duration) {
+    /// `BLMOVE q q RIGHT RIGHT` with the fetch script pipelined behind it on
+    /// the waiter's connection. The BLMOVE blocks until the first queue list
+    /// has a message, then moves its tail to its own tail, which leaves the
+    /// list as it was: it takes nothing. Redis runs the script queued behind
+    /// it the moment it unblocks, so the wake-up and the take cost one round
+    /// trip instead of two; the take is the same atomic script as `fetch`, so
+    /// a message is in its list or in `unacked` at every instant. Other lists
+    /// (priority buckets, further queues) are taken by the same script, but
+    /// only wake the wait at `timeout`.
+    ///
+    /// The script runs up to `timeout` after it is sent, so its lease time is
+    /// dated at the latest moment it can run: a lease then looks younger by
+    /// at most `timeout`, and is restored that much later, never earlier.
+    async fn wait_and_fetch(
+        &self,
+        timeout: Duration,
+        max: usize,
+        budget_bytes: usize,
+        max_message_bytes: usize,
+    ) -> Result<Vec<Delivery>, BrokerError> {
         let mut waiter = self.waiter.lock().await;
         if waiter.is_none() {
+            // Past the block, as long as the shared connection waits for a
+            // reply: a reply given up on could be a take, leased to nobody
+            // until the visibility timeout.
             let config = redis::AsyncConnectionConfig::new()
                 .set_connection_timeout(Duration::from_secs(2))
-                .set_response_timeout(timeout + Duration::from_secs(2));
-            match self.client.get_multiplexed_async_connection_with_config(&config).await {
-                Ok(connection) => *waiter = Some(connection),
-                Err(_) => {
-                    tokio::time::sleep(timeout).await;
-                    return;
-                }
-            }
+                .set_response_timeout(timeout + RESPONSE_TIMEOUT);
+            *waiter = Some(self.client.get_multiplexed_async_connection_with_config(&config).await?);
         }
-        let Some(connection) = waiter.as_mut() else { return };
+        let connection = waiter.as_mut().expect("connected above");
+        let lease = lease_seconds() + timeout.as_secs_f64().ceil() as u64;
+        let (invocation, prefix) = self.fetch_invocation(max, budget_bytes, max_message_bytes, lease);
         let first_queue = &self.fetch_keys[2];
-        let result: redis::RedisResult<Value> = redis::cmd("BLMOVE")
-            .arg(first_queue)
-            .arg(first_queue)
-            .arg("RIGHT")
-            .arg("RIGHT")
-            .arg(timeout.as_secs_f64())
-            .query_async(connection)
-            .await;
-        if result.is_err() {
-            *waiter = None;
-            tokio::time::sleep(timeout.min(Duration::from_millis(500))).await;
+        let mut pipe = redis::pipe();
+        pipe.cmd("BLMOVE").arg(first_queue).arg(first_queue).arg("RIGHT").arg("RIGHT").arg(timeout.as_secs_f64());
+        pipe.invoke_script(&invocation);
+        // Each reply on its own: an error of the BLMOVE must not hide what
+        // the script took.
+        let mut replies = match redis::aio::ConnectionLike::req_packed_commands(connection, &pipe, 0, 2).await {
+            Ok(replies) if replies.len() == 2 => replies.into_iter(),
+            Ok(_) => return Err(malformed_reply("not two replies to BLMOVE and the fetch script")),
+            Err(error) => {
+                *waiter = None;
+                return Err(error.into());
+            }
+        };
+        let (woken, taken) = (replies.next().expect("two replies"), replies.next().expect("two replies"));
+        match taken.extract_error().and_then(redis::from_owned_redis_value::<Vec<Value>>) {
+            Ok(reply) if reply.is_empty() => woken.extract_error().map(|_| Vec::new()).map_err(Into::into),
+            Ok(reply) => deliveries(reply, &prefix),
+            Err(error) if error.kind() == redis::ErrorKind::NoScriptError => {
+                // A restarted or flushed server: nothing was taken. Load the
+                // script; the next call takes what woke this one.
+                invocation.load_async(connection).await?;
+                Ok(Vec::new())
+            }
+            Err(error) => Err(error.into()),
         }
     }
 

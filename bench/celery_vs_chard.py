@@ -13,25 +13,18 @@ import argparse
 import base64
 import json
 import os
-import shutil
-import socket
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 import uuid
 
 import redis
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from scratch import ROOT, copy_plugins, private_redis  # noqa: E402
+
 HOST = os.path.join(ROOT, "target", "release", "host")
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def envelope(task_id, x, y):
@@ -139,21 +132,8 @@ def main():
     args = parser.parse_args()
     if not os.path.exists(HOST):
         raise SystemExit("build first: make build plugins")
-    port = free_port()
-    workdir = tempfile.mkdtemp(prefix="chard-bench-")
-    server = subprocess.Popen(["redis-server", "--port", str(port), "--save", "", "--appendonly", "no",
-                               "--bind", "127.0.0.1"], stdout=subprocess.DEVNULL)
-    try:
-        client = redis.Redis(port=port)
-        for _ in range(200):
-            try:
-                client.ping()
-                break
-            except redis.ConnectionError:
-                time.sleep(0.02)
-        plugins = os.path.join(workdir, "plugins")
-        os.makedirs(plugins)
-        shutil.copy(os.path.join(ROOT, "target", "plugins", "math.wasm"), plugins)
+    with private_redis("chard-bench-") as (port, client, workdir):
+        plugins = copy_plugins(workdir, ["math"])
         broker = f"redis://127.0.0.1:{port}/0"
         result_backend = f"redis://127.0.0.1:{port}/1"
         backend = redis.Redis(port=port, db=1)
@@ -205,10 +185,6 @@ def main():
                 worker.terminate()
                 worker.wait(timeout=30)
             print(f"{name:<28} p50 {p50:6.2f} ms   p99 {p99:6.2f} ms", flush=True)
-    finally:
-        server.terminate()
-        server.wait()
-        shutil.rmtree(workdir, ignore_errors=True)
 
 
 if __name__ == "__main__":

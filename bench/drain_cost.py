@@ -23,31 +23,17 @@ Prints figures; asserts nothing.
 import argparse
 import glob
 import os
-import re
 import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 
 import redis
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from celery_vs_chard import HOST, ROOT, cpu_seconds, free_port, preload  # noqa: E402
-
-
-def start_redis(port):
-    server = subprocess.Popen(["redis-server", "--port", str(port), "--save", "", "--appendonly", "no",
-                               "--bind", "127.0.0.1"], stdout=subprocess.DEVNULL)
-    client = redis.Redis(port=port)
-    for _ in range(200):
-        try:
-            client.ping()
-            break
-        except redis.ConnectionError:
-            time.sleep(0.02)
-    return server, client
+from celery_vs_chard import HOST, cpu_seconds, preload  # noqa: E402
+from scratch import copy_plugins, private_redis  # noqa: E402
 
 
 def worker_command(plugins, port, extra, host=None):
@@ -139,14 +125,9 @@ def main():
     if not os.path.exists(HOST):
         raise SystemExit("build first: make build plugins")
     extra = args.chard_args.split()
-    port = free_port()
-    workdir = tempfile.mkdtemp(prefix="chard-cost-")
-    server, client = start_redis(port)
-    backend = redis.Redis(port=port, db=1)
-    try:
-        plugins = os.path.join(workdir, "plugins")
-        os.makedirs(plugins)
-        shutil.copy(os.path.join(ROOT, "target", "plugins", "math.wasm"), plugins)
+    with private_redis("chard-cost-") as (port, client, workdir):
+        backend = redis.Redis(port=port, db=1)
+        plugins = copy_plugins(workdir, ["math"])
         load = os.getloadavg()[0]
         print(f"{args.messages} math.add jobs, host run -c 2, load average {load:.1f}", flush=True)
         for round_number in range(args.rounds):
@@ -171,10 +152,6 @@ def main():
             large = callgrind_instructions(client, backend, plugins, port, 2 * m, extra, workdir, args.keep)
             print(f"callgrind: {small:,} instructions for {m} jobs, {large:,} for {2 * m}: "
                   f"{(large - small) / m:,.0f} instructions per job", flush=True)
-    finally:
-        server.terminate()
-        server.wait()
-        shutil.rmtree(workdir, ignore_errors=True)
 
 
 if __name__ == "__main__":

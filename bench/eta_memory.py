@@ -27,7 +27,6 @@ import datetime
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -36,16 +35,12 @@ import urllib.request
 
 import redis
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from scratch import ROOT, free_port  # noqa: E402
+
 HOST = os.path.join(ROOT, "target", "release", "host")
 MATH = os.path.join(ROOT, "target", "plugins", "math.wasm")
 ID = "00000000-0000-4000-8000-000000000000"
-
-
-def free_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def status_kib(pid, field):

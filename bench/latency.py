@@ -16,12 +16,9 @@ Prints p50/p90/p99/max; asserts nothing.
 """
 import argparse
 import os
-import shutil
 import signal
-import statistics
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import uuid
@@ -29,8 +26,9 @@ import uuid
 import redis
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from celery_vs_chard import HOST, ROOT, envelope, free_port  # noqa: E402
-from drain_cost import start_redis, worker_command  # noqa: E402
+from celery_vs_chard import HOST, envelope  # noqa: E402
+from drain_cost import worker_command  # noqa: E402
+from scratch import copy_plugins, private_redis  # noqa: E402
 
 
 def percentiles(times):
@@ -111,13 +109,8 @@ def main():
     args = parser.parse_args()
     if not os.path.exists(HOST):
         raise SystemExit("build first: make build plugins")
-    port = free_port()
-    workdir = tempfile.mkdtemp(prefix="chard-latency-")
-    server, client = start_redis(port)
-    try:
-        plugins = os.path.join(workdir, "plugins")
-        os.makedirs(plugins)
-        shutil.copy(os.path.join(ROOT, "target", "plugins", "math.wasm"), plugins)
+    with private_redis("chard-latency-") as (port, client, workdir):
+        plugins = copy_plugins(workdir, ["math"])
         print(f"{args.samples} sequential math.add jobs, host run -c 2, {os.cpu_count()} cores, "
               f"load average {os.getloadavg()[0]:.1f}", flush=True)
         print(f"redis PING round trip      {percentiles(ping_floor(client, args.samples))}", flush=True)
@@ -132,10 +125,6 @@ def main():
             worker.send_signal(signal.SIGINT)
             worker.wait(timeout=60)
         print(f"chard: LPUSH -> result      {percentiles(times)}", flush=True)
-    finally:
-        server.terminate()
-        server.wait()
-        shutil.rmtree(workdir, ignore_errors=True)
 
 
 if __name__ == "__main__":

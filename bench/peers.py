@@ -30,7 +30,8 @@ import time
 
 import redis
 
-from celery_vs_chard import HOST, ROOT, drain, free_port, preload
+from celery_vs_chard import HOST, ROOT, drain, preload
+from scratch import free_port
 
 PEERS_DIR = os.path.join(ROOT, "bench", "peers")
 FLOOR_BATCH = 256

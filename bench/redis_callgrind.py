@@ -15,7 +15,6 @@ Prints figures; asserts nothing.
 """
 import glob
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -26,6 +25,7 @@ import redis
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from celery_vs_chard import ROOT, envelope  # noqa: E402
+from scratch import free_port  # noqa: E402
 
 N = 5000
 # One script call per batch: SET ... EX and PUBLISH for each result.
@@ -37,12 +37,6 @@ for i = 1, #KEYS do
 end
 return #KEYS
 """
-
-
-def free_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def under_callgrind(work, out_dir):

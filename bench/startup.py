@@ -11,17 +11,15 @@ load does not inflate). Prints the median and range; asserts nothing.
 """
 import argparse
 import os
-import shutil
 import signal
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from celery_vs_chard import HOST, ROOT, cpu_seconds, free_port  # noqa: E402
-from drain_cost import start_redis  # noqa: E402
+from celery_vs_chard import HOST, cpu_seconds  # noqa: E402
+from scratch import copy_plugins, private_redis  # noqa: E402
 
 PLUGINS = ["math", "cmath", "jsmath", "pymath"]
 
@@ -58,15 +56,9 @@ def main():
     parser.add_argument("--cache-dir", help="compile cache (CHARD_CACHE_DIR); default: the worker's default, ~/.cache/chard")
     parser.add_argument("--verbose", action="store_true", help="print the log of the last start")
     args = parser.parse_args()
-    port = free_port()
-    workdir = tempfile.mkdtemp(prefix="chard-startup-")
-    server, _ = start_redis(port)
-    try:
-        plugins = os.path.join(workdir, "plugins")
+    with private_redis("chard-startup-") as (port, _, workdir):
+        plugins = copy_plugins(workdir, PLUGINS)
         cache = args.cache_dir
-        os.makedirs(plugins)
-        for name in PLUGINS:
-            shutil.copy(os.path.join(ROOT, "target", "plugins", f"{name}.wasm"), plugins)
         cold, _, _ = start_once(args.host, plugins, port, cache)
         print(f"{', '.join(PLUGINS)}; first start {cold:.2f} s (compiles what the cache lacks); load average {os.getloadavg()[0]:.1f}", flush=True)
         walls, cpus = [], []
@@ -79,10 +71,6 @@ def main():
               f"(runs {min(cpus):.0f}-{max(cpus):.0f})", flush=True)
         if args.verbose:
             print("".join(lines))
-    finally:
-        server.terminate()
-        server.wait()
-        shutil.rmtree(workdir, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -1,24 +1,27 @@
 #!/usr/bin/env bash
 # Re-create vendor/wasmtime: the registry source of the wasmtime crate with
-# vendor/wasmtime-pagemap-scan.patch applied (why: vendor/README.md).
+# the vendor/*.patch files below applied, in order (why: vendor/README.md).
 #
 #   tools/vendor-wasmtime.sh [VERSION]     # default: the version in Cargo.lock
 #
 # On a wasmtime upgrade: bump the version in host/Cargo.toml, run this script
-# with the new version, then `cargo update -p wasmtime`. If the patch no
+# with the new version, then `cargo update -p wasmtime`. If a patch no
 # longer applies, the script stops and says so (wasmtime 50.0.1 has the
-# resumed scan but not the PRESENT-or-SWAPPED mask: the patch shrinks to that
-# one line there, see vendor/README.md); if the new release contains the
-# whole change, it says to drop the patch instead.
+# resumed scan but not the PRESENT-or-SWAPPED mask: the pagemap patch shrinks
+# to that one line there, see vendor/README.md); if the new release contains
+# a whole change, it says to drop that patch instead.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-patch_file=vendor/wasmtime-pagemap-scan.patch
+patch_files=(
+    vendor/wasmtime-pagemap-scan.patch   # reset every dirty page run, not 32
+    vendor/wasmtime-funcref-code.patch   # funcref code locations once per module
+)
 version="${1:-$(sed -n '/^name = "wasmtime"$/{n;s/^version = "\(.*\)"$/\1/p;}' Cargo.lock)}"
 [ -n "$version" ] || { echo "no wasmtime version in Cargo.lock; pass one" >&2; exit 1; }
 
 registry="${CARGO_HOME:-$HOME/.cargo}/registry/src"
-find_source() { ls -d "$registry"/*/"wasmtime-$version" 2>/dev/null | head -n 1; }
+find_source() { ls -d "$registry"/*/"wasmtime-$version" 2>/dev/null | head -n 1 || true; }
 source_dir="$(find_source)"
 if [ -z "$source_dir" ]; then
     # `cargo info` downloads and unpacks the crate into the registry cache.
@@ -32,14 +35,16 @@ tmp="$(mktemp -d)"
 trap 'rm -rf "$tmp"' EXIT
 cp -r "$source_dir" "$tmp/wasmtime"
 rm -f "$tmp/wasmtime/.cargo-ok"
-if patch --dry-run --silent --reverse --force -p1 -d "$tmp/wasmtime" < "$patch_file" >/dev/null 2>&1; then
-    echo "wasmtime $version already contains $patch_file: drop the patch and the [patch.crates-io] entry" >&2
-    exit 1
-fi
-if ! patch --silent --forward --fuzz=0 -p1 -d "$tmp/wasmtime" < "$patch_file"; then
-    echo "$patch_file does not apply to wasmtime $version: port it by hand" >&2
-    exit 1
-fi
+for patch_file in "${patch_files[@]}"; do
+    if patch --dry-run --silent --reverse --force -p1 -d "$tmp/wasmtime" < "$patch_file" >/dev/null 2>&1; then
+        echo "wasmtime $version already contains $patch_file: drop it from this script (and the [patch.crates-io] entry if it was the last)" >&2
+        exit 1
+    fi
+    if ! patch --silent --forward --fuzz=0 -p1 -d "$tmp/wasmtime" < "$patch_file"; then
+        echo "$patch_file does not apply to wasmtime $version: port it by hand" >&2
+        exit 1
+    fi
+done
 rm -rf vendor/wasmtime
 mv "$tmp/wasmtime" vendor/wasmtime
-echo "vendor/wasmtime: wasmtime $version from $source_dir with $patch_file"
+echo "vendor/wasmtime: wasmtime $version from $source_dir with ${patch_files[*]}"

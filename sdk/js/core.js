@@ -190,6 +190,11 @@ class Task {
     }
     this.signature = signature;
     this.params = signature.filter((p) => !p.rest && !p.varkw && p.name).map((p) => p.name);
+    // A job's arguments usually fill every parameter positionally with no
+    // keywords: `bind` then returns them as they are. Every step of the
+    // general path below runs in SpiderMonkey's interpreter in a fresh
+    // instance, in every job (bench/README.md, JavaScript).
+    this.positionalCount = signature.some((p) => p.rest || p.varkw) ? -1 : signature.length;
     this.doc = typeof options.doc === 'string' ? options.doc.trim().split('\n')[0] : undefined;
     const ms = (key) => (options[key] === undefined || options[key] === null ? undefined : secondsToMs(key, options[key]));
     let backoff;
@@ -222,6 +227,7 @@ class Task {
    * one sent as JSON null is `null`.
    */
   bind(args, kwargs) {
+    if (args.length === this.positionalCount && isEmpty(kwargs)) return args;
     const slots = this.signature.filter((p) => !p.rest);
     const named = slots.filter((p) => !p.varkw);
     const hasRest = this.signature.some((p) => p.rest);
@@ -275,6 +281,11 @@ export function collectTasks(namespace) {
   return found;
 }
 
+function isEmpty(object) {
+  for (const _ in object) return false;
+  return true;
+}
+
 function toBigInt(value) {
   return value === undefined || value === null ? undefined : BigInt(value);
 }
@@ -291,7 +302,9 @@ function plainContext(context) {
   return plain;
 }
 
-const state = { context: undefined, host: undefined, startedAt: undefined };
+// `rawContext` is the job's context as the bindings lifted it; `context`
+// its plain-number copy, made on first use (most tasks never ask).
+const state = { rawContext: undefined, context: undefined, host: undefined, startedAt: undefined };
 
 /** `performance.now()` when the current job started (monotonic clock). */
 export function jobStartedAt() {
@@ -300,7 +313,13 @@ export function jobStartedAt() {
 
 /** The job being run, as the worker passed it (camelCase fields), or undefined. */
 export function context() {
+  if (state.context === undefined && state.rawContext) state.context = plainContext(state.rawContext);
   return state.context;
+}
+
+function endJob() {
+  state.rawContext = undefined;
+  state.context = undefined;
 }
 
 function ok(value, name) {
@@ -383,22 +402,23 @@ function runTask(t, argsJson, kwargsJson, jobContext) {
   let value;
   try {
     const args = parseJson(argsJson, 'args', name, Array.isArray, []);
-    const kwargs = parseJson(kwargsJson, 'kwargs', name, (v) => v !== null && typeof v === 'object' && !Array.isArray(v), {});
+    const kwargs = kwargsJson === '{}' ? {} : parseJson(kwargsJson, 'kwargs', name, (v) => v !== null && typeof v === 'object' && !Array.isArray(v), {});
     const bound = t.bind(args, kwargs);
-    state.context = plainContext(jobContext);
+    state.rawContext = jobContext;
+    state.context = undefined;
     // Only a job with a soft limit reads the clock: the build-time warm-up
     // (wizer) runs tasks too, and has no clock to read.
-    const soft = state.context?.softTimeLimitMs;
+    const soft = jobContext?.softTimeLimitMs;
     state.startedAt = soft === undefined || soft === null || typeof performance === 'undefined' ? undefined : performance.now();
     value = t.fn(...bound);
   } catch (error) {
-    state.context = undefined;
+    endJob();
     return fail(error);
   }
   if (value && typeof value.then === 'function') {
     return value.then(
       (resolved) => {
-        state.context = undefined;
+        endJob();
         try {
           return ok(resolved, name);
         } catch (error) {
@@ -406,12 +426,12 @@ function runTask(t, argsJson, kwargsJson, jobContext) {
         }
       },
       (error) => {
-        state.context = undefined;
+        endJob();
         return fail(error);
       },
     );
   }
-  state.context = undefined;
+  endJob();
   try {
     return ok(value, name);
   } catch (error) {

@@ -54,7 +54,11 @@ def progress(app, plugin):
     seen = []
     deadline = time.monotonic() + TIMEOUT
     while not result.ready() and time.monotonic() < deadline:
-        state, info = result.state, result.info
+        # One read of the stored meta: `result.state` then `result.info` are
+        # two, and the final result can land between them (PROGRESS paired
+        # with the return value).
+        meta = result.backend.get_task_meta(result.id)
+        state, info = meta["status"], meta["result"]
         if state == "PROGRESS" and (not seen or seen[-1] != info):
             seen.append(info)
         time.sleep(0.01)

@@ -16,6 +16,7 @@ const plugin = {
   explicit() { throw new Failure('declined', 'billing.errors.CardDeclined'); },
   rest: (a, ...more) => [a, more],
   ctx: () => context().retries,
+  ctxTime: () => [typeof context().timeLimitMs, context().timeLimitMs],
   later: async (x) => x * 2,
   notJson: () => 1n,
   patch: task((id, email = undefined, options, ...tags) => [id, email === undefined ? 'missing' : email, options, tags], { kwargs: 'options' }),
@@ -50,6 +51,18 @@ test('ok', async () => {
   assert.deepEqual(run('ctx'), ['ok', '2']);
   assert.equal(await tasks.run('later', '[21]', '{}', ctx), '42');
   assert.equal(JSON.parse(run('charge', '["c"]', '{"opts":{"currency":"USD"}}')[1]).currency, 'USD');
+});
+
+test('the positional fast path binds as the general one does', () => {
+  // Every parameter given positionally, no keywords: the arguments as sent.
+  assert.deepEqual(run('given', '[null, 2]'), ['ok', '[null,2]']);
+  // Keywords, or fewer or more arguments, still go through Python's rules.
+  assert.deepEqual(run('add', '[2,3]', '{"x":1}'), ['failed', { message: "add: got multiple values for argument 'x'", exceptionType: 'TypeError' }]);
+  assert.deepEqual(run('add', '[2,3,4]'), ['failed', { message: 'add: expected 2 arguments (x, y), got 3', exceptionType: 'TypeError' }]);
+  assert.deepEqual(run('add', '{}', '{}'), ['failed', { message: 'add: args must be a JSON array, got {}', exceptionType: 'TypeError' }]);
+  // The context is converted when asked for: plain numbers, gone after the job.
+  assert.deepEqual(run('ctxTime'), ['ok', '["number",5000]']);
+  assert.equal(context(), undefined);
 });
 
 test('*args, **kwargs and missing versus null', () => {
@@ -88,7 +101,7 @@ test('failures and retries', () => {
 
 test('metadata', () => {
   const infos = Object.fromEntries(tasks.listTasks().map((t) => [t.name, t]));
-  assert.deepEqual(Object.keys(infos).sort(), ['add', 'charge', 'ctx', 'explicit', 'flaky', 'given', 'later', 'notJson', 'patch', 'rest']);
+  assert.deepEqual(Object.keys(infos).sort(), ['add', 'charge', 'ctx', 'ctxTime', 'explicit', 'flaky', 'given', 'later', 'notJson', 'patch', 'rest']);
   assert.deepEqual(infos.charge.params, ['card', 'cents', 'opts']);
   assert.equal(infos.charge.doc, 'Charge.');
   assert.equal(infos.charge.defaults.timeLimitMs, 5000n);

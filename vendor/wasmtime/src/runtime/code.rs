@@ -355,6 +355,24 @@ impl StoreCode {
         Ok(StoreCode(code))
     }
 
+    /// The text section a store runs `engine_code` from, as
+    /// `registry.store_code(engine_code).text()` but without the registry's
+    /// two B-tree lookups when the store cannot have a private copy: `new`
+    /// above makes one only for guest debugging, and otherwise shares the
+    /// engine's. For callers that need it once per function reference.
+    #[inline]
+    pub fn text_in_store<'a>(
+        registry: &'a ModuleRegistry,
+        engine: &Engine,
+        engine_code: &'a EngineCode,
+    ) -> Option<&'a [u8]> {
+        if engine.tunables().debug_guest {
+            registry.store_code(engine_code).map(StoreCode::text)
+        } else {
+            Some(engine_code.text())
+        }
+    }
+
     /// Provide the underlying CodeMemory.
     pub fn code_memory(&self) -> &CodeMemory {
         match &self.0 {

@@ -160,6 +160,54 @@ struct ModuleInner {
 
     /// The checksum of the source binary from which this module was compiled.
     checksum: WasmChecksum,
+
+    /// Where the two entry points of every escaping defined function are in
+    /// the text section, indexed by the function's `FuncRefIndex`. See
+    /// [`FuncRefCode`].
+    func_ref_code: TryVec<FuncRefCode>,
+}
+
+/// Text-section offsets of one escaping defined function's array-call and
+/// wasm-call entry points: what a `VMFuncRef` for it points at, minus the
+/// text section's base address.
+///
+/// Building a `VMFuncRef` (for `ref.func`, an element segment written by the
+/// module's startup function, a lazily initialised table slot, or an export)
+/// used to look both up in the `CompiledFunctionsTable` (a namespace search
+/// and a binary search over the sparse trampoline keys) and find the store's
+/// copy of the code in the `ModuleRegistry` (two B-tree lookups), every time,
+/// in every instance. Modules that put thousands of functions into a table
+/// at instantiation, such as the dynamically linked libraries of a
+/// componentize-py component whose segments are placed at `__table_base`
+/// and so are applied eagerly, spent most of their instantiation there.
+/// Resolving the offsets once per module makes each `VMFuncRef` a few loads
+/// and stores.
+#[derive(Clone, Copy, Default)]
+pub(crate) struct FuncRefCode {
+    pub(crate) array_call: u32,
+    pub(crate) wasm_call: u32,
+}
+
+/// Resolves [`FuncRefCode`] for every escaping defined function of `module`.
+fn func_ref_code(module: &CompiledModule) -> Result<TryVec<FuncRefCode>> {
+    let env = module.module();
+    let mut code = TryVec::with_capacity(env.num_escaped_funcs)?;
+    code.resize_with(env.num_escaped_funcs, FuncRefCode::default)?;
+    for (index, func) in env.functions.iter() {
+        let Some(def_index) = env.defined_func_index(index) else {
+            continue;
+        };
+        if !func.is_escaping() {
+            continue;
+        }
+        let array_to_wasm = FuncKey::ArrayToWasmTrampoline(env.module_index, def_index);
+        let wasm = FuncKey::DefinedWasmFunction(env.module_index, def_index);
+        code[func.func_ref.as_u32() as usize] = FuncRefCode {
+            array_call: module.func_loc(array_to_wasm).start,
+            wasm_call: module.func_loc(wasm).start,
+        };
+    }
+    Ok(code)
 }
 
 impl fmt::Debug for Module {
@@ -548,6 +596,7 @@ impl Module {
 
         let _ = serializable;
 
+        let func_ref_code = func_ref_code(&module)?;
         Ok(Self {
             inner: try_new::<Arc<_>>(ModuleInner {
                 engine: engine.clone(),
@@ -558,6 +607,7 @@ impl Module {
                 serializable,
                 offsets,
                 checksum,
+                func_ref_code,
             })?,
         })
     }
@@ -651,6 +701,13 @@ impl Module {
 
     pub(crate) fn env_module(&self) -> &Arc<wasmtime_environ::Module> {
         self.compiled_module().module()
+    }
+
+    /// Where the entry points of the escaping defined function with this
+    /// `FuncRefIndex` are in the text section (see [`FuncRefCode`]).
+    #[inline]
+    pub(crate) fn func_ref_code(&self, index: wasmtime_environ::FuncRefIndex) -> FuncRefCode {
+        self.inner.func_ref_code[index.as_u32() as usize]
     }
 
     pub(crate) fn types(&self) -> &ModuleTypes {

@@ -2,7 +2,7 @@
 //! wasm module (except its callstack and register state). An
 //! `InstanceHandle` is a reference-counting handle for an `Instance`.
 
-use crate::code::ModuleWithCode;
+use crate::code::{ModuleWithCode, StoreCode};
 use crate::module::ModuleRegistry;
 use crate::prelude::*;
 use crate::runtime::vm::export::{Export, ExportMemory};
@@ -880,17 +880,37 @@ impl Instance {
         let func = &module.functions[index];
         let type_index = func.signature.unwrap_engine_type_index();
         let vmctx_offset = self.offsets().vmctx_func_ref(func.func_ref);
-        let array_to_wasm_key = FuncKey::ArrayToWasmTrampoline(module.module_index, def_index);
-        let wasm_key = FuncKey::DefinedWasmFunction(module.module_index, def_index);
-        // SAFETY: the type/offset/keys here are all valid for the defined
+
+        // This runs for every escaping function of a module whose element
+        // segments cannot be initialised lazily (e.g. segments at an imported
+        // `__table_base`), in every instantiation. So the code's location is
+        // resolved once per module (`FuncRefCode`), and the store's copy of
+        // the text without a registry lookup where it is the engine's.
+        let runtime_module = self
+            .runtime_module()
+            .expect("funcref impossible in fake module");
+        let code = runtime_module.func_ref_code(func.func_ref);
+        let text = StoreCode::text_in_store(
+            registry,
+            runtime_module.engine(),
+            runtime_module.engine_code(),
+        )
+        .expect("module not in store");
+        let entry = |offset: u32| {
+            let entry = text[usize::try_from(offset).unwrap()..].as_ptr();
+            NonNull::new(entry.cast_mut()).unwrap()
+        };
+        let array_call = entry(code.array_call);
+        let wasm_call = entry(code.wasm_call);
+
+        // SAFETY: the type/offset/code here are all valid for the defined
         // function at `def_index`.
         unsafe {
             self.initialize_and_return_funcref(
-                registry,
                 type_index,
                 vmctx_offset,
-                array_to_wasm_key,
-                wasm_key,
+                array_call,
+                wasm_call,
             )
         }
     }
@@ -909,16 +929,18 @@ impl Instance {
         let vmctx_offset = self.offsets().vmctx_startup_func_ref();
         let array_to_wasm_key = FuncKey::ModuleStartup(Abi::Array, module.module_index);
         let wasm_key = FuncKey::ModuleStartup(Abi::Wasm, module.module_index);
-        // SAFETY: the type/offset/keys here are all valid for the module
+        let module_with_code = ModuleWithCode::in_store(
+            registry,
+            self.runtime_module()
+                .expect("funcref impossible in fake module"),
+        )
+        .expect("module not in store");
+        let array_call = NonNull::from(module_with_code.function(array_to_wasm_key)).cast();
+        let wasm_call = NonNull::from(module_with_code.function(wasm_key)).cast();
+        // SAFETY: the type/offset/code here are all valid for the module
         // startup function.
         unsafe {
-            self.initialize_and_return_funcref(
-                registry,
-                type_index,
-                vmctx_offset,
-                array_to_wasm_key,
-                wasm_key,
-            )
+            self.initialize_and_return_funcref(type_index, vmctx_offset, array_call, wasm_call)
         }
     }
 
@@ -928,16 +950,17 @@ impl Instance {
     /// # Safety
     ///
     /// This function requires that `type_index` accurately describes this
-    /// function and `vmctx_offset` is indeed the correct offset for the
-    /// functions here. Effectively all the arguments here must be "logically
-    /// correct" for the `VMFuncRef` being initialized.
+    /// function, `vmctx_offset` is indeed the correct offset for the
+    /// functions here, and `array_call` and `wasm_call` point at its
+    /// array-to-wasm trampoline and its wasm body in this store's code.
+    /// Effectively all the arguments here must be "logically correct" for the
+    /// `VMFuncRef` being initialized.
     unsafe fn initialize_and_return_funcref(
         self: Pin<&mut Self>,
-        registry: &ModuleRegistry,
         type_index: VMSharedTypeIndex,
         vmctx_offset: u32,
-        array_to_wasm_key: FuncKey,
-        wasm_key: FuncKey,
+        array_call: NonNull<u8>,
+        wasm_call: NonNull<u8>,
     ) -> Option<NonNull<VMFuncRef>> {
         // For now, we eagerly initialize an funcref struct in-place whenever
         // asked for a reference to it. This is mostly fine, because in practice
@@ -960,26 +983,8 @@ impl Instance {
         // it's better for instantiation performance if we don't have to track
         // "is-initialized" state at all!
 
-        let module_with_code = ModuleWithCode::in_store(
-            registry,
-            self.runtime_module()
-                .expect("funcref impossible in fake module"),
-        )
-        .expect("module not in store");
-
-        let array_call =
-            VmPtr::from(NonNull::from(module_with_code.function(array_to_wasm_key)).cast());
-
-        let wasm_call = Some(VmPtr::from(
-            NonNull::new(
-                module_with_code
-                    .function(wasm_key)
-                    .as_ptr()
-                    .cast::<VMWasmCallFunction>()
-                    .cast_mut(),
-            )
-            .unwrap(),
-        ));
+        let array_call = VmPtr::from(array_call.cast());
+        let wasm_call = Some(VmPtr::from(wasm_call.cast::<VMWasmCallFunction>()));
 
         let vmctx = VMOpaqueContext::from_vmcontext(self.vmctx()).into();
 

@@ -71,6 +71,11 @@ pub struct Effects {
     /// `(group_id, size)` of every chord whose header was sent: the
     /// backend's `set_chord_size`, to write before the header is published.
     pub chord_sizes: Vec<(String, u64)>,
+    /// `(group_id, GroupResult document)` of every chord sent whose header
+    /// holds a group result: Celery's Redis `apply_chord` saves it, and the
+    /// worker that completes the chord joins it (`protocol::group_result`).
+    /// Written with the sizes.
+    pub saved_headers: Vec<(String, String)>,
     /// What Celery's `add_trail` records on the running task as it sends:
     /// each message's `AsyncResult.as_tuple()`, a group as one
     /// `GroupResult` tuple. Stored as the result's `children`.

@@ -199,3 +199,20 @@ fn a_chord_whose_last_header_member_counts_nothing_still_fires() {
         assert_eq!((&body[0], &body[1]), (&json!("FAILURE"), &json!("ChordError")), "{}", run[0]);
     }
 }
+
+/// Known difference, kept as a replay (run with `--ignored`): a chord body
+/// that cannot bind its arguments (`add(6)` given the header's list).
+/// Celery's `Task.apply_async` checks the call against the Python function
+/// (`Task.typing`) and raises before publishing, so the body's failing
+/// task is never sent (nor any after it), and the chord fails with
+/// `ChordError("Callback error: TypeError(...)")`. Chard publishes the
+/// task, which fails TypeError when it runs: a plugin's `task-info` names
+/// its parameters but not which may be left out, so Chard cannot make
+/// the same check without refusing calls its tasks accept (README,
+/// Compatibility). Seed 23 canvases 297 and 568, seed 11 canvas 237.
+#[test]
+#[ignore = "known difference: Celery's argument check before publishing (README, Compatibility)"]
+fn a_chord_body_that_cannot_bind_its_arguments_is_not_published() {
+    assert_same(23, &[297, 568], false);
+    assert_same(11, &[237], false);
+}

@@ -199,13 +199,17 @@ class Received:
 
     def __init__(self, app):
         self.app, self.seen, self.lock = app, {}, threading.Lock()
+        # Terminal events (succeeded, failed, ...) by id: a Python worker
+        # sends them after its trace, chord joins included.
+        self.ends = {}
         self.ready = threading.Event()
         threading.Thread(target=self._capture, daemon=True).start()
         self.ready.wait(10)
 
     def _capture(self):
+        ended = {kind: self._on_end for kind in ("task-succeeded", "task-failed", "task-retried", "task-revoked", "task-rejected")}
         with self.app.connection() as connection:
-            receiver = self.app.events.Receiver(connection, handlers={"task-received": self._on_event})
+            receiver = self.app.events.Receiver(connection, handlers={"task-received": self._on_event, **ended})
             self.ready.set()
             for _ in receiver.consume(limit=None, timeout=None, wakeup=False):
                 pass
@@ -214,9 +218,20 @@ class Received:
         with self.lock:
             self.seen.setdefault(event["uuid"], []).append((event.get("parent_id"), event.get("root_id")))
 
+    def _on_end(self, event):
+        with self.lock:
+            self.ends[event["uuid"]] = self.ends.get(event["uuid"], 0) + 1
+
     def count(self):
         with self.lock:
-            return sum(len(v) for v in self.seen.values())
+            return sum(len(v) for v in self.seen.values()) + sum(self.ends.values())
+
+    def all_ended(self):
+        """Every task received has ended as often as it was received: the
+        worker is idle (a Python worker joins a chord inside the trace of
+        the member that completes it, before that member's event)."""
+        with self.lock:
+            return all(self.ends.get(task_id, 0) >= len(times) for task_id, times in self.seen.items())
 
 
 def run(app):
@@ -255,7 +270,8 @@ def run(app):
 
         def every_received_task_ended(metas):
             with received.lock:
-                return all(meta is not None for task_id, meta in zip(ids, metas) if task_id in received.seen)
+                stored = all(meta is not None for task_id, meta in zip(ids, metas) if task_id in received.seen)
+            return stored and received.all_ended()
 
         applied = snapshot()
         last, quiet_since, deadline = applied, time.monotonic(), time.monotonic() + 60

@@ -11,7 +11,11 @@
 //!   continues after the chord and a chord in a chord's header reports to
 //!   the outer chord through its body), freezes the body, then applies its
 //!   header as a group whose members carry the body in `chord`. An empty
-//!   header sends the body at once with `[]`.
+//!   header sends the body at once with `[]`. When a header member's
+//!   result is a group (a chain ending in a group, a chord of a group),
+//!   the header's results are saved as the Redis backend's `apply_chord`
+//!   saves them (`Effects::saved_headers`), for the join that completes
+//!   the chord.
 
 use serde_json::{Map, Value};
 

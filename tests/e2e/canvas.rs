@@ -167,18 +167,52 @@ fn a_failed_group_body_calls_the_errbacks_of_a_chord_member_s_body() {
     assert_same(7, &[253], false);
 }
 
-/// Known difference, kept as a replay (run with `--ignored`): a chord whose
-/// header holds a group result (a chain ending in a group, a chord of a
-/// group). Celery's `apply_chord` saves the header as a `GroupResult`
-/// (`celery-taskset-meta-<group>`) and the completing worker joins it:
-/// the body gets nested lists, and a failure is `ChordError("Join error:
-/// ...")` with no cause, so a group body's tasks fail with that ChordError
-/// too. Chard joins the flat entries of `<group>.j`: a failure is
-/// `Dependency <id> raised ...`, and the body gets the flat results.
-/// Seed 7 canvases 147 and 245, seed 11 canvas 58 (`[14, []]`).
+/// A chord whose header holds a group result (a chain ending in a group,
+/// a chord of a group). Celery's `apply_chord` saves the header as a
+/// `GroupResult` (`celery-taskset-meta-<group>`) and the completing worker
+/// joins it: the body gets nested lists, and a failure is
+/// `ChordError("Join error: ...")` with no cause, so a group body's tasks
+/// fail with that ChordError too. Chard joined the flat entries of
+/// `<group>.j` (`Dependency <id> raised ...`, flat results). Seed 7
+/// canvases 147 and 245, seed 11 canvas 58 (`[14, []]`); the shapes one
+/// by one are in `chord_join.rs`.
 #[test]
-#[ignore = "known difference: a group result in a chord header is not joined as a GroupResult (README, Compatibility)"]
 fn a_group_result_in_a_chord_header_is_joined_as_celery_joins_a_group_result() {
     assert_same(7, &[147, 245], false);
     assert_same(11, &[58], false);
+}
+
+/// Seed 11 canvas 36: a header whose last member (a chord of an empty
+/// group) adds nothing to the count; the size came after every counting
+/// member had finished on the Chard worker, and the body never got a
+/// result in one of two runs (`chord_join.rs` has the deterministic
+/// version). Run on Chard alone, three times: which failure Celery names
+/// for this body depends on the hash order of a Python set (two members
+/// failed), so only that there is one, a ChordError, is asserted.
+#[test]
+fn a_chord_whose_last_header_member_counts_nothing_still_fires() {
+    for _ in 0..3 {
+        let redis = RedisServer::start();
+        let _worker = chard(&redis, "1");
+        let run = run_python("canvas_fuzz.py", &["run", &redis.url(0), &redis.url(1), "11", "0", "1", "36"]);
+        let body = &run[0]["tasks"]["c36-10"]["outcome"];
+        assert_eq!((&body[0], &body[1]), (&json!("FAILURE"), &json!("ChordError")), "{}", run[0]);
+    }
+}
+
+/// Known difference, kept as a replay (run with `--ignored`): a chord body
+/// that cannot bind its arguments (`add(6)` given the header's list).
+/// Celery's `Task.apply_async` checks the call against the Python function
+/// (`Task.typing`) and raises before publishing, so the body's failing
+/// task is never sent (nor any after it), and the chord fails with
+/// `ChordError("Callback error: TypeError(...)")`. Chard publishes the
+/// task, which fails TypeError when it runs: a plugin's `task-info` names
+/// its parameters but not which may be left out, so Chard cannot make
+/// the same check without refusing calls its tasks accept (README,
+/// Compatibility). Seed 23 canvases 297 and 568, seed 11 canvas 237.
+#[test]
+#[ignore = "known difference: Celery's argument check before publishing (README, Compatibility)"]
+fn a_chord_body_that_cannot_bind_its_arguments_is_not_published() {
+    assert_same(23, &[297, 568], false);
+    assert_same(11, &[237], false);
 }

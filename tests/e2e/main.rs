@@ -8,6 +8,7 @@ mod bad_plugins;
 mod beat;
 mod call;
 mod canvas;
+mod chord_join;
 mod capabilities;
 mod celery;
 mod error_texts;

@@ -3,6 +3,12 @@
 Usage:
   canvas_fuzz.py issue BROKER BACKEND
       The five canvases of issue #12; prints their results.
+  canvas_fuzz.py shapes BROKER BACKEND [SHAPE]
+      Chords whose header holds a group result (and a group, flattened);
+      prints each body's value or exception.
+  canvas_fuzz.py mixed BROKER BACKEND
+      Two such chords applied on queue `applier` and completed on queue
+      `completer` (a Chard and a Python worker, one on each).
   canvas_fuzz.py run BROKER BACKEND SEED COUNT [BATCH [ONLY]]
       COUNT random canvases from SEED (chains, groups and chords nested up
       to depth 4, .s/.si, empty members, failing members, link, link_error,
@@ -41,6 +47,77 @@ def issue(app):
     out["chain_after_chord"] = chain(chord([identity(), identity()], identity()), identity()).apply_async(args=(1,)).get(timeout=30)
     out["chain_in_chord_header"] = chord((chain((identity_si(1337),) * 3),), identity()).delay().get(timeout=30)
     out["chord_in_chord_header"] = chord((chord((identity_si(1),) * 2, identity_si(31337)),), identity()).delay().get(timeout=30)
+    return out
+
+
+def shapes(app):
+    """Chords whose header holds a group result, and their neighbours; for
+    each, the body's value or its exception (type and text), and the
+    states of a group body's tasks."""
+    import time
+    add = lambda *a: signature("canvas.add", args=a, app=app)  # noqa: E731
+    add_si = lambda *a: signature("canvas.add", args=a, immutable=True, app=app)  # noqa: E731
+    identity = lambda *a: signature("canvas.identity", args=a, app=app)  # noqa: E731
+    identity_si = lambda *a: signature("canvas.identity", args=a, immutable=True, app=app)  # noqa: E731
+    fail_si = lambda: signature("canvas.fail", args=(0,), immutable=True, app=app)  # noqa: E731
+
+    def outcome(result):
+        deadline = time.time() + 30
+        while not result.ready() and time.time() < deadline:
+            time.sleep(0.05)
+        if result.state == "SUCCESS":
+            return result.result
+        exc = result.result
+        return {"state": result.state, "type": type(exc).__name__, "args": [str(a) for a in getattr(exc, "args", [])]}
+
+    canvases = {
+        "group_in_header": chord([group(add_si(1, 1), add_si(2, 2)), add_si(3, 3)], identity()),
+        "chain_ending_in_group": chord([add_si(7, 7), chain(add_si(1, 1), group(add(1), add(2)))], identity()),
+        "chord_of_group_in_header": chord([chord([identity_si(7)], group(identity(), identity()))], identity()),
+        # Seed 11 canvas 58: a chord whose body is an empty group.
+        "empty_group_in_header": chord([add_si(7, 7), chord([add_si(8, 8)], group([]))], identity()),
+        "empty_group_ending_a_chain": chord([add_si(7, 7), chain(identity_si(1), group([]))], identity()),
+        "failing_nested_member": chord([add_si(1, 1), chain(identity_si(2), group(fail_si(), identity()))], identity()),
+    }
+    # argv[4]: the one shape to run (all by default).
+    wanted = sys.argv[4] if len(sys.argv) > 4 else None
+    out = {}
+    for name, canvas in canvases.items():
+        if wanted in (None, name):
+            out[name] = outcome(canvas.apply_async())
+    if wanted in (None, "failing_nested_member_group_body"):
+        body = group(identity().set(task_id="gb-1"), identity().set(task_id="gb-2"))
+        chord([chain(identity_si(2), group(fail_si(), identity()))], body).apply_async()
+        out["failing_nested_member_group_body"] = [outcome(app.AsyncResult(task_id)) for task_id in ("gb-1", "gb-2")]
+    return out
+
+
+def mixed(app):
+    """The same chord with a group result in its header, applied by one
+    kind of worker and completed by the other: the step before it runs on
+    queue `applier`, the header and body on queue `completer`."""
+    import time
+
+    def on(queue, name, *args, immutable=False):
+        return signature(name, args=args, immutable=immutable, app=app).set(queue=queue)
+
+    header = [on("completer", "canvas.add", 7, 7, immutable=True),
+              chain(on("completer", "canvas.add", 1, 1, immutable=True),
+                    group(on("completer", "canvas.add", 1), on("completer", "canvas.add", 2)))]
+    failing = [on("completer", "canvas.add", 7, 7, immutable=True),
+               chain(on("completer", "canvas.add", 1, 1, immutable=True),
+                     group(on("completer", "canvas.fail", 0, immutable=True), on("completer", "canvas.add", 2)))]
+    out = {}
+    for name, members in (("nested", header), ("failing", failing)):
+        canvas = chain(on("applier", "canvas.identity", 0, immutable=True), chord(members, on("completer", "canvas.identity")))
+        result = canvas.apply_async()
+        deadline = time.time() + 30
+        while not result.ready() and time.time() < deadline:
+            time.sleep(0.05)
+        if result.state == "SUCCESS":
+            out[name] = result.result
+        else:
+            out[name] = {"state": result.state, "type": type(result.result).__name__, "args": [str(a) for a in result.result.args]}
     return out
 
 
@@ -122,13 +199,17 @@ class Received:
 
     def __init__(self, app):
         self.app, self.seen, self.lock = app, {}, threading.Lock()
+        # Terminal events (succeeded, failed, ...) by id: a Python worker
+        # sends them after its trace, chord joins included.
+        self.ends = {}
         self.ready = threading.Event()
         threading.Thread(target=self._capture, daemon=True).start()
         self.ready.wait(10)
 
     def _capture(self):
+        ended = {kind: self._on_end for kind in ("task-succeeded", "task-failed", "task-retried", "task-revoked", "task-rejected")}
         with self.app.connection() as connection:
-            receiver = self.app.events.Receiver(connection, handlers={"task-received": self._on_event})
+            receiver = self.app.events.Receiver(connection, handlers={"task-received": self._on_event, **ended})
             self.ready.set()
             for _ in receiver.consume(limit=None, timeout=None, wakeup=False):
                 pass
@@ -137,9 +218,20 @@ class Received:
         with self.lock:
             self.seen.setdefault(event["uuid"], []).append((event.get("parent_id"), event.get("root_id")))
 
+    def _on_end(self, event):
+        with self.lock:
+            self.ends[event["uuid"]] = self.ends.get(event["uuid"], 0) + 1
+
     def count(self):
         with self.lock:
-            return sum(len(v) for v in self.seen.values())
+            return sum(len(v) for v in self.seen.values()) + sum(self.ends.values())
+
+    def all_ended(self):
+        """Every task received has ended as often as it was received: the
+        worker is idle (a Python worker joins a chord inside the trace of
+        the member that completes it, before that member's event)."""
+        with self.lock:
+            return all(self.ends.get(task_id, 0) >= len(times) for task_id, times in self.seen.items())
 
 
 def run(app):
@@ -178,7 +270,8 @@ def run(app):
 
         def every_received_task_ended(metas):
             with received.lock:
-                return all(meta is not None for task_id, meta in zip(ids, metas) if task_id in received.seen)
+                stored = all(meta is not None for task_id, meta in zip(ids, metas) if task_id in received.seen)
+            return stored and received.all_ended()
 
         applied = snapshot()
         last, quiet_since, deadline = applied, time.monotonic(), time.monotonic() + 60

@@ -45,14 +45,39 @@ pub trait ResultBackend: Clone + Send + Sync + 'static {
     fn keyvalue(&self, plugin: &str, command: KeyValueCommand<'_>) -> impl Future<Output = Result<KeyValueReply, BackendError>> + Send;
     /// Reads one result document.
     fn get(&self, key: &str) -> impl Future<Output = Result<Option<String>, BackendError>> + Send;
-    /// Records a finished chord member; returns every member's entry to the
-    /// single caller that completes the chord (empty otherwise).
-    fn chord_join(&self, part: &ChordPart) -> impl Future<Output = Result<Vec<String>, BackendError>> + Send;
+    /// Records a finished chord member (again, harmlessly, for a
+    /// redelivery or a later check) and says where the chord stands.
+    fn chord_join(&self, part: &ChordPart) -> impl Future<Output = Result<ChordJoin, BackendError>> + Send;
+    /// Reads many result documents in one round trip (`None` where missing).
+    fn get_many(&self, keys: &[String]) -> impl Future<Output = Result<Vec<Option<String>>, BackendError>> + Send;
+    /// Saves the header results of chords the worker sends whose header
+    /// holds a group result (`(group_id, GroupResult JSON)`), where Celery's
+    /// `apply_chord` saves them, for the worker that completes the chord.
+    fn save_group_results(&self, saved: &[(String, String)], ttl: Duration) -> impl Future<Output = Result<(), BackendError>> + Send;
     /// Records the header size of chords the worker sends (Celery's
     /// `set_chord_size`: a fresh run, so any old "done" marker goes).
     fn set_chord_sizes(&self, sizes: &[(String, u64)], ttl: Duration) -> impl Future<Output = Result<(), BackendError>> + Send;
     /// Marks the chord fired and drops its join state.
     fn chord_done(&self, group_id: &str) -> impl Future<Output = Result<(), BackendError>> + Send;
+}
+
+/// Where a chord stands after a member reported (`chord_join.lua`).
+#[derive(Debug, Clone, PartialEq)]
+pub enum ChordJoin {
+    /// It fired already: the member is a redelivery.
+    Done,
+    /// No header size recorded yet. Celery's `group._apply_tasks` records
+    /// it only as it sends the header's last member, so the members sent
+    /// before can finish first; if none finishes after it (the last member
+    /// adds nothing to the chord, an empty chord or group), nobody would
+    /// ever complete the chord: the caller checks again later.
+    SizeUnknown,
+    /// Recorded; more members to come, or another worker completes it.
+    Open,
+    /// Complete, and this caller claimed it: every member's entry in
+    /// `group_index` order, and the header's `GroupResult` when whoever
+    /// applied the chord saved one (a member's result is a group).
+    Complete { entries: Vec<String>, saved: Option<String> },
 }
 
 /// One finished member of a chord's header.
@@ -127,9 +152,9 @@ impl ResultBackend for RedisBackend {
         Ok(redis::cmd("GET").arg(key).query_async(&mut self.connection.clone()).await?)
     }
 
-    async fn chord_join(&self, part: &ChordPart) -> Result<Vec<String>, BackendError> {
+    async fn chord_join(&self, part: &ChordPart) -> Result<ChordJoin, BackendError> {
         let base = taskset_key(&part.group_id);
-        let entries: Vec<String> = self
+        let reply: Vec<String> = self
             .chord_join
             .key(format!("{base}.j"))
             .key(format!("{base}.d"))
@@ -144,7 +169,35 @@ impl ResultBackend for RedisBackend {
             .arg(uuid::Uuid::new_v4().to_string())
             .invoke_async(&mut self.connection.clone())
             .await?;
-        Ok(entries)
+        let mut reply = reply.into_iter();
+        Ok(match reply.next().as_deref() {
+            Some("fire") => {
+                let saved = reply.next().filter(|saved| !saved.is_empty());
+                ChordJoin::Complete { entries: reply.collect(), saved }
+            }
+            Some("done") => ChordJoin::Done,
+            Some("wait") => ChordJoin::SizeUnknown,
+            _ => ChordJoin::Open,
+        })
+    }
+
+    async fn get_many(&self, keys: &[String]) -> Result<Vec<Option<String>>, BackendError> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        Ok(redis::cmd("MGET").arg(keys).query_async(&mut self.connection.clone()).await?)
+    }
+
+    async fn save_group_results(&self, saved: &[(String, String)], ttl: Duration) -> Result<(), BackendError> {
+        if saved.is_empty() {
+            return Ok(());
+        }
+        let mut pipe = redis::pipe();
+        for (group_id, json) in saved {
+            pipe.set_ex(taskset_key(group_id), json, ttl.as_secs().max(1)).ignore();
+        }
+        pipe.query_async::<()>(&mut self.connection.clone()).await?;
+        Ok(())
     }
 
     async fn set_chord_sizes(&self, sizes: &[(String, u64)], ttl: Duration) -> Result<(), BackendError> {

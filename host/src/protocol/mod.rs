@@ -12,6 +12,7 @@ mod rate;
 mod recover;
 mod routes;
 pub mod repr;
+pub mod group_result;
 pub mod result;
 
 pub use keys::{is_reserved_queue, priority_bucket, queue_keys, queue_key_for, result_key, PRIORITY_STEPS};

@@ -1,5 +1,6 @@
 //! The completer: writes finished jobs in batches, in the order that keeps
-//! at-least-once delivery: follow-ups, results, chord joins, then acks.
+//! at-least-once delivery: follow-ups, results, chord joins (`chord`),
+//! then acks.
 //!
 //! Each step goes through `persist`: transient Redis errors are retried
 //! until Redis is back; a write Redis refuses for good fails only the job
@@ -12,7 +13,7 @@ use std::sync::Arc;
 use super::job::Job;
 use super::persist::{persist, write_isolating, Refusal};
 use super::plan::{self, ChordMember, Plan};
-use super::{Completion, Shared, COMPLETE_BATCH};
+use super::{chord, Completion, Shared, COMPLETE_BATCH};
 use crate::backend::ResultBackend;
 use crate::broker::Broker;
 
@@ -73,6 +74,10 @@ async fn write_outcomes<B: Broker, R: ResultBackend>(shared: &Arc<Shared<B>>, ba
     if let Err(error) = persist(shared.metrics.as_deref(), "record chord sizes", || backend.set_chord_sizes(&sizes, shared.settings.result_expires)).await {
         tracing::error!(%error, "cannot record the sizes of the chords being started");
     }
+    let saved: Vec<(String, String)> = finished.iter_mut().flat_map(|(_, plan)| std::mem::take(&mut plan.saved_headers)).collect();
+    if let Err(error) = persist(shared.metrics.as_deref(), "save chord headers", || backend.save_group_results(&saved, shared.settings.result_expires)).await {
+        tracing::error!(%error, "cannot save the header results of the chords being started");
+    }
 
     let (messages, owners) = take_each(finished, |plan| std::mem::take(&mut plan.publish));
     let refused =
@@ -91,46 +96,19 @@ async fn write_outcomes<B: Broker, R: ResultBackend>(shared: &Arc<Shared<B>>, ba
         }
     }
 
-    let ttl = shared.settings.result_expires;
     // Firing a body can complete further chords (a failed body fails the
     // chain after it, whose steps may belong to an outer chord).
-    let mut chords: std::collections::VecDeque<(usize, ChordMember)> = finished
+    let members: Vec<(Option<usize>, ChordMember)> = finished
         .iter_mut()
         .enumerate()
-        .flat_map(|(index, (_, plan))| std::mem::take(&mut plan.chords).into_iter().map(move |member| (index, member)))
+        .flat_map(|(index, (_, plan))| std::mem::take(&mut plan.chords).into_iter().map(move |member| (Some(index), member)))
         .collect();
-    while let Some((index, member)) = chords.pop_front() {
-        let (firing, members) = match persist(shared.metrics.as_deref(), "join chord", || backend.chord_join(&member.part)).await {
-            Ok(entries) if entries.is_empty() => continue,
-            Ok(entries) => (plan::fire_chord(&member, &entries, &shared.settings), entries.len()),
-            Err(error) => {
-                let job = &finished[index].0;
-                let reason = format!("Redis refused the chord join of group {:?}: {error}", member.part.group_id);
-                tracing::error!(id = %job.message.id, "{reason}");
-                let failure = plan::refused(job, "RedisCommandError", &reason, &shared.settings);
-                if let Err(error) = persist(shared.metrics.as_deref(), "store a refused job's failure", || backend.store(&failure.writes)).await {
-                    tracing::error!(%error, id = %job.message.id, "cannot store the job's failure either");
-                }
-                // This member can never be counted, so the chord could
-                // never complete: it ends now, its body failed.
-                (plan::chord_join_failed(&member, &reason, &shared.settings), 0)
-            }
-        };
-        if let Err(error) = persist(shared.metrics.as_deref(), "record chord sizes", || backend.set_chord_sizes(&firing.chord_sizes, ttl)).await {
-            tracing::error!(%error, group = %member.part.group_id, "cannot record the sizes of the chords the body starts");
+    for (index, reason) in chord::join_chords(shared, backend, members).await {
+        let job = &finished[index].0;
+        let failure = plan::refused(job, "RedisCommandError", &reason, &shared.settings);
+        if let Err(error) = persist(shared.metrics.as_deref(), "store a refused job's failure", || backend.store(&failure.writes)).await {
+            tracing::error!(%error, id = %job.message.id, "cannot store the job's failure either");
         }
-        let body_refused = write_isolating(shared.metrics.as_deref(), "publish chord body", &firing.publish, &vec![0; firing.publish.len()], |(key, _)| key, |batch| shared.broker.publish(batch)).await;
-        for refusal in body_refused {
-            tracing::error!(group = %member.part.group_id, key = %refusal.key, "cannot publish the chord body: {}", refusal.error);
-        }
-        if let Err(error) = persist(shared.metrics.as_deref(), "store chord failure", || backend.store(&firing.writes)).await {
-            tracing::error!(%error, group = %member.part.group_id, "cannot store the chord's failure");
-        }
-        if let Err(error) = persist(shared.metrics.as_deref(), "finish chord", || backend.chord_done(&member.part.group_id)).await {
-            tracing::error!(%error, group = %member.part.group_id, "cannot mark the chord done");
-        }
-        tracing::info!(group = %member.part.group_id, members, failed = !firing.writes.is_empty(), "chord complete");
-        chords.extend(firing.chords.into_iter().map(|member| (index, member)));
     }
 }
 

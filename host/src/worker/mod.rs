@@ -34,6 +34,7 @@
 
 mod builtins;
 mod canvas;
+mod chord;
 mod complete;
 mod delayed;
 mod execute;
@@ -104,6 +105,8 @@ struct Shared<B> {
     executors_gone: Notify,
     /// Tags of every message this worker holds.
     held: Mutex<HashSet<String>>,
+    /// Chords (group ids) whose size a `chord` check is waiting for.
+    chord_checks: Mutex<HashSet<String>>,
     /// Running jobs, by task id.
     running: Mutex<HashMap<String, RunningJob>>,
     /// Set once shutdown starts: no new job may start.
@@ -324,6 +327,7 @@ pub async fn run<B: Broker, R: ResultBackend>(
         registry: Arc::new(std::sync::RwLock::new(Arc::new(registry))),
         hostname,
         held: Mutex::new(HashSet::new()),
+        chord_checks: Mutex::new(HashSet::new()),
         running: Mutex::new(HashMap::new()),
         stopping: AtomicBool::new(false),
         forced: AtomicBool::new(false),

@@ -55,6 +55,7 @@ pub(super) fn collect(prepared: Vec<Prepared>) -> canvas::Effects {
     for effects in prepared.into_iter().filter_map(|prepared| prepared.payload.downcast::<canvas::Effects>().ok()) {
         sent.messages.extend(effects.messages);
         sent.chord_sizes.extend(effects.chord_sizes);
+        sent.saved_headers.extend(effects.saved_headers);
         sent.children.extend(effects.children);
     }
     sent

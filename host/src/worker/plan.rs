@@ -14,7 +14,8 @@ use super::job::Job;
 use crate::backend::{ChordPart, ResultWrite};
 use crate::events::Ending;
 use crate::protocol::{queue_key_for, result_key, ExceptionInfo, OutgoingTask, ResultMeta, Signature, State, TaskMessage};
-use crate::protocol::repr::value_repr;
+use crate::protocol::group_result;
+use crate::protocol::repr::exception_repr;
 use crate::protocol::result::ResultValue;
 use crate::runtime::{Failure, Outcome, RetryRequest, TaskInfo};
 
@@ -52,6 +53,9 @@ pub struct Plan {
     pub publish: Vec<(String, String)>,
     /// Sizes of chords whose headers are among `publish`, recorded first.
     pub chord_sizes: Vec<(String, u64)>,
+    /// Saved header results (`GroupResult`s) of those chords, written with
+    /// the sizes.
+    pub saved_headers: Vec<(String, String)>,
     /// Log line for anything that is not a plain success.
     pub note: Option<String>,
     /// The state the job ended in, for monitoring events (`None` only for a
@@ -356,6 +360,7 @@ fn add_effects(plan: &mut Plan, effects: Effects, children: &mut Vec<Value>) {
         plan.publish.push((queue_key_for(&task.queue, task.priority), task.to_envelope()));
     }
     plan.chord_sizes.extend(effects.chord_sizes);
+    plan.saved_headers.extend(effects.saved_headers);
 }
 
 /// What firing (or failing) a complete chord's body writes and sends.
@@ -364,42 +369,61 @@ pub struct ChordFiring {
     pub publish: Vec<(String, String)>,
     pub writes: Vec<ResultWrite>,
     pub chord_sizes: Vec<(String, u64)>,
+    /// Header results of the chords the body starts, saved with the sizes.
+    pub saved_headers: Vec<(String, String)>,
     /// Chords that later chain steps, failed with the body, report to.
     pub chords: Vec<ChordMember>,
 }
 
+/// How a complete chord's header results were read.
+pub enum HeaderResults<'a> {
+    /// The flat entries of `<group>.j`, in `group_index` order (Celery's
+    /// path for a header of plain results).
+    Entries(&'a [String]),
+    /// The saved `GroupResult`, joined (`protocol::group_result`): the
+    /// body's argument, or the exception the join raised.
+    Joined(Result<Vec<Value>, ExceptionInfo>),
+}
+
 /// The chord is complete: apply its body with every header result, or,
 /// if a member failed, fail the body with Celery's ChordError.
-pub fn fire_chord(member: &ChordMember, entries: &[String], settings: &PlanSettings) -> ChordFiring {
-    let mut results = Vec::with_capacity(entries.len());
-    let cx = chord_context(member, settings);
-    for entry in entries {
-        let parsed: Value = serde_json::from_str(entry).unwrap_or(Value::Null);
-        let (id, state, result) = (&parsed[1], parsed[2].as_str().unwrap_or(""), &parsed[3]);
-        if state == "FAILURE" || state == "REVOKED" {
-            let exc_type = result["exc_type"].as_str().unwrap_or("Exception");
-            // Python's repr of the exception's args: ValueError('bad value 9').
-            let exc_message = match &result["exc_message"] {
-                Value::Array(parts) => parts.iter().map(value_repr).collect::<Vec<_>>().join(", "),
-                other => value_repr(other),
-            };
-            let text = format!("Dependency {} raised {exc_type}({exc_message})", id.as_str().unwrap_or("?"));
-            let exception = ExceptionInfo::new("celery.exceptions", "ChordError", text);
-            let original = ExceptionInfo {
-                exc_type: exc_type.to_string(),
-                exc_message: match &result["exc_message"] {
-                    Value::Array(parts) => parts.clone(),
-                    other => vec![other.clone()],
-                },
-                exc_module: result["exc_module"].as_str().unwrap_or("builtins").to_string(),
-            };
-            return fail_chord_body(member, &exception, &original, settings);
+pub fn fire_chord(member: &ChordMember, header: HeaderResults, settings: &PlanSettings) -> ChordFiring {
+    let results = match header {
+        HeaderResults::Entries(entries) => {
+            let mut results = Vec::with_capacity(entries.len());
+            for entry in entries {
+                let parsed: Value = serde_json::from_str(entry).unwrap_or(Value::Null);
+                let (id, state, result) = (&parsed[1], parsed[2].as_str().unwrap_or(""), &parsed[3]);
+                if state == "FAILURE" || state == "REVOKED" {
+                    // `_unpack_chord_result`: a ChordError caused by the member's error.
+                    let original = group_result::exception_of(result);
+                    let text = format!("Dependency {} raised {}", id.as_str().unwrap_or("?"), exception_repr(&original));
+                    let exception = ExceptionInfo::new("celery.exceptions", "ChordError", text);
+                    return fail_chord_body(member, &exception, &original, settings);
+                }
+                results.push(result.clone());
+            }
+            results
         }
-        results.push(result.clone());
-    }
+        HeaderResults::Joined(Ok(results)) => results,
+        HeaderResults::Joined(Err(raised)) => {
+            // `on_chord_part_return`: a ChordError a member stored is
+            // re-raised as it is; anything else the join raised becomes
+            // `ChordError('Join error: <repr>')`. Neither has a cause, so a
+            // group body's tasks fail with that ChordError too.
+            let exception = if raised.exc_type == "ChordError" {
+                raised
+            } else {
+                ExceptionInfo::new("celery.exceptions", "ChordError", format!("Join error: {}", exception_repr(&raised)))
+            };
+            return fail_chord_body(member, &exception, &exception, settings);
+        }
+    };
+    let cx = chord_context(member, settings);
     let mut firing = ChordFiring::default();
     let effects = canvas::fire_chord_body(&member.body, results, &cx);
     firing.chord_sizes.extend(effects.chord_sizes);
+    firing.saved_headers.extend(effects.saved_headers);
     for mut task in effects.messages {
         if task.reply_to.is_none() {
             task.reply_to = member.reply_to.clone();
@@ -432,6 +456,7 @@ fn fail_chord_body(member: &ChordMember, exception: &ExceptionInfo, original: &E
     }
     fail_chain(&failure.chain, exception, &member.root_id, member.reply_to.as_deref(), settings, &mut firing.writes, &mut firing.chords);
     firing.chord_sizes.extend(failure.effects.chord_sizes);
+    firing.saved_headers.extend(failure.effects.saved_headers);
     firing.publish.extend(failure.effects.messages.iter().map(|task| (queue_key_for(&task.queue, task.priority), task.to_envelope())));
     firing
 }

@@ -53,5 +53,6 @@ pub(super) fn plan(job: &Job, signature: &Value, settings: &PlanSettings) -> Res
         plan.publish.push((queue_key_for(&task.queue, task.priority), task.to_envelope()));
     }
     plan.chord_sizes = effects.chord_sizes;
+    plan.saved_headers = effects.saved_headers;
     Ok(plan)
 }

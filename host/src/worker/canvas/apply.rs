@@ -11,7 +11,11 @@
 //!   continues after the chord and a chord in a chord's header reports to
 //!   the outer chord through its body), freezes the body, then applies its
 //!   header as a group whose members carry the body in `chord`. An empty
-//!   header sends the body at once with `[]`.
+//!   header sends the body at once with `[]`. When a header member's
+//!   result is a group (a chain ending in a group, a chord of a group),
+//!   the header's results are saved as the Redis backend's `apply_chord`
+//!   saves them (`Effects::saved_headers`), for the join that completes
+//!   the chord.
 
 use serde_json::{Map, Value};
 
@@ -19,6 +23,7 @@ use super::chain;
 use super::freeze::{freeze, freeze_group, Frame};
 use super::node::{as_list, Kind, Node};
 use super::{new_id, Context, Effects};
+use crate::protocol::group_result::Restored;
 use crate::protocol::OutgoingTask;
 
 /// `signature.apply_async(args, **options)` for any type.
@@ -147,11 +152,33 @@ fn apply_chord(chord: Node, args: &[Value], mut options: Map<String, Value>, cx:
     header.options.insert("task_id".into(), group_id.clone().into());
     let _ = freeze_group(&mut header, &Frame { group_id: Some(&group_id), chord: Some(&body), root_id: root_id.as_deref(), ..Frame::default() });
     if matches!(&header.kind, Kind::Group(tasks) if !tasks.is_empty()) {
+        // Redis `apply_chord`: a header holding a group result is saved.
+        if let Kind::Group(members) = &header.kind {
+            let results: Vec<Option<Restored>> = members.iter().map(frozen_result).collect();
+            if results.iter().any(|result| matches!(result, Some(Restored::Group { .. }))) {
+                fx.saved_headers.push((group_id.clone(), Restored::saved_header(&group_id, &results)));
+            }
+        }
         options.extend(header_delay);
         options.insert("task_id".into(), group_id.into());
         apply_group(header, &partial_args, options, cx, fx);
     } else {
         apply_async(body, &[Value::Array(Vec::new())], Map::new(), cx, fx);
+    }
+}
+
+/// The result a frozen signature's `freeze()` returns, as a tuple-able
+/// structure: a task's own, a chain's last step's, a group's members', a
+/// chord's body's (`None` for a chord without a body, as in Celery).
+fn frozen_result(node: &Node) -> Option<Restored> {
+    match &node.kind {
+        Kind::Task => Some(Restored::Task(node.id().unwrap_or_default().to_string())),
+        Kind::Chain(steps) => steps.last().and_then(frozen_result),
+        Kind::Group(members) => Some(Restored::Group {
+            id: node.id().unwrap_or_default().to_string(),
+            results: members.iter().filter_map(frozen_result).collect(),
+        }),
+        Kind::Chord { body, .. } => body.as_deref().and_then(frozen_result),
     }
 }
 

@@ -71,6 +71,11 @@ pub struct Effects {
     /// `(group_id, size)` of every chord whose header was sent: the
     /// backend's `set_chord_size`, to write before the header is published.
     pub chord_sizes: Vec<(String, u64)>,
+    /// `(group_id, GroupResult document)` of every chord sent whose header
+    /// holds a group result: Celery's Redis `apply_chord` saves it, and the
+    /// worker that completes the chord joins it (`protocol::group_result`).
+    /// Written with the sizes.
+    pub saved_headers: Vec<(String, String)>,
     /// What Celery's `add_trail` records on the running task as it sends:
     /// each message's `AsyncResult.as_tuple()`, a group as one
     /// `GroupResult` tuple. Stored as the result's `children`.
@@ -147,6 +152,33 @@ mod tests {
             assert_eq!(body.options["group_id"], json!(group));
             assert_eq!(body.options["chain"][0]["options"]["task_id"], json!("after"));
         }
+    }
+
+    #[test]
+    fn a_chord_whose_header_holds_a_group_result_saves_the_header_as_celery_s_apply_chord_does() {
+        let group = json!({"task": "celery.group", "args": [], "kwargs": {"tasks": [task("t.a", "g1"), task("t.a", "g2")]},
+                           "options": {"task_id": "inner"}, "subtask_type": "group", "immutable": false});
+        let ends_in_group = json!({"task": "celery.chain", "args": [], "kwargs": {"tasks": [task("t.b", "first"), group]},
+                                   "options": {}, "subtask_type": "chain", "immutable": false});
+        let chord = json!({"task": "celery.chord", "args": [], "kwargs": {"kwargs": {}, "header": [task("t.a", "plain"), ends_in_group], "body": task("t.c", "body")},
+                           "options": {}, "subtask_type": "chord", "immutable": false});
+        let callbacks: Vec<Signature> = serde_json::from_value(json!([chord])).unwrap();
+        let effects = run(Embed { callbacks: Some(callbacks), ..Embed::default() });
+        let (group_id, size) = effects.chord_sizes[0].clone();
+        assert_eq!(size, 3);
+        let saved: Value = serde_json::from_str(&effects.saved_headers[0].1).unwrap();
+        assert_eq!(effects.saved_headers[0].0, group_id);
+        assert_eq!(saved, json!({"result": [[group_id, null], [[["plain", null], null], [["inner", null], [[["g1", null], null], [["g2", null], null]]]]]}));
+    }
+
+    #[test]
+    fn a_chord_of_plain_results_saves_nothing() {
+        let chord = json!({"task": "celery.chord", "args": [], "kwargs": {"kwargs": {}, "header": [task("t.a", "h1"), task("t.a", "h2")], "body": task("t.c", "body")},
+                           "options": {}, "subtask_type": "chord", "immutable": false});
+        let callbacks: Vec<Signature> = serde_json::from_value(json!([chord])).unwrap();
+        let effects = run(Embed { callbacks: Some(callbacks), ..Embed::default() });
+        assert_eq!(effects.chord_sizes.len(), 1);
+        assert!(effects.saved_headers.is_empty());
     }
 
     #[test]

@@ -163,6 +163,7 @@ pub fn chord_body_failure(body: &Signature, cx: &Context) -> BodyFailure {
                 let sent = errbacks(&calls, id, id, cx);
                 failure.effects.messages.extend(sent.messages);
                 failure.effects.chord_sizes.extend(sent.chord_sizes);
+                failure.effects.saved_headers.extend(sent.saved_headers);
                 failure.original_error.push(id.clone());
             }
         }

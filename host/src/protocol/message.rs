@@ -198,18 +198,12 @@ impl TaskMessage {
             Err(error) => super::recover::diagnose(envelope, &error),
             Ok(_) => MessageError::new(format!("envelope is not UTF-8: {utf8}"), None, None),
         })?;
-        let parsed: Envelope = serde_json::from_str(text).map_err(|error| super::recover::diagnose(envelope, &error))?;
-        let raw_headers = parsed.headers.filter(|raw| raw.get() != "null");
-        let headers: Headers = match raw_headers {
-            Some(raw) => serde_json::from_str(raw.get()).map_err(|error| super::recover::diagnose(envelope, &error))?,
-            None => Headers::default(),
+        let diagnose = |error: serde_json::Error| super::recover::diagnose(envelope, &error);
+        let envelope: Envelope = serde_json::from_str(text).map_err(diagnose)?;
+        let (mut headers, raw_headers): (Headers, _) = match envelope.headers.filter(|raw| raw.get() != "null") {
+            Some(raw) => (serde_json::from_str(raw.get()).map_err(diagnose)?, raw.to_owned()),
+            None => (Headers::default(), RawValue::from_string("{}".into()).expect("literal")),
         };
-        let raw_headers = match raw_headers {
-            Some(raw) => raw.to_owned(),
-            None => RawValue::from_string("{}".into()).expect("literal"),
-        };
-        let envelope = parsed;
-        let mut headers = headers;
         for field in ["id", "task"] {
             let value = if field == "id" { &mut headers.id } else { &mut headers.task };
             if value.as_ref().is_some_and(|text| text.len() > MAX_NAME) {

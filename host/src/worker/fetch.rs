@@ -11,13 +11,13 @@ use tokio::sync::watch;
 use super::execute::unless_stale;
 use super::job::Job;
 use super::{current_registry, parse_rate, plan, Completion, Shared, FETCH_BATCH};
+use crate::broker::{Broker, Delivery};
+use crate::protocol::{parse_time, TaskMessage};
+use crate::runtime::{Cancellation, Outcome};
 
 /// How long past `poll_interval` a stopping worker waits for a wait that
 /// was under way to end.
 const STOP_GRACE: Duration = Duration::from_secs(2);
-use crate::broker::{Broker, Delivery};
-use crate::protocol::{parse_time, TaskMessage};
-use crate::runtime::{Cancellation, Outcome};
 
 /// Takes batches of messages while there are free slots.
 pub(super) async fn fetch_loop<B: Broker>(shared: Arc<Shared<B>>, jobs: flume::Sender<Job>, mut stop: watch::Receiver<bool>) {

@@ -12,8 +12,9 @@
 //!   the header), no member reports after the size is set and Celery itself
 //!   never fires the body. Here a member that finds no size checks again a
 //!   little later (one check per chord at a time, backing off to once a
-//!   second, for at most five minutes): the check records nothing new, it
-//!   only completes the chord once the size is there. A worker that stops
+//!   second, for at most five minutes, and for at most 10,000 chords at
+//!   once): the check records nothing new, it only completes the chord
+//!   once the size is there. A worker that stops
 //!   while checking leaves that chord as Celery would.
 //! - **A header holding a group result is joined as Celery joins it.** When
 //!   whoever applied the chord saved the header's `GroupResult`, the body
@@ -48,6 +49,11 @@ const JOIN_INTERVAL: Duration = Duration::from_millis(500);
 const SIZE_CHECK_FIRST: Duration = Duration::from_millis(20);
 const SIZE_CHECK_MAX: Duration = Duration::from_secs(1);
 const SIZE_CHECK_GIVE_UP: Duration = Duration::from_secs(300);
+/// Chords checked at once, at most: messages naming chords whose size never
+/// comes (a flood of them is cheap to write to the queue) must not grow the
+/// worker's tasks and its Redis calls without bound. Past it a member is
+/// left to a later member, as Celery leaves it.
+const SIZE_CHECKS_MAX: usize = 10_000;
 
 type Boxed<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
@@ -165,8 +171,15 @@ fn wait_for_members<B: Broker, R: ResultBackend>(shared: Arc<Shared<B>>, backend
 /// No size yet for this member's chord: check again later, unless a check
 /// for the same chord is already on its way.
 fn check_later<B: Broker, R: ResultBackend>(shared: Arc<Shared<B>>, backend: R, member: ChordMember) {
-    if !shared.chord_checks.lock().unwrap().insert(member.part.group_id.clone()) {
-        return;
+    {
+        let mut checks = shared.chord_checks.lock().unwrap();
+        if checks.len() >= SIZE_CHECKS_MAX {
+            tracing::warn!(group = %member.part.group_id, "{SIZE_CHECKS_MAX} chords already wait for their size; this one is left to a later member");
+            return;
+        }
+        if !checks.insert(member.part.group_id.clone()) {
+            return;
+        }
     }
     let task: Boxed<'static, ()> = Box::pin(async move {
         let group_id = member.part.group_id.clone();

@@ -905,16 +905,17 @@ void exports_chard_task_tasks_list_tasks(exports_chard_task_tasks_list_task_info
         const chard_task *task = &chard_tasks[t];
         exports_chard_task_tasks_task_info_t *info = &ret->ptr[t];
         plugin_string_dup(&info->name, task->name ? task->name : "");
-        size_t n;
-        const char **named = named_params(task, &n);
+        /* Python's notation, as written ("limit?", "*more", "**options"),
+         * named parameters first: the worker checks the calls it sends to
+         * this task against it (Celery's Task.typing). */
+        size_t n = 0;
+        while (task->params && task->params[n]) n++;
         info->params.len = n;
-        info->params.ptr = xmalloc(n * sizeof *info->params.ptr);
-        for (size_t i = 0; i < n; i++) {
-            bool optional;
-            char *name = strip_optional(named[i], &optional);
-            plugin_string_dup(&info->params.ptr[i], name);
-            free(name);
-        }
+        info->params.ptr = xmalloc((n ? n : 1) * sizeof *info->params.ptr);
+        size_t out = 0;
+        for (int stars = 0; stars <= 2; stars++)
+            for (size_t i = 0; i < n; i++)
+                if (param_stars(task->params[i]) == stars) plugin_string_dup(&info->params.ptr[out++], task->params[i]);
         set_option_string(&info->doc, task->doc);
         chard_task_types_task_defaults_t *d = &info->defaults;
         set_option_string(&d->queue, task->queue);

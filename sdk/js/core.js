@@ -189,7 +189,16 @@ class Task {
       signature = signature.map((p) => (p === target ? { ...p, optional: true, varkw: true } : p));
     }
     this.signature = signature;
-    this.params = signature.filter((p) => !p.rest && !p.varkw && p.name).map((p) => p.name);
+    // `task-info.params` in Python's notation, which the worker checks the
+    // calls it sends to this task against (Celery's `Task.typing`): `y?`
+    // for a parameter with a default, `*rest`, `**kwargs`. A destructured
+    // parameter has no name and is only ever given positionally (`#2`).
+    const named = signature.filter((p) => !p.rest && !p.varkw);
+    this.params = [
+      ...named.map((p, i) => `${p.name ?? `#${i + 1}`}${p.optional ? '?' : ''}`),
+      ...signature.filter((p) => p.rest).map((p) => `*${p.name ?? 'args'}`),
+      ...signature.filter((p) => p.varkw).map((p) => `**${p.name}`),
+    ];
     // A job's arguments usually fill every parameter positionally with no
     // keywords: `bind` then returns them as they are. Every step of the
     // general path below runs in SpiderMonkey's interpreter in a fresh

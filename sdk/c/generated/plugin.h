@@ -673,8 +673,15 @@ typedef struct chard_task_types_task_info_t {
   // "<plugin>.<name>" ("add" in math.wasm is "math.add"); a name with
   // a dot is served as it is ("myproject.billing.tasks.charge").
   plugin_string_t   name;
-  // Parameter names in positional order (used to bind keyword args
-  // and to show the signature in `host tasks`).
+  // The parameters in order, in Python's notation: `x` (required),
+  // `y?` (may be left out: a default, an `Option`), `*args` (extra
+  // positional arguments), a bare `*` before keyword-only ones,
+  // `**kwargs` (extra keyword arguments). The worker checks every
+  // call it sends to the task against it, as Celery's `Task.typing`
+  // does, and fails the sender with Python's `TypeError` when the
+  // arguments cannot bind; `host tasks` shows it. A plugin built
+  // before the SDKs wrote this notation lists optional parameters
+  // as plain names, so calls leaving them out are refused: rebuild.
   plugin_list_string_t   params;
   // One-line description.
   plugin_option_string_t   doc;

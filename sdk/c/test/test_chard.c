@@ -158,11 +158,20 @@ static void test_endings(void) {
 static void test_params_listed(void) {
     exports_chard_task_tasks_list_task_info_t list;
     exports_chard_task_tasks_list_tasks(&list);
-    /* The var parameters are not named parameters. */
-    if (list.len != 7 || list.ptr[4].params.len != 2 || list.ptr[5].params.len != 0) {
-        fprintf(stderr, "FAIL list-tasks: params of patch/rest are %zu/%zu, want 2/0\n", list.ptr[4].params.len,
+    /* In Python's notation, as declared: the worker checks calls with it. */
+    if (list.len != 7 || list.ptr[4].params.len != 4 || list.ptr[5].params.len != 2) {
+        fprintf(stderr, "FAIL list-tasks: params of patch/rest are %zu/%zu, want 4/2\n", list.ptr[4].params.len,
                 list.ptr[5].params.len);
         failures++;
+        return;
+    }
+    const char *want[] = {"x", "limit?", "*more", "**options"};
+    for (size_t i = 0; i < 4; i++) {
+        plugin_string_t *got = &list.ptr[4].params.ptr[i];
+        if (got->len != strlen(want[i]) || memcmp(got->ptr, want[i], got->len) != 0) {
+            fprintf(stderr, "FAIL list-tasks: patch param %zu is %.*s, want %s\n", i, (int)got->len, (const char *)got->ptr, want[i]);
+            failures++;
+        }
     }
 }
 

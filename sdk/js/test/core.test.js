@@ -76,7 +76,7 @@ test('*args, **kwargs and missing versus null', () => {
   assert.deepEqual(run('given', '[null]'), ['failed', { message: "given: missing required argument 'b'", exceptionType: 'TypeError' }]);
   assert.deepEqual(run('given', '[null, null]'), ['ok', '[null,null]']);
   const infos = Object.fromEntries(tasks.listTasks().map((t) => [t.name, t]));
-  assert.deepEqual(infos.patch.params, ['id', 'email']);
+  assert.deepEqual(infos.patch.params, ['id', 'email?', '*tags', '**options']);
   assert.throws(() => exportTasks({ bad: task((a) => a, { kwargs: 'nope' }) }, host), TypeError);
 });
 
@@ -102,13 +102,13 @@ test('failures and retries', () => {
 test('metadata', () => {
   const infos = Object.fromEntries(tasks.listTasks().map((t) => [t.name, t]));
   assert.deepEqual(Object.keys(infos).sort(), ['add', 'charge', 'ctx', 'ctxTime', 'explicit', 'flaky', 'given', 'later', 'notJson', 'patch', 'rest']);
-  assert.deepEqual(infos.charge.params, ['card', 'cents', 'opts']);
+  assert.deepEqual(infos.charge.params, ['card', 'cents?', 'opts?']);
   assert.equal(infos.charge.doc, 'Charge.');
   assert.equal(infos.charge.defaults.timeLimitMs, 5000n);
   assert.equal(infos.charge.defaults.maxRetries, 3);
   assert.equal(infos.charge.defaults.retryBackoffMs, 1000n);
   assert.deepEqual(infos.charge.defaults.autoretryFor, ['ConnectionError', 'TypeError']);
-  assert.deepEqual(infos.rest.params, ['a']);
+  assert.deepEqual(infos.rest.params, ['a', '*more']);
   assert.throws(() => task(() => 1, { bogus: 1 }), TypeError);
 });
 

@@ -274,6 +274,16 @@ fn expand_task(options: Punctuated<Meta, Token![,]>, function: &ItemFn) -> syn::
         params.push(name);
     }
 
+    // `task-info.params` in Python's notation: `y?` for a parameter that
+    // may be left out, then `*args`, `**kwargs`. The worker checks the
+    // calls it sends to this task against it, as Celery does.
+    let declared: Vec<String> = params
+        .iter()
+        .zip(&optional)
+        .map(|(name, optional)| if *optional { format!("{name}?") } else { name.clone() })
+        .chain(rest_names.iter().cloned())
+        .collect();
+
     let encode = if returns_result(&signature.output) {
         quote! {
             let __chard_value = __chard_result.map_err(::core::convert::Into::<::chard_sdk::TaskError>::into)?;
@@ -326,7 +336,7 @@ fn expand_task(options: Punctuated<Meta, Token![,]>, function: &ItemFn) -> syn::
             fn info() -> ::chard_sdk::__private::TaskInfo {
                 ::chard_sdk::__private::TaskInfo {
                     name: #task_name.to_string(),
-                    params: ::std::vec![#(#params.to_string(),)* #(#rest_names.to_string()),*],
+                    params: ::std::vec![#(#declared.to_string()),*],
                     doc: #doc,
                     defaults: ::chard_sdk::__private::TaskDefaults {
                         queue: #queue,

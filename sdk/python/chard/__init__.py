@@ -188,6 +188,26 @@ def _rate_limit(value):
     return value
 
 
+def _declared(signature):
+    """The parameters as the worker reads them (``task-info.params``):
+    Python's notation, ``y?`` for one with a default, ``*args``, a bare
+    ``*`` before keyword-only ones, ``**kwargs``. The worker checks the
+    calls it sends to this task against it, as Celery's ``Task.typing``."""
+    declared, star = [], False
+    for p in signature.parameters.values():
+        if p.kind == p.VAR_POSITIONAL:
+            declared.append("*" + p.name)
+            star = True
+        elif p.kind == p.VAR_KEYWORD:
+            declared.append("**" + p.name)
+        else:
+            if p.kind == p.KEYWORD_ONLY and not star:
+                declared.append("*")
+                star = True
+            declared.append(p.name + ("?" if p.default is not p.empty else ""))
+    return declared
+
+
 class Task:
     """A registered task: the function plus its metadata."""
 
@@ -204,11 +224,7 @@ class Task:
         if not isinstance(self.name, str):
             raise TypeError("name must be a string, got %r" % (self.name,))
         self.signature = inspect.signature(function)
-        self.params = [
-            p.name
-            for p in self.signature.parameters.values()
-            if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
-        ]
+        self.params = _declared(self.signature)
         # Positional arguments alone fit a signature of plain parameters when
         # their count is between the required and the total number; such a
         # call needs no `inspect` binding (which touches far more objects).
@@ -216,7 +232,7 @@ class Task:
             p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) for p in self.signature.parameters.values()
         )
         required = sum(1 for p in self.signature.parameters.values() if p.default is p.empty)
-        self._positional_counts = range(required, len(self.params) + 1) if plain else range(0)
+        self._positional_counts = range(required, len(self.signature.parameters) + 1) if plain else range(0)
         doc = inspect.getdoc(function)
         self.doc = doc.strip().splitlines()[0].strip() if doc and doc.strip() else None
 

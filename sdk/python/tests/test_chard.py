@@ -107,7 +107,7 @@ class DispatchTest(unittest.TestCase):
         self.assertEqual(dispatch("patch", "[]", '{"record_id": 1, "other": 2}'), ("ok", '[1,"missing",[],{"other":2}]'))
         self.assertEqual(dispatch("patch", "[1]", '{"record_id": 1}'),
                          ("failed", "TypeError", "patch: got multiple values for argument 'record_id'", None))
-        self.assertEqual({t.name: t.params for t in chard.tasks()}["patch"], ["record_id", "email"])
+        self.assertEqual({t.name: t.params for t in chard.tasks()}["patch"], ["record_id", "email?", "*tags", "**changes"])
         self.assertFalse(chard.MISSING)
         self.assertIs(chard.MISSING, type(chard.MISSING)())
         self.assertEqual(repr(chard.MISSING), "MISSING")
@@ -142,8 +142,8 @@ class DispatchTest(unittest.TestCase):
         tasks = {t.name: t for t in chard.tasks()}
         self.assertEqual(tasks["add"].params, ["x", "y"])
         self.assertEqual(tasks["add"].doc, "Add two numbers.")
-        self.assertEqual(tasks["charge"].params, ["card", "cents", "currency"])
-        self.assertEqual(tasks["spread"].params, [])
+        self.assertEqual(tasks["charge"].params, ["card", "cents?", "*", "currency?"])
+        self.assertEqual(tasks["spread"].params, ["*args", "**kwargs"])
         d = tasks["charge"].defaults
         self.assertEqual(d["time_limit_ms"], 5000)
         self.assertEqual(d["soft_time_limit_ms"], 500)

@@ -200,19 +200,47 @@ fn a_chord_whose_last_header_member_counts_nothing_still_fires() {
     }
 }
 
-/// Known difference, kept as a replay (run with `--ignored`): a chord body
-/// that cannot bind its arguments (`add(6)` given the header's list).
-/// Celery's `Task.apply_async` checks the call against the Python function
-/// (`Task.typing`) and raises before publishing, so the body's failing
-/// task is never sent (nor any after it), and the chord fails with
-/// `ChordError("Callback error: TypeError(...)")`. Chard publishes the
-/// task, which fails TypeError when it runs: a plugin's `task-info` names
-/// its parameters but not which may be left out, so Chard cannot make
-/// the same check without refusing calls its tasks accept (README,
-/// Compatibility). Seed 23 canvases 297 and 568, seed 11 canvas 237.
+/// A call that cannot bind its arguments is not sent. Celery's
+/// `Task.apply_async` checks the call against the task's signature
+/// (`Task.typing`) and raises `TypeError` before publishing: a chord body
+/// that cannot take the header's list (`add(6)` given the list and
+/// nothing else) fails with `ChordError("Callback error: TypeError(...)")`
+/// and nothing after it is sent; a chain step or callback fails the task
+/// that would have sent it. Chard checks the calls to the tasks it serves
+/// against their declared `params`. Seed 23 canvases 297 and 568, seed 11
+/// canvas 237.
 #[test]
-#[ignore = "known difference: Celery's argument check before publishing (README, Compatibility)"]
 fn a_chord_body_that_cannot_bind_its_arguments_is_not_published() {
     assert_same(23, &[297, 568], false);
     assert_same(11, &[237], false);
+}
+
+/// Each place a call that cannot bind fails, on a Python worker and on
+/// Chard (`canvas_fuzz.py typing`): the task that would send a chain step,
+/// a link callback or a group fails with TypeError (the group's members
+/// before the bad one are sent, none after; a failed chain fails its later
+/// steps); a chord body fails with `ChordError('Callback error: ...')`.
+/// A keyword that fills a parameter binds.
+#[test]
+fn a_call_that_cannot_bind_fails_where_celery_s_type_error_fails() {
+    let on = |python: bool| {
+        let redis = RedisServer::start();
+        let _worker = if python {
+            Err(CeleryWorker::start_with(&redis.url(0), &redis.url(1), &[]))
+        } else {
+            Ok(chard(&redis, "1"))
+        };
+        run_python("canvas_fuzz.py", &["typing", &redis.url(0), &redis.url(1)])
+    };
+    let type_error = json!(["FAILURE", "TypeError", null]);
+    let expected = json!({
+        "chain_step": {"t1": type_error, "t2": type_error},
+        "link": {"l1": type_error, "l2": null},
+        "keyword": {"k1": type_error, "k2": type_error},
+        "group_member": {"g1": type_error, "g2": ["SUCCESS", 1], "g3": null, "g4": null},
+        "chord_body": {"h1": ["SUCCESS", 1], "b1": ["FAILURE", "ChordError", "['Callback error: TypeError"]},
+        "binds": {"o1": ["SUCCESS", 2], "o2": ["SUCCESS", 5]},
+    });
+    assert_eq!(on(true), expected, "the Python worker");
+    assert_eq!(on(false), expected, "the Chard worker");
 }

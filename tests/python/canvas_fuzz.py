@@ -9,6 +9,10 @@ Usage:
   canvas_fuzz.py mixed BROKER BACKEND
       Two such chords applied on queue `applier` and completed on queue
       `completer` (a Chard and a Python worker, one on each).
+  canvas_fuzz.py typing BROKER BACKEND
+      Canvases with a call that cannot bind its arguments (Celery's
+      `Task.typing`: the sender raises TypeError before publishing it) and
+      one that can; prints each task's outcome, or null if it never ran.
   canvas_fuzz.py run BROKER BACKEND SEED COUNT [BATCH [ONLY]]
       COUNT random canvases from SEED (chains, groups and chords nested up
       to depth 4, .s/.si, empty members, failing members, link, link_error,
@@ -192,6 +196,45 @@ def outcome(meta, ids):
             detail = re.sub(r"\(.*", "", str(normalise(text, ids)), flags=re.S)
         return [meta["status"], result.get("exc_type"), detail]
     return [meta["status"], normalise(result, ids)]
+
+
+def typing(app):
+    """Per canvas: how to make it, its tasks' ids, the ids to wait for."""
+    import time
+
+    def sig(name, task_id, *args, immutable=False, **kwargs):
+        return signature(name, args=args, kwargs=kwargs, immutable=immutable, app=app).set(task_id=task_id)
+
+    cases = {
+        # The next chain step cannot bind: the task that would send it fails.
+        "chain_step": (lambda: chain(sig("canvas.add", "t1", 1, 1, immutable=True), sig("canvas.add", "t2", 2, immutable=True)),
+                       ["t1", "t2"], ["t1"]),
+        # A link callback with one argument too many.
+        "link": (lambda: sig("canvas.add", "l1", 1, 1, immutable=True).set(link=sig("canvas.identity", "l2", 1, 2, immutable=True)),
+                 ["l1", "l2"], ["l1"]),
+        # A keyword the task does not take.
+        "keyword": (lambda: chain(sig("canvas.identity", "k1", 1, immutable=True), sig("canvas.identity", "k2", z=1)),
+                    ["k1", "k2"], ["k1"]),
+        # A group's second member cannot bind: the first is sent, the third never.
+        "group_member": (lambda: chain(sig("canvas.identity", "g1", 1, immutable=True),
+                                       group(sig("canvas.identity", "g2"), sig("canvas.add", "g3", 3, immutable=True), sig("canvas.identity", "g4"))),
+                         ["g1", "g2", "g3", "g4"], ["g1", "g2"]),
+        # A chord body that cannot take the header's list.
+        "chord_body": (lambda: chord([sig("canvas.identity", "h1", 1, immutable=True)], sig("canvas.add", "b1", 6, immutable=True)),
+                       ["h1", "b1"], ["h1", "b1"]),
+        # Binds: a keyword fills the second parameter.
+        "binds": (lambda: chain(sig("canvas.add", "o1", 1, 1, immutable=True), sig("canvas.add", "o2", y=3)), ["o1", "o2"], ["o1", "o2"]),
+    }
+    backend = app.backend.client
+    out = {}
+    for name, (make, ids, wait) in cases.items():
+        make().apply_async()
+        deadline = time.time() + 30
+        while time.time() < deadline and not all(backend.get(f"celery-task-meta-{i}") for i in wait):
+            time.sleep(0.05)
+        time.sleep(0.5)
+        out[name] = {i: outcome(backend.get(f"celery-task-meta-{i}"), set(ids)) for i in ids}
+    return out
 
 
 class Received:

@@ -34,6 +34,7 @@ mod plugin;
 mod progress;
 mod policy;
 mod registry;
+mod signature;
 mod wasm_kind;
 mod watch;
 mod world;
@@ -51,6 +52,7 @@ pub use policy::{AllowedDir, Allowance, Policy, PolicyFile, Refusal};
 pub use plugin::{LoadError, Plugin, TaskDefaults, TaskInfo};
 pub use progress::ProgressSink;
 pub use registry::{empty_folder_hint, Registry, ResolveError};
+pub use signature::TaskSignature;
 pub use watch::{watch, ReloadHook, SharedRegistry, WatchHandle};
 
 /// Bindings generated once per world, the contracts plugins target. A

@@ -16,6 +16,7 @@ use super::names::{check_name, served_name};
 use super::origin::origin_of;
 use super::outcome::Outcome;
 use super::policy::Refusal;
+use super::signature::TaskSignature;
 use super::wasm_kind::{self, WasmKind};
 use super::world::WorldPre;
 
@@ -109,7 +110,12 @@ pub struct TaskInfo {
     /// The name jobs ask for (see `names`): `math.add`, or what the plugin or
     /// its manifest chose.
     pub served: String,
+    /// Parameters in Python's notation (`x`, `y?`, `*args`, `**kwargs`).
     pub params: Vec<String>,
+    /// How the task can be called, for Celery's argument check before a
+    /// call to it is sent: `None` when its plugin does not say (a 0.1
+    /// plugin, or `params` that break the notation).
+    pub signature: Option<TaskSignature>,
     pub doc: Option<String>,
     pub defaults: TaskDefaults,
 }
@@ -259,6 +265,11 @@ impl Plugin {
                 ..task
             })
             .collect();
+        for task in plugin.tasks.iter().filter(|task| task.signature.is_none() && plugin.pre.version() != "0.1") {
+            if let Err(reason) = TaskSignature::parse(&task.params) {
+                tracing::warn!(plugin = %plugin.name, task = %task.name, "its params {:?} do not read as a signature ({reason}): calls to it are sent unchecked", task.params);
+            }
+        }
         for (index, task) in plugin.tasks.iter().enumerate() {
             if let Some(earlier) = plugin.tasks[..index].iter().find(|earlier| earlier.served == task.served) {
                 return Err(LoadError::DuplicateName {
@@ -369,6 +380,7 @@ impl From<types::TaskInfo> for TaskInfo {
         Self {
             served: info.name.clone(),
             name: info.name,
+            signature: TaskSignature::parse(&info.params).ok(),
             params: info.params,
             doc: info.doc,
             defaults: TaskDefaults {

@@ -420,6 +420,7 @@ mod tests {
             name: "add".into(),
             served: "math.add".into(),
             params: vec![],
+            signature: None,
             doc: None,
             defaults: crate::runtime::TaskDefaults {
                 memory_limit_mb: memory,

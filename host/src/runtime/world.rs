@@ -134,9 +134,11 @@ fn task_error_v0_1(error: v0_1::chard::task::types::TaskError) -> Outcome {
     }
 }
 
+/// A 0.1 plugin's `params` are names only (0.1 had no notation for
+/// optional or variadic parameters), so its tasks are not checked.
 fn task_info_v0_1(info: v0_1::chard::task::types::TaskInfo) -> TaskInfo {
     let defaults = info.defaults;
-    TaskInfo::from(v0_2::chard::task::types::TaskInfo {
+    let info = TaskInfo::from(v0_2::chard::task::types::TaskInfo {
         name: info.name,
         params: info.params,
         doc: info.doc,
@@ -153,7 +155,8 @@ fn task_info_v0_1(info: v0_1::chard::task::types::TaskInfo) -> TaskInfo {
             retry_backoff_max_ms: defaults.retry_backoff_max_ms,
             retry_jitter: defaults.retry_jitter,
         },
-    })
+    });
+    TaskInfo { signature: None, ..info }
 }
 
 fn context_v0_1(context: &JobContext) -> v0_1::chard::task::types::Context {

@@ -10,7 +10,7 @@ use super::job::{self, Job};
 use super::plan::{self, Plan, PlanSettings};
 use super::{builtins, current_registry, outbox, replace, Completion, Shared};
 use crate::broker::Broker;
-use crate::runtime::{Effects, Failure, JobRequest, Outcome};
+use crate::runtime::{Effects, JobRequest, Outcome};
 
 pub(super) fn finish_without_running<B: Broker>(shared: &Arc<Shared<B>>, job: Job, make: impl FnOnce(&Job, &PlanSettings) -> Plan) {
     let plan = make(&job, &shared.settings);
@@ -147,7 +147,7 @@ fn execute<B: Broker>(shared: &Arc<Shared<B>>, job: Job) -> Completion {
     let mut plan = match (&outcome, effects.replacement) {
         // Celery's `self.replace(sig)`: the signature takes the job's place.
         (Outcome::Succeeded { .. }, Some(signature)) => replace::plan(&job, &signature, &shared.settings)
-            .unwrap_or_else(|error| plan::plan(&job, &Outcome::Failed(Failure::new("ValueError", format!("replace: {error}"))), task, &shared.settings)),
+            .unwrap_or_else(|failure| plan::plan(&job, &Outcome::Failed(failure), task, &shared.settings)),
         _ => plan::after_run(&job, &outcome, task, sent, &shared.settings),
     };
     plan.publish.extend(publish);

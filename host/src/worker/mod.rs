@@ -51,6 +51,7 @@ mod rate;
 mod replace;
 mod report;
 mod revoke;
+mod typing;
 
 pub use rate::parse_rate;
 
@@ -300,11 +301,13 @@ pub async fn run<B: Broker, R: ResultBackend>(
     let (jobs_tx, jobs_rx) = flume::unbounded::<Job>();
     let hostname: Arc<str> = config.hostname.clone().into();
     let events = Arc::new(crate::events::Events::new(&config.hostname, config.task_events));
+    let registry: crate::runtime::SharedRegistry = Arc::new(std::sync::RwLock::new(Arc::new(registry)));
     let settings = Arc::new(PlanSettings {
         hostname: config.hostname.clone(),
         result_expires: config.result_expires,
         routes: config.routes.clone(),
         max_result_bytes: config.max_result_bytes,
+        typing: Arc::new(typing::Served(registry.clone())),
     });
     let progress = Arc::new(progress::ProgressBoard::default());
     let services = crate::runtime::Services {
@@ -324,7 +327,7 @@ pub async fn run<B: Broker, R: ResultBackend>(
         executors_gone: Notify::new(),
         config,
         broker,
-        registry: Arc::new(std::sync::RwLock::new(Arc::new(registry))),
+        registry,
         hostname,
         held: Mutex::new(HashSet::new()),
         chord_checks: Mutex::new(HashSet::new()),

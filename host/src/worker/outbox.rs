@@ -41,6 +41,7 @@ impl TaskSender for Sender {
             hostname: &self.settings.hostname,
             routes: &self.settings.routes,
             reply_to: None,
+            typing: self.settings.typing.as_ref(),
         };
         // The ids of one `send`: `<job id>:<retries>:<call index>:<n>`, hashed.
         let ids = canvas::derived_ids(ID_NAMESPACE, format!("{}:{}:{index}", parent.task_id, parent.retries));

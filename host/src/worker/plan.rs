@@ -33,6 +33,9 @@ pub struct PlanSettings {
     pub routes: crate::protocol::Routes,
     /// Largest result (JSON bytes) stored; a larger one fails the job.
     pub max_result_bytes: usize,
+    /// How the tasks this worker serves can be called (Celery's
+    /// `Task.typing`), for every follow-up it sends.
+    pub typing: std::sync::Arc<dyn canvas::Typing>,
 }
 
 /// A finished chord header member: its join record and the body to fire.
@@ -82,9 +85,17 @@ pub fn after_run(job: &Job, outcome: &Outcome, task: Option<&TaskInfo>, sent: Ef
         Outcome::Succeeded { json } => {
             let value: Value = serde_json::from_str(json).unwrap_or(Value::Null);
             add_effects(&mut plan, sent, &mut children);
-            let effects = canvas::on_success(&message.embed, &value, &context(message, settings));
+            let mut effects = canvas::on_success(&message.embed, &value, &context(message, settings));
+            let raised = effects.raised.take();
             add_effects(&mut plan, effects, &mut children);
-            return finish(plan, message, State::Success, ResultValue::Value(value), children, settings);
+            let Some(error) = raised else {
+                return finish(plan, message, State::Success, ResultValue::Value(value), children, settings);
+            };
+            // `app/trace.py`: the TypeError escapes the dispatch of the
+            // callbacks and chain, and `on_error` fails the task with it;
+            // what was sent before it stays sent.
+            plan.note = Some(echo(&format!("succeeded, but a follow-up cannot take its arguments: TypeError: {error}")));
+            (State::Failure, ResultValue::Exception(ExceptionInfo::new("builtins", "TypeError", error.0)))
         }
         Outcome::Failed(failure) => {
             if let Some(request) = autoretry(failure, task, message) {
@@ -125,9 +136,14 @@ pub fn after_run(job: &Job, outcome: &Outcome, task: Option<&TaskInfo>, sent: Ef
             ResultValue::Exception(ExceptionInfo::new("chard.exceptions", "MalformedMessage", echo(reason))),
         ),
     };
-    plan.note = Some(echo(&outcome.describe()));
+    let note = plan.note.get_or_insert_with(|| echo(&outcome.describe()));
     if state == State::Failure {
-        let effects = canvas::errbacks(message.embed.errbacks.as_deref().unwrap_or_default(), &message.id, message.root_id(), &context(message, settings));
+        let mut effects = canvas::errbacks(message.embed.errbacks.as_deref().unwrap_or_default(), &message.id, message.root_id(), &context(message, settings));
+        if let Some(error) = effects.raised.take() {
+            // Celery would raise out of its failure handling here; the
+            // failure stands, the errbacks before this one are sent.
+            *note = echo(&format!("{note}; an errback cannot take its arguments: TypeError: {error}"));
+        }
         add_effects(&mut plan, effects, &mut children);
     }
     finish(plan, message, state, result, children, settings)
@@ -351,6 +367,7 @@ fn context<'a>(message: &'a TaskMessage, settings: &'a PlanSettings) -> Context<
         hostname: &settings.hostname,
         routes: &settings.routes,
         reply_to: None,
+        typing: settings.typing.as_ref(),
     }
 }
 
@@ -421,7 +438,16 @@ pub fn fire_chord(member: &ChordMember, header: HeaderResults, settings: &PlanSe
     };
     let cx = chord_context(member, settings);
     let mut firing = ChordFiring::default();
-    let effects = canvas::fire_chord_body(&member.body, results, &cx);
+    let mut effects = canvas::fire_chord_body(&member.body, results, &cx);
+    if let Some(error) = effects.raised.take() {
+        // The Redis backend's `on_chord_part_return`: `callback.delay`
+        // raised, so `chord_error_from_stack` fails the body with
+        // `ChordError('Callback error: <repr>')`; what went out before the
+        // call that raised stays sent.
+        let raised = ExceptionInfo::new("builtins", "TypeError", error.0);
+        let exception = ExceptionInfo::new("celery.exceptions", "ChordError", format!("Callback error: {}", exception_repr(&raised)));
+        firing = fail_chord_body(member, &exception, &exception, settings);
+    }
     firing.chord_sizes.extend(effects.chord_sizes);
     firing.saved_headers.extend(effects.saved_headers);
     for mut task in effects.messages {
@@ -448,7 +474,10 @@ pub fn chord_join_failed(member: &ChordMember, error: &str, settings: &PlanSetti
 fn fail_chord_body(member: &ChordMember, exception: &ExceptionInfo, original: &ExceptionInfo, settings: &PlanSettings) -> ChordFiring {
     let mut firing = ChordFiring::default();
     let cx = chord_context(member, settings);
-    let failure = canvas::chord_body_failure(&member.body, &cx);
+    let mut failure = canvas::chord_body_failure(&member.body, &cx);
+    if let Some(error) = failure.effects.raised.take() {
+        tracing::warn!(group = %member.part.group_id, "a chord body's errback cannot take its arguments, not sent: TypeError: {error}");
+    }
     let failed = failure.chord_error.iter().map(|id| (id, exception)).chain(failure.original_error.iter().map(|id| (id, original)));
     for (id, exception) in failed {
         let meta = ResultMeta::new(id, State::Failure, ResultValue::Exception(exception.clone()));
@@ -469,6 +498,7 @@ fn chord_context<'a>(member: &'a ChordMember, settings: &'a PlanSettings) -> Con
         hostname: &settings.hostname,
         routes: &settings.routes,
         reply_to: None,
+        typing: settings.typing.as_ref(),
     }
 }
 
@@ -513,7 +543,13 @@ mod tests {
     use crate::runtime::Cancellation;
 
     fn settings() -> PlanSettings {
-        PlanSettings { hostname: "w@test".into(), result_expires: Duration::from_secs(60), routes: Routes::default(), max_result_bytes: 1 << 20 }
+        PlanSettings {
+            hostname: "w@test".into(),
+            result_expires: Duration::from_secs(60),
+            routes: Routes::default(),
+            max_result_bytes: 1 << 20,
+            typing: std::sync::Arc::new(canvas::Unchecked),
+        }
     }
 
     fn job_with_headers(extra: Value) -> Job {

@@ -22,22 +22,25 @@ use serde_json::{Map, Value};
 use super::chain;
 use super::freeze::{freeze, freeze_group, Frame};
 use super::node::{as_list, Kind, Node};
+use super::typing::ArgumentError;
 use super::{new_id, Context, Effects};
 use crate::protocol::group_result::Restored;
 use crate::protocol::OutgoingTask;
 
-/// `signature.apply_async(args, **options)` for any type.
-pub fn apply_async(node: Node, args: &[Value], options: Map<String, Value>, cx: &Context, fx: &mut Effects) {
+/// `signature.apply_async(args, **options)` for any type. A task whose
+/// arguments do not bind stops it there (`typing`): what was applied
+/// before stays in `fx`.
+pub fn apply_async(node: Node, args: &[Value], options: Map<String, Value>, cx: &Context, fx: &mut Effects) -> Result<(), ArgumentError> {
     let options: Map<String, Value> = options.into_iter().filter(|(_, value)| !value.is_null()).collect();
     match node.kind {
         Kind::Task => {
             let (args, options) = node.merge(args, &options);
-            send(&node.task, args, node.kwargs.clone(), &options, cx, fx);
+            send(&node.task, args, node.kwargs.clone(), &options, cx, fx)
         }
         Kind::Chain(_) => {
             let mut merged = node.options.clone();
             merged.extend(options);
-            chain::run(node, args, merged, cx, fx);
+            chain::run(node, args, merged, cx, fx)
         }
         Kind::Group(_) => apply_group(node, args, options, cx, fx),
         Kind::Chord { .. } => apply_chord(node, args, options, cx, fx),
@@ -45,10 +48,10 @@ pub fn apply_async(node: Node, args: &[Value], options: Map<String, Value>, cx: 
 }
 
 /// `group.apply_async`.
-fn apply_group(group: Node, args: &[Value], options: Map<String, Value>, cx: &Context, fx: &mut Effects) {
-    let Kind::Group(tasks) = &group.kind else { return };
+fn apply_group(group: Node, args: &[Value], options: Map<String, Value>, cx: &Context, fx: &mut Effects) -> Result<(), ArgumentError> {
+    let Kind::Group(tasks) = &group.kind else { return Ok(()) };
     if tasks.is_empty() {
-        return;
+        return Ok(());
     }
     // `_freeze_gid`: the group's task_id is the members' group_id.
     let (_, mut options) = Node { args: Vec::new(), immutable: true, ..group.clone() }.merge(&[], &options);
@@ -78,10 +81,18 @@ fn apply_group(group: Node, args: &[Value], options: Map<String, Value>, cx: &Co
         if let Some(chord) = member_chord {
             member_options.insert("chord".into(), chord);
         }
-        apply_async(member, args, member_options, cx, fx);
+        let applied = apply_async(member, args, member_options, cx, fx);
+        if applied.is_err() {
+            // The members sent so far stay sent; neither they nor the
+            // group are recorded on the sender (Celery adds the group
+            // after its loop).
+            fx.children.truncate(trail);
+            return applied;
+        }
     }
     fx.children.truncate(trail);
     fx.children.push(serde_json::json!([[group_id, null], member_results]));
+    Ok(())
 }
 
 /// `AsyncResult.as_tuple()` of a result with no parent recorded.
@@ -115,9 +126,9 @@ pub fn descend(node: &Node) -> u64 {
 }
 
 /// `_chord.apply_async` followed by `_chord.run`.
-fn apply_chord(chord: Node, args: &[Value], mut options: Map<String, Value>, cx: &Context, fx: &mut Effects) {
-    let Kind::Chord { header, header_options, body } = chord.kind else { return };
-    let Some(body) = body else { return };
+fn apply_chord(chord: Node, args: &[Value], mut options: Map<String, Value>, cx: &Context, fx: &mut Effects) -> Result<(), ArgumentError> {
+    let Kind::Chord { header, header_options, body } = chord.kind else { return Ok(()) };
+    let Some(body) = body else { return Ok(()) };
     let partial_args: Vec<Value> = if args.is_empty() || chord.immutable { chord.args.clone() } else { args.iter().chain(&chord.args).cloned().collect() };
     let mut header_delay = Map::new();
     for key in ["countdown", "eta"] {
@@ -161,9 +172,9 @@ fn apply_chord(chord: Node, args: &[Value], mut options: Map<String, Value>, cx:
         }
         options.extend(header_delay);
         options.insert("task_id".into(), group_id.into());
-        apply_group(header, &partial_args, options, cx, fx);
+        apply_group(header, &partial_args, options, cx, fx)
     } else {
-        apply_async(body, &[Value::Array(Vec::new())], Map::new(), cx, fx);
+        apply_async(body, &[Value::Array(Vec::new())], Map::new(), cx, fx)
     }
 }
 
@@ -204,8 +215,10 @@ fn add_body_callbacks(body: &mut Node, options: &mut Map<String, Value>) {
     }
 }
 
-/// `Celery.send_task` with a signature's final options: the message.
-fn send(name: &str, args: Vec<Value>, kwargs: Map<String, Value>, options: &Map<String, Value>, cx: &Context, fx: &mut Effects) {
+/// `Task.apply_async` with a signature's final options: the argument
+/// check (`typing`), then the message (`Celery.send_task`).
+fn send(name: &str, args: Vec<Value>, kwargs: Map<String, Value>, options: &Map<String, Value>, cx: &Context, fx: &mut Effects) -> Result<(), ArgumentError> {
+    cx.typing.check(name, &args, &kwargs).map_err(ArgumentError)?;
     let raw = |value: Value| serde_json::value::to_raw_value(&value).expect("JSON value");
     let mut task = OutgoingTask::new(name, raw(Value::Array(args)), raw(Value::Object(kwargs)), cx.hostname.to_string());
     let text = |key: &str| options.get(key).and_then(Value::as_str).map(str::to_string);
@@ -240,6 +253,7 @@ fn send(name: &str, args: Vec<Value>, kwargs: Map<String, Value>, options: &Map<
     }
     fx.children.push(result_tuple(&task.id));
     fx.messages.push(task);
+    Ok(())
 }
 
 fn signatures(value: Option<&Value>) -> Option<Vec<crate::protocol::Signature>> {

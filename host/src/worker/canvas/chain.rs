@@ -17,6 +17,7 @@ use serde_json::{Map, Value};
 use super::apply::apply_async;
 use super::freeze::{freeze, Frame};
 use super::node::{as_list, Kind, Node};
+use super::typing::ArgumentError;
 use super::{Context, Effects};
 
 /// Options `_chain.run` takes for itself rather than passing to its first task.
@@ -24,8 +25,8 @@ const RUN_OPTIONS: [&str; 8] = ["chord", "group_id", "group_index", "link", "lin
 
 /// `_chain.run(args, **options)`; `options` are the chain's own merged
 /// with the caller's.
-pub fn run(chain: Node, args: &[Value], mut options: Map<String, Value>, cx: &Context, fx: &mut Effects) {
-    let Kind::Chain(steps) = chain.kind else { return };
+pub fn run(chain: Node, args: &[Value], mut options: Map<String, Value>, cx: &Context, fx: &mut Effects) -> Result<(), ArgumentError> {
+    let Kind::Chain(steps) = chain.kind else { return Ok(()) };
     let args: Vec<Value> = if args.is_empty() || chain.immutable { chain.args.clone() } else { args.iter().chain(&chain.args).cloned().collect() };
     let mut own = Map::new();
     for key in RUN_OPTIONS {
@@ -45,7 +46,7 @@ pub fn run(chain: Node, args: &[Value], mut options: Map<String, Value>, cx: &Co
     };
     let (mut tasks, ids) = prepare_steps(&args, steps, &frame, own.get("link_error"), true);
     if ids.is_empty() {
-        return;
+        return Ok(());
     }
     if let Some(link) = own.get("link") {
         tasks[0].extend_option("link", link);
@@ -57,7 +58,7 @@ pub fn run(chain: Node, args: &[Value], mut options: Map<String, Value>, cx: &Co
         _ => rest,
     };
     options.insert("chain".into(), Value::Array(chain));
-    apply_async(first, &[], options, cx, fx);
+    apply_async(first, &[], options, cx, fx)
 }
 
 /// Returns the prepared steps last-first (the order of `embed.chain`) and

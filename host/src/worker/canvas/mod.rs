@@ -28,6 +28,8 @@
 //!
 //! - [`task`]: what a running task asks: `send` (a signature's
 //!   `apply_async` from inside the task) and `replace` (`Task.replace`).
+//! - [`typing`]: Celery's `Task.typing`, the argument check every task
+//!   call passes before its message is made.
 //!
 //! Everything here is pure: the worker passes in who is running (the
 //! parent of whatever is sent) and gets back [`Effects`] to write. Ids are
@@ -40,10 +42,14 @@ mod chain;
 mod freeze;
 mod node;
 mod task;
+mod typing;
 mod worker;
 
 
 pub use task::{replace, send, Replaced};
+pub use typing::{ArgumentError, Typing};
+#[cfg(test)]
+pub use typing::Unchecked;
 pub use worker::{chord_body_failure, errbacks, fail_chain, fire_chord_body, on_success, ChainFailure};
 
 use serde_json::Value;
@@ -62,6 +68,8 @@ pub struct Context<'a> {
     pub routes: &'a Routes,
     /// The client's reply address, for messages whose signature has none.
     pub reply_to: Option<&'a str>,
+    /// How the tasks this worker serves can be called.
+    pub typing: &'a dyn Typing,
 }
 
 /// What applying signatures produced.
@@ -80,6 +88,11 @@ pub struct Effects {
     /// each message's `AsyncResult.as_tuple()`, a group as one
     /// `GroupResult` tuple. Stored as the result's `children`.
     pub children: Vec<Value>,
+    /// The `TypeError` of a call whose arguments did not bind ([`typing`]):
+    /// applying stopped there, as Celery's stops where it raises. What is
+    /// above was applied before it and stays; the caller decides what the
+    /// error fails.
+    pub raised: Option<ArgumentError>,
 }
 
 thread_local! {
@@ -130,7 +143,7 @@ mod tests {
 
     fn run(embed: Embed) -> Effects {
         let routes = Routes::default();
-        let cx = Context { task_id: "parent", root_id: "root", default_queue: "celery", hostname: "w@test", routes: &routes, reply_to: None };
+        let cx = Context { task_id: "parent", root_id: "root", default_queue: "celery", hostname: "w@test", routes: &routes, reply_to: None, typing: &Unchecked };
         on_success(&embed, &json!(5), &cx)
     }
 
@@ -179,6 +192,42 @@ mod tests {
         let effects = run(Embed { callbacks: Some(callbacks), ..Embed::default() });
         assert_eq!(effects.chord_sizes.len(), 1);
         assert!(effects.saved_headers.is_empty());
+    }
+
+    /// Takes exactly two positional arguments, as `def two(x, y)`.
+    struct Strict;
+
+    impl Typing for Strict {
+        fn check(&self, task: &str, args: &[Value], _: &serde_json::Map<String, Value>) -> Result<(), String> {
+            match (task, args.len()) {
+                ("t.two", 2) | ("t.a" | "t.b" | "t.c", _) => Ok(()),
+                (_, 1) => Err("two() takes 2 positional arguments but 1 was given".into()),
+                (_, given) => Err(format!("two() takes 2 positional arguments but {given} were given")),
+            }
+        }
+    }
+
+    #[test]
+    fn a_call_that_cannot_bind_stops_the_applying_where_it_is_as_celery_s_type_error_does() {
+        let group = json!({"task": "celery.group", "args": [], "kwargs": {"tasks": [task("t.a", "m1"), task("t.two", "m2"), task("t.a", "m3")]},
+                           "options": {}, "subtask_type": "group", "immutable": false});
+        let callbacks: Vec<Signature> = serde_json::from_value(json!([group])).unwrap();
+        let routes = Routes::default();
+        let cx = Context { task_id: "parent", root_id: "root", default_queue: "celery", hostname: "w@test", routes: &routes, reply_to: None, typing: &Strict };
+        let embed = Embed { callbacks: Some(callbacks), ..Embed::default() };
+        let effects = on_success(&embed, &json!(5), &cx);
+        let ids: Vec<&str> = effects.messages.iter().map(|message| message.id.as_str()).collect();
+        assert_eq!(ids, ["m1"], "the member before the one that raised is sent, none after");
+        assert_eq!(effects.raised, Some(ArgumentError("two() takes 2 positional arguments but 1 was given".into())));
+        assert!(effects.children.is_empty(), "Celery records the group on the sender only after its loop");
+
+        // The same member with both arguments binds, and everything is sent.
+        let group = json!({"task": "celery.group", "args": [], "kwargs": {"tasks": [task("t.a", "m1"), {"task": "t.two", "args": [1], "kwargs": {}, "options": {"task_id": "m2"}, "subtask_type": null, "immutable": false}]},
+                           "options": {}, "subtask_type": "group", "immutable": false});
+        let embed = Embed { callbacks: Some(serde_json::from_value(json!([group])).unwrap()), ..Embed::default() };
+        let effects = on_success(&embed, &json!(5), &cx);
+        assert_eq!(effects.messages.len(), 2);
+        assert_eq!(effects.raised, None);
     }
 
     #[test]

@@ -34,7 +34,8 @@ pub fn send(signature: &Value, cx: &Context) -> Result<(String, Effects), String
     // names the result; `apply_async` keeps ids already set.
     let id = freeze(&mut node, &Frame::default());
     let mut fx = Effects::default();
-    apply_async(node, &[], Map::new(), cx, &mut fx);
+    // Raised inside the task, as in Celery; nothing of this call is sent.
+    apply_async(node, &[], Map::new(), cx, &mut fx).map_err(|error| format!("TypeError: {error}"))?;
     Ok((id, fx))
 }
 
@@ -52,7 +53,8 @@ pub struct Replaced<'a> {
     pub replaced_task_nesting: u64,
 }
 
-/// `Task.replace(sig)` followed by `sig.delay()`.
+/// `Task.replace(sig)` followed by `sig.delay()`. A replacement whose
+/// first task cannot bind its arguments comes back with `raised` set.
 pub fn replace(signature: &Value, request: &Replaced, cx: &Context) -> Result<Effects, String> {
     let mut sig = parse(signature)?;
     if sig.options.contains_key("chord") {
@@ -92,7 +94,9 @@ pub fn replace(signature: &Value, request: &Replaced, cx: &Context) -> Result<Ef
         sig = sig.or(step);
     }
     let mut fx = Effects::default();
-    apply_async(sig, &[], Map::new(), cx, &mut fx);
+    if let Err(error) = apply_async(sig, &[], Map::new(), cx, &mut fx) {
+        fx.raised = Some(error);
+    }
     Ok(fx)
 }
 

@@ -20,6 +20,7 @@ use serde_json::{Map, Value};
 use super::apply::apply_async;
 use super::freeze::{freeze_group, Frame};
 use super::node::{as_list, Kind, Node};
+use super::typing::ArgumentError;
 use super::{Context, Effects};
 use crate::protocol::{Embed, Signature};
 
@@ -32,42 +33,54 @@ fn nodes(signatures: &[Signature]) -> Vec<Node> {
     signatures.iter().filter_map(Node::from_signature).collect()
 }
 
-/// Callbacks and the next chain step, after a success.
-pub fn on_success(embed: &Embed, result: &Value, cx: &Context) -> Effects {
+/// Runs `apply` into fresh effects, noting where a `TypeError` stopped it.
+fn applying(apply: impl FnOnce(&mut Effects) -> Result<(), ArgumentError>) -> Effects {
     let mut fx = Effects::default();
+    if let Err(error) = apply(&mut fx) {
+        fx.raised = Some(error);
+    }
+    fx
+}
+
+/// Callbacks and the next chain step, after a success
+/// (`_dispatch_callbacks_and_chain`).
+pub fn on_success(embed: &Embed, result: &Value, cx: &Context) -> Effects {
+    applying(|fx| dispatch(embed, result, cx, fx))
+}
+
+fn dispatch(embed: &Embed, result: &Value, cx: &Context, fx: &mut Effects) -> Result<(), ArgumentError> {
     let args = [result.clone()];
     let callbacks = nodes(embed.callbacks.as_deref().unwrap_or_default());
     if callbacks.len() > 1 {
         let (groups, tasks): (Vec<Node>, Vec<Node>) = callbacks.into_iter().partition(|node| matches!(node.kind, Kind::Group(_)));
         for group in groups {
-            apply_async(group, &args, lineage(cx.task_id, cx.root_id), cx, &mut fx);
+            apply_async(group, &args, lineage(cx.task_id, cx.root_id), cx, fx)?;
         }
         if !tasks.is_empty() {
-            apply_async(Node::group(tasks), &args, lineage(cx.task_id, cx.root_id), cx, &mut fx);
+            apply_async(Node::group(tasks), &args, lineage(cx.task_id, cx.root_id), cx, fx)?;
         }
     } else if let Some(callback) = callbacks.into_iter().next() {
-        apply_async(callback, &args, lineage(cx.task_id, cx.root_id), cx, &mut fx);
+        apply_async(callback, &args, lineage(cx.task_id, cx.root_id), cx, fx)?;
     }
     if let Some((next, rest)) = embed.chain.as_deref().unwrap_or_default().split_last() {
         if let Some(next) = Node::from_signature(next) {
             let mut options = lineage(cx.task_id, cx.root_id);
             options.insert("chain".into(), serde_json::to_value(rest).expect("signatures serialise"));
-            apply_async(next, &args, options, cx, &mut fx);
+            apply_async(next, &args, options, cx, fx)?;
         }
     }
-    fx
+    Ok(())
 }
 
 /// `_call_task_errbacks`: one group of errbacks, called with the failed
 /// id; `root_id` is the failed request's (its own id for a chord body,
 /// which fails through a request Celery makes up).
 pub fn errbacks(errbacks: &[Signature], failed_id: &str, root_id: &str, cx: &Context) -> Effects {
-    let mut fx = Effects::default();
     let errbacks = nodes(errbacks);
-    if !errbacks.is_empty() {
-        apply_async(Node::group(errbacks), &[Value::from(failed_id)], lineage(failed_id, root_id), cx, &mut fx);
-    }
-    fx
+    applying(|fx| match errbacks.is_empty() {
+        true => Ok(()),
+        false => apply_async(Node::group(errbacks), &[Value::from(failed_id)], lineage(failed_id, root_id), cx, fx),
+    })
 }
 
 /// A later chain step that fails with the task that failed before it.
@@ -102,11 +115,10 @@ pub fn fail_chain(chain: &[Signature]) -> Vec<ChainFailure> {
 
 /// The chord is complete: `body.delay(results)`.
 pub fn fire_chord_body(body: &Signature, results: Vec<Value>, cx: &Context) -> Effects {
-    let mut fx = Effects::default();
-    if let Some(body) = Node::from_signature(body) {
-        apply_async(body, &[Value::Array(results)], Map::new(), cx, &mut fx);
-    }
-    fx
+    applying(|fx| match Node::from_signature(body) {
+        Some(body) => apply_async(body, &[Value::Array(results)], Map::new(), cx, fx),
+        None => Ok(()),
+    })
 }
 
 /// How a chord body fails.
@@ -164,6 +176,7 @@ pub fn chord_body_failure(body: &Signature, cx: &Context) -> BodyFailure {
                 failure.effects.messages.extend(sent.messages);
                 failure.effects.chord_sizes.extend(sent.chord_sizes);
                 failure.effects.saved_headers.extend(sent.saved_headers);
+                failure.effects.raised = failure.effects.raised.take().or(sent.raised);
                 failure.original_error.push(id.clone());
             }
         }

@@ -22,6 +22,14 @@ static void add(chard_call *call) {
     chard_return_int(call, x + y);
 }
 
+/* `x * factor`: a call may leave `factor` out, and no more. */
+static void scale(chard_call *call) {
+    int64_t x, factor = 10;
+    if (!chard_arg_int(call, 0, &x)) return;
+    if (chard_arg_present(call, 1) && !chard_arg_int(call, 1, &factor)) return;
+    chard_return_int(call, x * factor);
+}
+
 /* Report `steps` PROGRESS states, `step_ms` apart (the worker's clock, no
  * grant needed), so a client polling the result sees them. */
 static void progress(chard_call *call) {
@@ -147,6 +155,7 @@ static void reject_it(chard_call *call) { chard_reject(call, false, "not for us"
 
 CHARD_TASKS(
     {.name = "add", .fn = add, .params = CHARD_PARAMS("x", "y")},
+    {.name = "scale", .fn = scale, .params = CHARD_PARAMS("x", "factor?")},
     {.name = "progress", .fn = progress, .params = CHARD_PARAMS("steps", "step_ms"), .doc = "Report PROGRESS states."},
     {.name = "fan_out", .fn = fan_out, .params = CHARD_PARAMS("n"), .doc = "Send n additions."},
     {.name = "send_then_fail", .fn = send_then_fail, .doc = "Send, then fail: nothing is sent."},

@@ -12,6 +12,9 @@ class ExpectedException extends Error {
 
 export const add = (x, y) => x + y;
 
+/** `x * factor`: a call may leave `factor` out, and no more. */
+export const scale = (x, factor = 10) => x * factor;
+
 /** Report `steps` PROGRESS states, `step_ms` apart (the worker's clock). */
 export function progress(steps, step_ms) {
   for (let done = 1; done <= steps; done++) {

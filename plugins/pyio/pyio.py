@@ -17,6 +17,12 @@ def add(x, y):
 
 
 @task
+def scale(x, factor=10):
+    """`x * factor`: a call may leave `factor` out, and no more."""
+    return x * factor
+
+
+@task
 def progress(steps, step_ms):
     """Report `steps` PROGRESS states, `step_ms` apart (the worker's clock,
     no grant needed), so a client polling the result sees them."""

@@ -135,3 +135,27 @@ fn every_capability_is_denied_without_its_grant() {
     }
 }
 
+
+/// Each SDK declares which parameters may be left out, so the worker's
+/// check of the calls it sends (Celery's `Task.typing`) accepts what the
+/// task accepts and refuses the rest with Python's message, failing the
+/// task that would have sent it. (Rust: `io.rest`'s listing.)
+#[test]
+fn a_chain_step_is_checked_against_the_parameters_each_sdk_declares() {
+    let redis = RedisServer::start();
+    let (_plugins, _worker) = worker(&redis, &PLUGINS, "", &[]);
+    for plugin in PLUGINS {
+        let seen = scenario(&redis, "typing", plugin, &[]);
+        assert_eq!(seen["default"], json!(20), "{plugin}: {seen}");
+        assert_eq!(seen["given"], json!(6), "{plugin}: {seen}");
+        let message = json!(["scale() takes from 1 to 2 positional arguments but 3 were given"]);
+        for task in ["add", "scale"] {
+            assert_eq!(seen["too_many"][task]["type"], json!("TypeError"), "{plugin}: {seen}");
+            assert_eq!(seen["too_many"][task]["args"], message, "{plugin} {task}: {seen}");
+        }
+    }
+    let rust = plugin_folder(&["io"]);
+    let run = host(&["tasks", "--plugins", rust.path().to_str().unwrap()]);
+    let listing = run.ok();
+    assert!(listing.lines().any(|line| line.starts_with("io.rest(first, second?, *args, **kwargs)  [")), "{listing}");
+}

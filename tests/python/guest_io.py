@@ -131,6 +131,24 @@ def cost(app, plugin, base, count):
     return {name: sorted(values)[len(values) // 2] for name, values in timings.items()}
 
 
+def typing(app, plugin):
+    """Chain steps to `scale(x, factor=10)`: leaving `factor` out binds,
+    one argument too many does not, and then `add` (the sender) fails with
+    the TypeError before `scale` is sent (Celery's `Task.typing`)."""
+    from celery import chain
+
+    def step(task, *args, immutable=False):
+        return app.signature("%s.%s" % (plugin, task), args=args, immutable=immutable)
+
+    out = {}
+    for name, args in (("default", ()), ("given", (3,)), ("too_many", (3, 4))):
+        result = chain(step("add", 1, 1, immutable=True), step("scale", *args)).apply_async()
+        outcome = {}
+        error = error_of(lambda: outcome.setdefault("value", result.get(timeout=TIMEOUT)))
+        out[name] = outcome["value"] if error is None else {"scale": error, "add": error_of(lambda: result.parent.get(timeout=TIMEOUT))}
+    return out
+
+
 def main():
     scenario, broker, backend, plugin = sys.argv[1:5]
     app = app_for(broker, backend)

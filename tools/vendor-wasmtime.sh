@@ -16,6 +16,7 @@ cd "$(dirname "$0")/.."
 patch_files=(
     vendor/wasmtime-pagemap-scan.patch   # reset every dirty page run, not 32
     vendor/wasmtime-funcref-code.patch   # funcref code locations once per module
+    vendor/wasmtime-component-trampolines.patch   # trampoline locations once per component
 )
 version="${1:-$(sed -n '/^name = "wasmtime"$/{n;s/^version = "\(.*\)"$/\1/p;}' Cargo.lock)}"
 [ -n "$version" ] || { echo "no wasmtime version in Cargo.lock; pass one" >&2; exit 1; }

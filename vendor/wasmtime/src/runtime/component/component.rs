@@ -92,6 +92,12 @@ struct ComponentInner {
     /// for this component.
     index: Arc<CompiledFunctionsTable>,
 
+    /// Text-section offsets of every trampoline's wasm-call and array-call
+    /// entry points, indexed by `TrampolineIndex`: what `trampoline_ptrs`
+    /// returns, resolved once here rather than with two searches of `index`
+    /// per trampoline in every instantiation (a WASI component has dozens).
+    trampoline_offsets: PrimaryMap<TrampolineIndex, (u32, u32)>,
+
     /// A cached handle to the `wasmtime::FuncType` for the canonical ABI's
     /// `realloc`, to avoid the need to look up types in the registry and take
     /// locks when calling `realloc` via `TypedFunc::call_raw`.
@@ -471,6 +477,15 @@ impl Component {
             [ValType::I32],
         ));
 
+        let mut trampoline_offsets = PrimaryMap::with_capacity(info.component.trampolines.len());
+        for trampoline in info.component.trampolines.keys() {
+            let start = |abi| {
+                let key = FuncKey::ComponentTrampoline(abi, trampoline);
+                index.func_loc(key).map(|loc| loc.start).expect("every trampoline is compiled")
+            };
+            trampoline_offsets.push((start(Abi::Wasm), start(Abi::Array)));
+        }
+
         Ok(Component {
             inner: Arc::new(ComponentInner {
                 id: CompiledModuleId::new(),
@@ -480,6 +495,7 @@ impl Component {
                 code,
                 info,
                 index,
+                trampoline_offsets,
                 realloc_func_type,
                 checksum,
             }),
@@ -518,14 +534,11 @@ impl Component {
     }
 
     pub(crate) fn trampoline_ptrs(&self, index: TrampolineIndex) -> AllCallFuncPointers {
-        let wasm_call = self
-            .store_invariant_func(FuncKey::ComponentTrampoline(Abi::Wasm, index))
-            .unwrap()
-            .cast();
-        let array_call = self
-            .store_invariant_func(FuncKey::ComponentTrampoline(Abi::Array, index))
-            .unwrap()
-            .cast();
+        let (wasm, array) = self.inner.trampoline_offsets[index];
+        let text = self.engine_code().text();
+        let at = |offset: u32| NonNull::from(&text[offset as usize]);
+        let wasm_call = at(wasm).cast();
+        let array_call = at(array).cast();
         AllCallFuncPointers {
             wasm_call,
             array_call,

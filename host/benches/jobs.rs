@@ -13,7 +13,10 @@
 //! core doubles throughput; the target is ≥ 0.85 for every plugin.
 //! Like the wall clock it needs an otherwise idle machine to mean anything.
 //!
-//! Run with `make bench` (needs `make plugins`).
+//! Run with `make bench` (needs `make plugins`). `CHARD_BENCH_PLUGINS=a,b`
+//! picks the plugins; `CHARD_BENCH_COPIES=1` gives each thread of the
+//! all-cores phase its own copy of the plugin, to see what sharing one
+//! costs (bench/README.md).
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -48,8 +51,20 @@ fn main() {
             None => ("-".into(), "-".into()),
         };
         let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
+        // CHARD_BENCH_COPIES=1: each thread runs its own copy of the plugin
+        // (loaded again, so nothing of the component is shared between the
+        // threads but the engine): what sharing one costs.
+        let copies = std::env::var_os("CHARD_BENCH_COPIES").is_some();
         let rate = std::thread::scope(|scope| {
-            let handles: Vec<_> = (0..threads).map(|_| scope.spawn(|| jobs_in(&plugin, budget))).collect();
+            let handles: Vec<_> = (0..threads)
+                .map(|_| {
+                    let (runtime, plugin, path) = (&runtime, &plugin, &path);
+                    scope.spawn(move || match copies {
+                        true => jobs_in(&Plugin::load(runtime, path).expect("plugin loads"), budget),
+                        false => jobs_in(plugin, budget),
+                    })
+                })
+                .collect();
             handles.into_iter().map(|handle| handle.join().unwrap()).sum::<u64>() as f64 / budget.as_secs_f64()
         });
         let scaling = rate * single.wall.as_secs_f64() / threads as f64;

@@ -33,6 +33,18 @@ pub(super) enum Builtin {
 }
 
 impl Builtin {
+    /// The Python function's name and parameters (`app/builtins.py`), for
+    /// the argument check a Python worker makes before sending a call to
+    /// one (`Task.typing`; `accumulate` is bound, so `self` is not one).
+    pub(super) fn signature(self) -> (&'static str, &'static [&'static str]) {
+        match self {
+            Self::Map => ("xmap", &["task", "it"]),
+            Self::Starmap => ("xstarmap", &["task", "it"]),
+            Self::Chunks => ("chunks", &["task", "it", "n"]),
+            Self::Accumulate => ("accumulate", &["*args", "**kwargs"]),
+        }
+    }
+
     pub(super) fn lookup(name: &str) -> Option<Self> {
         match name {
             "celery.map" => Some(Self::Map),

@@ -41,7 +41,7 @@ impl Run {
     /// The error line of a failed run.
     pub fn error_line(&self) -> String {
         assert_ne!(self.code, Some(0), "host unexpectedly succeeded: {}", self.stdout);
-        self.stderr.lines().filter(|line| line.starts_with("error:")).last().unwrap_or_default().to_string()
+        self.stderr.lines().rfind(|line| line.starts_with("error:")).unwrap_or_default().to_string()
     }
 }
 

@@ -22,11 +22,11 @@ pub(super) fn finish_without_running<B: Broker>(shared: &Arc<Shared<B>>, job: Jo
 /// it); gives back any other.
 pub(super) fn unless_stale<B: Broker>(shared: &Arc<Shared<B>>, job: Job) -> Option<Job> {
     if shared.revoked.revokes(&job.message.id, &job.message.headers.extra) {
-        finish_without_running(shared, job, |job, settings| plan::revoked(job, settings));
+        finish_without_running(shared, job, plan::revoked);
         return None;
     }
     if is_expired(&job.message) {
-        finish_without_running(shared, job, |job, settings| plan::expired(job, settings));
+        finish_without_running(shared, job, plan::expired);
         return None;
     }
     Some(job)
